@@ -1,0 +1,7 @@
+"""Splitting a system into a QM region and an environment: selection, cuts, link atoms, boundary charges."""
+
+from .boundary import SCHEMES, BoundaryMap
+from .core import Partition, partition
+from .links import LinkAtom
+
+__all__ = ["Partition", "partition", "LinkAtom", "BoundaryMap", "SCHEMES"]

@@ -1,0 +1,216 @@
+"""`partition()`: split a System into a QM region (with link atoms) and an environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import PartitionError
+from ..system import System
+from .boundary import BoundaryMap, build_boundary_map
+from .cuts import check_cuts, find_cut_bonds
+from .links import LinkAtom, link_scale_factor
+from .selection import resolve_qm_atoms
+
+#: Topology charges are treated as integer when within this of one.
+INTEGER_TOLERANCE_E = 1e-4
+
+
+@dataclass(frozen=True, eq=False)
+class Partition:
+    """A System split into QM atoms + link atoms and environment atoms.
+
+    Attributes
+    ----------
+    system : System
+    qm_atoms, env_atoms : ndarray of int
+        Sorted atom indices of the two regions.
+    charge, multiplicity : int
+        Of the QM region including its link atoms.
+    links : tuple of LinkAtom
+    boundary : BoundaryMap
+        Embedding sites and their charges as linear maps (see `qmml.partition.boundary`).
+    env_topology_charges : ndarray or None
+        Topology charges of the environment atoms (e), made to sum to an integer (see `report`).
+    notes : tuple of str
+        Things the user should know (charge corrections, mismatches).
+    """
+
+    system: System
+    qm_atoms: np.ndarray
+    env_atoms: np.ndarray
+    charge: int
+    multiplicity: int
+    links: tuple[LinkAtom, ...]
+    boundary: BoundaryMap
+    env_topology_charges: np.ndarray | None
+    notes: tuple[str, ...] = ()
+    _qm_map: sp.csr_matrix = field(default=None, repr=False)
+
+    @property
+    def qm_elements(self) -> list[str]:
+        """Elements of the QM centres: QM atoms, then link atoms."""
+        return [str(e) for e in self.system.elements[self.qm_atoms]] + [lk.element for lk in self.links]
+
+    @property
+    def n_electrons(self) -> int:
+        return int(self.system.atomic_numbers[self.qm_atoms].sum()) + len(self.links) - self.charge
+
+    @property
+    def qm_map(self) -> sp.csr_matrix:
+        """Sparse (n_qm + n_links, n_atoms) map from atom positions to QM centre positions."""
+        return self._qm_map
+
+    def qm_positions(self, positions: np.ndarray) -> np.ndarray:
+        """QM centre coordinates (Å): QM atoms then link atoms."""
+        return np.asarray(self._qm_map @ positions)
+
+    def qm_atom_forces(self, centre_forces: np.ndarray) -> np.ndarray:
+        """Forces on all atoms (n_atoms, 3) from forces on QM centres; link forces split (1-g)/g."""
+        return np.asarray(self._qm_map.T @ centre_forces)
+
+    def report(self) -> str:
+        """A readable summary of the partition."""
+        s = self.system
+        formula = _formula(self.qm_elements)
+        lines = [
+            f"Partition of {s.source}: {s.n_atoms} atoms",
+            f"  QM region     : {len(self.qm_atoms)} atoms + {len(self.links)} link atoms ({formula}), "
+            f"charge {self.charge:+d}, multiplicity {self.multiplicity}, {self.n_electrons} electrons",
+            f"  environment   : {len(self.env_atoms)} atoms, boundary scheme '{self.boundary.scheme}', "
+            f"{self.boundary.n_sites} embedding sites",
+        ]
+        if self.links:
+            lines.append("  cut bonds (Q1 - M1, link atom at R_Q1 + g (R_M1 - R_Q1)):")
+            for lk in self.links:
+                lines.append(f"    {s.atom_label(lk.q1)} - {s.atom_label(lk.m1)}  "
+                             f"{s.elements[lk.q1]}-{s.elements[lk.m1]}  g = {lk.g:.4f}")
+        else:
+            lines.append("  cut bonds     : none")
+        if s.charges is not None:
+            qm_sum = float(s.charges[self.qm_atoms].sum())
+            lines.append(f"  topology charge of QM atoms: {qm_sum:+.4f} e (QM charge given: {self.charge:+d})")
+            lines.append(f"  environment topology charge: {float(self.env_topology_charges.sum()):+.4f} e")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def partition(
+    system: System,
+    qm,
+    *,
+    charge: int,
+    multiplicity: int = 1,
+    link="scaled",
+    boundary: str = "rcd",
+    buffer_A: float | None = None,
+    complete: str | None = None,
+    allow_polar_cuts: bool = False,
+    allow_multiple_bond_cuts: bool = False,
+    allow_multiple_links: bool = False,
+) -> Partition:
+    """Split ``system`` into a QM region and an environment.
+
+    Parameters
+    ----------
+    system : System
+    qm : str or array_like of int
+        MDAnalysis selection string or atom indices of the QM region.
+    charge : int
+        Total charge of the QM region (link atoms included), e.
+    multiplicity : int
+        Spin multiplicity 2S+1 of the QM region.
+    link : "scaled" or float
+        Link-atom placement: "scaled" takes g from the bond-length table; a number fixes g.
+    boundary : str
+        Boundary charge scheme: none, z1, z2, z3, rc, rcd (default) or shift.
+    buffer_A : float, optional
+        Add every atom within this distance (Å) of the selection.
+    complete : {None, "residue", "molecule"}
+        Grow the QM region to whole residues or molecules.
+    allow_polar_cuts, allow_multiple_bond_cuts, allow_multiple_links : bool
+        Overrides for the cuts qmml refuses by default.
+
+    Notes
+    -----
+    When the system has topology charges whose environment part does not sum to an integer
+    (the boundary cut through a charge group), the difference to the nearest integer is spread
+    evenly over the environment atoms of the residues that hold an M1 atom (all environment atoms
+    when nothing is cut); the report states the shift.
+    """
+    if system.bonds is None:
+        raise PartitionError(
+            f"{system.source} has no bond information, so cut bonds cannot be found; load it with "
+            "load_system(..., guess_bonds=True), or give bonds= to System.from_arrays (bonds=[] if there are none)")
+    multiplicity, charge = int(multiplicity), int(charge)
+    if multiplicity < 1:
+        raise PartitionError(f"multiplicity={multiplicity} must be 1 or more")
+    qm_atoms = resolve_qm_atoms(system, qm, buffer_A=buffer_A, complete=complete)
+    env_atoms = np.setdiff1d(np.arange(system.n_atoms), qm_atoms)
+    cuts = find_cut_bonds(system, qm_atoms)
+    check_cuts(system, cuts, allow_polar_cuts=allow_polar_cuts,
+               allow_multiple_bond_cuts=allow_multiple_bond_cuts, allow_multiple_links=allow_multiple_links)
+    links = tuple(
+        LinkAtom(q1, m1, link_scale_factor(system.elements[q1], system.elements[m1], link,
+                                           f"cut bond {system.atom_label(q1)} - {system.atom_label(m1)}"))
+        for q1, m1 in cuts)
+
+    n_electrons = int(system.atomic_numbers[qm_atoms].sum()) + len(links) - charge
+    unpaired = multiplicity - 1
+    if n_electrons < unpaired or (n_electrons - unpaired) % 2:
+        raise PartitionError(
+            f"the QM region ({len(qm_atoms)} atoms + {len(links)} link atoms) has {n_electrons} electrons at "
+            f"charge {charge:+d}, which cannot have multiplicity {multiplicity}; "
+            f"change charge= or multiplicity= (an {'even' if n_electrons % 2 == 0 else 'odd'} count needs an "
+            f"{'odd' if n_electrons % 2 == 0 else 'even'} multiplicity)")
+
+    notes = []
+    env_charges = None
+    if system.charges is not None:
+        env_charges, note = _integer_environment_charges(system, env_atoms, links)
+        if note:
+            notes.append(note)
+        qm_topology = float(system.charges[qm_atoms].sum())
+        if abs(qm_topology - charge) > 0.5:
+            notes.append(f"the topology charges of the QM atoms sum to {qm_topology:+.3f} e but charge={charge:+d} "
+                         "was given; check the protonation state")
+
+    boundary_map = build_boundary_map(boundary, env_atoms, [lk.m1 for lk in links], system.bond_graph,
+                                      system.residue_index, system.n_atoms)
+    return Partition(system, qm_atoms, env_atoms, charge, multiplicity, links, boundary_map, env_charges,
+                     tuple(notes), _qm_map=_qm_map(qm_atoms, links, system.n_atoms))
+
+
+def _qm_map(qm_atoms: np.ndarray, links: tuple[LinkAtom, ...], n_atoms: int) -> sp.csr_matrix:
+    rows, cols, vals = list(range(len(qm_atoms))), list(qm_atoms), [1.0] * len(qm_atoms)
+    for k, lk in enumerate(links):
+        for atom, weight in lk.weights:
+            rows.append(len(qm_atoms) + k)
+            cols.append(atom)
+            vals.append(weight)
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(qm_atoms) + len(links), n_atoms))
+
+
+def _integer_environment_charges(system: System, env_atoms: np.ndarray, links) -> tuple[np.ndarray, str]:
+    q = system.charges[env_atoms].astype(np.float64)
+    total = float(q.sum())
+    excess = round(total) - total
+    if abs(excess) <= INTEGER_TOLERANCE_E:
+        return q, ""
+    cut_residues = {system.residue_index[lk.m1] for lk in links}
+    receivers = (np.isin(system.residue_index[env_atoms], list(cut_residues)) if cut_residues
+                 else np.ones(len(env_atoms), dtype=bool))
+    q[receivers] += excess / receivers.sum()
+    where = "the environment atoms of the cut residues" if cut_residues else "all environment atoms"
+    return q, (f"environment topology charges summed to {total:+.4f} e; {excess:+.4f} e was spread evenly over "
+               f"{int(receivers.sum())} atoms ({where}) to make it {round(total):+d} e")
+
+
+def _formula(elements: list[str]) -> str:
+    from collections import Counter
+
+    counts = Counter(elements)
+    order = [e for e in ("C", "H") if e in counts] + sorted(e for e in counts if e not in ("C", "H"))
+    return "".join(f"{e}{counts[e] if counts[e] > 1 else ''}" for e in order)

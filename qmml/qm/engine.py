@@ -1,0 +1,250 @@
+"""`PySCFEngine`: an SCF calculation of the QM region in the field of embedding charges.
+
+Public inputs and outputs are in Å, eV and e; Bohr and Hartree live only inside `compute`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from pyscf import gto, scf
+
+from .. import units
+from ..errors import InputError, SCFConvergenceError
+from .embedding import electronic_terms, embedding_operator, nuclear_terms
+
+log = logging.getLogger(__name__)
+
+_HF_NAMES = {"hf", "rhf", "uhf"}
+
+
+@dataclass(frozen=True)
+class QMResult:
+    """Output of one embedded SCF.
+
+    Attributes
+    ----------
+    energy : float
+        SCF energy plus the interaction of the QM nuclei with the site charges, eV.
+    forces : ndarray (n_qm, 3)
+        Forces on the QM centres (atoms and link atoms), eV/Å.
+    site_forces : ndarray (n_sites, 3)
+        Forces on the embedding sites, eV/Å.
+    site_potential : ndarray (n_sites,)
+        Electrostatic potential of the QM nuclei and electrons at each site, V (= eV/e);
+        the derivative of `energy` with respect to each site charge.
+    scf_cycles : int
+    converged_with : str
+        The SCF strategy that converged ("diis", "damping", "level shift", "second order").
+    """
+
+    energy: float
+    forces: np.ndarray
+    site_forces: np.ndarray
+    site_potential: np.ndarray
+    scf_cycles: int
+    converged_with: str
+
+
+class PySCFEngine:
+    """Embedded HF or Kohn-Sham DFT with PySCF.
+
+    Parameters
+    ----------
+    method : str
+        "hf" or any PySCF exchange-correlation functional ("b3lyp", "pbe0", "wb97x", ...).
+        Closed shells use RHF/RKS, open shells UHF/UKS.
+    basis : str or dict
+        Any PySCF basis.
+    density_fit : bool or str
+        Density fitting for the Coulomb/exchange terms; a string names the auxiliary basis.
+    conv_tol : float
+        SCF energy convergence threshold, Hartree.
+    max_cycle : int
+        SCF iterations per attempt.
+    grid_response : bool
+        Include the movement of the DFT integration grid in the forces, so forces are the exact
+        derivative of the energy (needed for energy conservation in NVE).
+    **scf_options
+        Set as attributes on the PySCF SCF object (e.g. ``grids_level=4`` for ``mf.grids.level``
+        is spelled ``grids_level``; anything else such as ``init_guess="atom"`` directly).
+
+    Examples
+    --------
+    >>> engine = PySCFEngine("b3lyp", "6-31g*")
+    >>> result = engine.compute(["O", "H", "H"], xyz_A, charge=0, multiplicity=1,
+    ...                         site_positions=sites_A, site_charges=q)   # doctest: +SKIP
+    """
+
+    def __init__(self, method: str = "b3lyp", basis="6-31g*", *, density_fit=False, conv_tol: float = 1e-9,
+                 max_cycle: int = 100, grid_response: bool = True, **scf_options):
+        self.method = str(method).lower()
+        self.basis = basis
+        self.density_fit = density_fit
+        self.conv_tol = conv_tol
+        self.max_cycle = max_cycle
+        self.grid_response = grid_response
+        self.scf_options = scf_options
+        self._previous_dm = None
+        self._previous_key = None
+        if not self.is_hf:
+            from pyscf import dft
+
+            try:
+                dft.libxc.parse_xc(self.method)
+            except Exception:
+                raise InputError(f"method={method!r} is neither 'hf' nor an exchange-correlation functional "
+                                 "PySCF knows (e.g. 'b3lyp', 'pbe', 'wb97x')") from None
+
+    @property
+    def is_hf(self) -> bool:
+        return self.method in _HF_NAMES
+
+    def __repr__(self) -> str:
+        return f"PySCFEngine({self.method!r}, {self.basis!r}, density_fit={self.density_fit!r})"
+
+    # -- building ----------------------------------------------------------------------
+    def build_molecule(self, elements, positions_A, charge: int, multiplicity: int) -> gto.Mole:
+        atoms = [(e, tuple(p)) for e, p in zip(elements, np.asarray(positions_A) * units.ANGSTROM_BOHR)]
+        try:
+            return gto.M(atom=atoms, unit="Bohr", basis=self.basis, charge=int(charge), spin=int(multiplicity) - 1,
+                         verbose=0)
+        except (RuntimeError, KeyError) as err:
+            raise InputError(f"PySCF could not build the QM molecule with basis {self.basis!r}: {err}") from None
+
+    def make_scf(self, mol: gto.Mole):
+        """The PySCF mean-field object for ``mol`` (no embedding)."""
+        restricted = mol.spin == 0
+        if self.is_hf:
+            mf = scf.RHF(mol) if restricted else scf.UHF(mol)
+        else:
+            from pyscf import dft
+
+            mf = dft.RKS(mol) if restricted else dft.UKS(mol)
+            mf.xc = self.method
+        if self.density_fit:
+            mf = mf.density_fit(auxbasis=None if self.density_fit is True else self.density_fit)
+        mf.conv_tol = self.conv_tol
+        mf.max_cycle = self.max_cycle
+        for key, value in self.scf_options.items():
+            if key.startswith("grids_"):
+                setattr(mf.grids, key[len("grids_"):], value)
+            else:
+                setattr(mf, key, value)
+        return mf
+
+    # -- computing ---------------------------------------------------------------------
+    def compute(self, elements, positions_A, *, charge: int = 0, multiplicity: int = 1, site_positions=None,
+                site_charges=None, site_radii_A=None) -> QMResult:
+        """Energy, forces and site potential of the QM region in the field of the sites.
+
+        Parameters
+        ----------
+        elements : sequence of str
+            QM centres (atoms and link atoms).
+        positions_A : array_like (n_qm, 3)
+            Their coordinates, Å.
+        charge, multiplicity : int
+        site_positions : array_like (n_sites, 3), optional
+            Embedding charge positions, Å.
+        site_charges : array_like (n_sites,), optional
+            Embedding charges, e.
+        site_radii_A : array_like (n_sites,), optional
+            Gaussian radii (Å) of smeared charges; None for point charges.
+        """
+        mol = self.build_molecule(elements, positions_A, charge, multiplicity)
+        coords = np.zeros((0, 3)) if site_positions is None else np.asarray(site_positions, float) * units.ANGSTROM_BOHR
+        q = np.zeros(0) if site_charges is None else np.asarray(site_charges, dtype=float).ravel()
+        if len(q) != len(coords):
+            raise InputError(f"{len(q)} site charges for {len(coords)} site positions")
+        zetas = None
+        if site_radii_A is not None:
+            radii = np.broadcast_to(np.asarray(site_radii_A, dtype=float), q.shape) * units.ANGSTROM_BOHR
+            if np.any(radii <= 0):
+                raise InputError("Gaussian charge radii must be positive (Å)")
+            zetas = 1.0 / radii**2
+
+        mf = self.make_scf(mol)
+        if len(q):
+            h_ext = embedding_operator(mol, coords, q, zetas)
+            h_core = mf.get_hcore(mol) + h_ext
+            mf.get_hcore = lambda *args, **kwargs: h_core  # PySCF's documented way to change the Hamiltonian
+        mf, strategy = self._converge(mf, mol)
+        dm = mf.make_rdm1()
+        dm_total = dm if dm.ndim == 2 else dm[0] + dm[1]
+        self._previous_dm = dm
+        self._previous_key = self._key(mol)
+
+        grad = mf.nuc_grad_method()
+        if not self.is_hf and hasattr(grad, "grid_response"):
+            grad.grid_response = self.grid_response
+        grad.verbose = 0
+        grad_qm = grad.kernel()  # SCF gradient at the embedded density, QM-QM nuclear repulsion included
+        energy = mf.e_tot
+        grad_sites = np.zeros((len(q), 3))
+        phi = np.zeros(len(q))
+        if len(q):
+            e_nuc, g_nuc_qm, g_nuc_sites, phi_nuc = nuclear_terms(mol.atom_coords(), mol.atom_charges().astype(float),
+                                                                  coords, q, zetas)
+            g_el_qm, g_el_sites, phi_el = electronic_terms(mol, dm_total, coords, q, zetas)
+            energy += e_nuc
+            grad_qm = grad_qm + g_nuc_qm + g_el_qm
+            grad_sites = g_nuc_sites + g_el_sites
+            phi = phi_nuc + phi_el
+        force_unit = units.HARTREE_PER_BOHR_EV_PER_A
+        return QMResult(
+            energy=float(energy) * units.HARTREE_EV,
+            forces=-np.asarray(grad_qm) * force_unit,
+            site_forces=-grad_sites * force_unit,
+            site_potential=phi * units.HARTREE_EV,
+            scf_cycles=int(getattr(mf, "cycles", -1)),
+            converged_with=strategy,
+        )
+
+    def reset(self) -> None:
+        """Forget the previous density (the next SCF starts from PySCF's default guess)."""
+        self._previous_dm = None
+        self._previous_key = None
+
+    def _key(self, mol):
+        return (tuple(mol.elements), mol.charge, mol.spin, str(self.basis))
+
+    def _initial_density(self, mol):
+        if self._previous_dm is not None and self._previous_key == self._key(mol):
+            return self._previous_dm
+        return None
+
+    def _converge(self, mf, mol):
+        """Run the SCF; on failure retry with damping, a level shift, then second-order SCF."""
+        dm0 = self._initial_density(mol)
+        tried = []
+
+        def damping(m):
+            m.damp, m.diis_start_cycle = 0.5, 8
+            return m
+
+        def level_shift(m):
+            m.level_shift = 0.5
+            return m
+
+        strategies = [("diis", lambda m: m), ("damping", damping), ("level shift", level_shift),
+                      ("second order", lambda m: m.newton())]
+        last_dm = dm0
+        for name, prepare in strategies:
+            attempt = prepare(mf.copy() if name != "diis" else mf)
+            attempt.kernel(dm0=last_dm)
+            if attempt.converged:
+                if name != "diis":
+                    log.warning("SCF converged only with %s (after %s failed)", name, ", ".join(tried))
+                if getattr(attempt, "level_shift", 0):
+                    # the level shift changes virtual energies only; converged orbitals are unaffected
+                    attempt.level_shift = 0
+                return attempt, name
+            tried.append(name)
+            last_dm = attempt.make_rdm1()
+        raise SCFConvergenceError(
+            f"SCF of the QM region ({mol.natm} atoms, {self.method}/{self.basis}, charge {mol.charge}, "
+            f"multiplicity {mol.spin + 1}) did not converge to {self.conv_tol:g} Eh in {self.max_cycle} cycles "
+            f"with any of: {', '.join(tried)}; check the geometry, charge and multiplicity, or raise max_cycle")

@@ -1,0 +1,31 @@
+"""Every unit conversion constant of qmml (CODATA 2018).
+
+The public API speaks Å, eV, fs, amu, e and K.  Hartree and Bohr appear only
+inside the PySCF and i-PI adapters, which convert with the constants below.
+"""
+
+#: 1 Hartree in eV (CODATA 2018).
+HARTREE_EV = 27.211386245988
+#: 1 Bohr in Å (CODATA 2018).
+BOHR_A = 0.529177210903
+#: Å -> Bohr.
+ANGSTROM_BOHR = 1.0 / BOHR_A
+#: Hartree/Bohr -> eV/Å.
+HARTREE_PER_BOHR_EV_PER_A = HARTREE_EV / BOHR_A
+
+#: Elementary charge in C (exact since 2019).
+ELEMENTARY_CHARGE_C = 1.602176634e-19
+#: Avogadro constant in 1/mol (exact).
+AVOGADRO = 6.02214076e23
+#: Boltzmann constant in eV/K (exact).
+BOLTZMANN_EV_PER_K = 8.617333262e-5
+#: 1 kcal/mol in eV.
+KCAL_PER_MOL_EV = 4184.0 / (ELEMENTARY_CHARGE_C * AVOGADRO)
+#: 1 kJ/mol in eV.
+KJ_PER_MOL_EV = 1000.0 / (ELEMENTARY_CHARGE_C * AVOGADRO)
+#: Coulomb constant e^2/(4 pi eps0) in eV*Å: the energy of two unit charges 1 Å apart.
+COULOMB_EV_A = HARTREE_EV * BOHR_A
+#: Atomic mass unit in kg (CODATA 2018).
+AMU_KG = 1.66053906660e-27
+#: amu*Å^2/fs^2 -> eV (kinetic energy with masses in amu, velocities in Å/fs).
+AMU_A2_PER_FS2_EV = AMU_KG * 1e-20 / 1e-30 / ELEMENTARY_CHARGE_C
