@@ -1,0 +1,36 @@
+"""The contract every environment (fixed charges, ML models) fulfils for the Hamiltonian."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class EnvironmentEvaluation:
+    """The environment at one geometry.
+
+    Attributes
+    ----------
+    energy : float
+        Environment energy, eV.
+    charges : ndarray (n_env,)
+        Charges of the environment atoms (partition order), e.
+    forces : callable
+        ``forces(charge_gradient)`` returns the forces on all atoms (n_atoms, 3), eV/Å, of
+        ``energy + sum_j charge_gradient[j] * charges[j]`` with ``charge_gradient`` held fixed: the
+        environment's own forces plus the charge-response term (one vector-Jacobian product).
+    """
+
+    energy: float
+    charges: np.ndarray
+    forces: Callable[[np.ndarray], np.ndarray]
+
+
+class Environment(Protocol):
+    """Anything that maps positions to an `EnvironmentEvaluation`."""
+
+    def evaluate(self, positions: np.ndarray, partition) -> EnvironmentEvaluation:  # pragma: no cover - protocol
+        ...
