@@ -250,6 +250,8 @@ def load_system(source, *coordinates, guess_bonds: bool | None = None) -> System
                              "check the format, or pass a topology and a coordinate file") from None
     atoms = u.atoms
     elements = _elements_of(atoms, label)
+    if not hasattr(atoms, "resnames"):  # XYZ and friends: give selections a residue name to work with
+        u.add_TopologyAttr("resnames", ["UNK"] * len(u.residues))
     if not hasattr(u.trajectory, "ts") or u.trajectory.n_atoms != len(atoms) or not u.trajectory.ts.has_positions:
         raise InputError(f"{label}: the file has no coordinates; pass a coordinate file too, "
                          "e.g. load_system('x.psf', 'x.pdb')")
@@ -265,15 +267,18 @@ def load_system(source, *coordinates, guess_bonds: bool | None = None) -> System
     masses = np.array([MASSES_AMU[e] for e in elements], dtype=np.float64)
     if hasattr(atoms, "masses") and _topology_has("masses", u) and np.all(atoms.masses > 0):
         masses = np.asarray(atoms.masses, dtype=np.float64)
-    charges = np.asarray(atoms.charges, dtype=np.float64) if hasattr(atoms, "charges") else None
+    charges = None
+    if hasattr(atoms, "charges"):
+        # MDAnalysis keeps float32; topology files give at most 6 decimals, so rounding restores them
+        charges = np.round(np.asarray(atoms.charges, dtype=np.float64), 6)
     return System(
         elements=elements,
         positions=np.asarray(atoms.positions, dtype=np.float64),
         masses=masses,
         box=_normalize_box(u.dimensions),
         bonds=None if bonds is None else _normalize_bonds(bonds, len(atoms)),
-        resids=np.asarray(atoms.resids, dtype=int),
-        resnames=np.asarray(atoms.resnames, dtype=object),
+        resids=np.asarray(atoms.resids, dtype=int) if hasattr(atoms, "resids") else np.ones(len(atoms), dtype=int),
+        resnames=np.asarray(atoms.resnames if hasattr(atoms, "resnames") else ["UNK"] * len(atoms), dtype=object),
         names=np.asarray(atoms.names, dtype=object),
         charges=charges,
         source=label,
