@@ -1,0 +1,122 @@
+"""Command line: ``qmml run JOB.yaml``, ``qmml partition STRUCTURE --qm SELECTION --charge N``.
+
+Input errors print one line (file, key or atom, fix) and exit with status 2; nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import QmmlError
+
+EXIT_INPUT_ERROR = 2
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="qmml", description="QM/ML multiscale simulation with PySCF and PyTorch.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = commands.add_parser("run", help="run the job described by a YAML file")
+    run.add_argument("config", help="YAML job file (see data/examples/)")
+    part = commands.add_parser("partition", help="print the QM/environment partition report of a structure")
+    part.add_argument("structure", nargs="+", help="topology and/or coordinate files")
+    part.add_argument("--qm", required=True, help="MDAnalysis selection of the QM atoms")
+    part.add_argument("--charge", type=int, required=True, help="charge of the QM region (e)")
+    part.add_argument("--multiplicity", type=int, default=1)
+    part.add_argument("--boundary", default="rcd", help="boundary charge scheme (default rcd)")
+    part.add_argument("--guess-bonds", action="store_true", help="guess bonds from distances")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args.config)
+        return _partition(args)
+    except QmmlError as err:
+        print(f"qmml: error: {err}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+
+
+def _partition(args) -> int:
+    from . import load_system, partition
+
+    system = load_system(*args.structure, guess_bonds=args.guess_bonds or None)
+    print(partition(system, args.qm, charge=args.charge, multiplicity=args.multiplicity,
+                    boundary=args.boundary).report())
+    return 0
+
+
+def _run(config_path) -> int:
+    from . import FixedCharges, Hamiltonian, PySCFEngine, load_system, partition
+    from .config import load_config
+    from .errors import InputError
+
+    config, root = load_config(config_path)
+    output = None
+    if config.output:
+        output = (root / config.output)
+        if output.exists():
+            raise InputError(f"{config_path}: key 'output': {output} already exists and is never overwritten; "
+                             "move it away or name another file")
+    system = load_system(*((root / s).resolve() for s in config.structure), guess_bonds=config.guess_bonds or None)
+    qm = config.qm
+    part = partition(system, qm.selection, charge=qm.charge, multiplicity=qm.multiplicity, link=qm.link,
+                     boundary=qm.boundary, buffer_A=qm.buffer_A, complete=qm.complete,
+                     allow_polar_cuts=qm.allow_polar_cuts, allow_multiple_bond_cuts=qm.allow_multiple_bond_cuts,
+                     allow_multiple_links=qm.allow_multiple_links)
+    print(part.report())
+    engine = PySCFEngine(qm.method, qm.basis, density_fit=qm.density_fit, conv_tol=qm.conv_tol)
+    hamiltonian = Hamiltonian(part, engine, FixedCharges(), vdw=config.vdw,
+                              charge_radii_A=config.environment.charge_radii_A)
+    print(f"\nSingle point: {engine.method}/{qm.basis} QM region in {len(part.env_atoms)} fixed topology charges ...",
+          flush=True)
+    start = time.perf_counter()
+    result = hamiltonian.compute(system.positions)
+    elapsed = time.perf_counter() - start
+    print(summary(part, result, elapsed))
+    if output is not None:
+        write_extxyz(output, system, result)
+        print(f"\nwrote positions and forces to {output}")
+    return 0
+
+
+def summary(part, result, elapsed_s: float) -> str:
+    """The readable result block of a single point."""
+    system = part.system
+    f = result.forces
+    norms = np.linalg.norm(f, axis=1)
+    worst = int(np.argmax(norms))
+    lines = [
+        "",
+        "Result (eV, eV/Å, e)",
+        f"  total energy        : {result.energy:16.6f} eV",
+        f"  QM energy (embedded): {result.qm_energy:16.6f} eV",
+        f"  QM-environment vdW  : {result.vdw_energy:16.6f} eV",
+        f"  environment energy  : {result.env_energy:16.6f} eV",
+        f"  SCF cycles          : {result.scf_cycles} ({result.details.get('scf_strategy', '')})",
+        f"  charges seen by QM  : {len(result.site_charges)} sites, total {result.site_charges.sum():+.4f} e",
+        f"  RMS force           : {np.sqrt(np.mean(norms ** 2)):.4f} eV/Å; largest {norms[worst]:.4f} eV/Å "
+        f"on {system.atom_label(worst)}",
+        f"  net force           : {np.abs(f.sum(axis=0)).max():.2e} eV/Å (should be ~0)",
+        "  forces on QM atoms (eV/Å):",
+    ]
+    for i in part.qm_atoms:
+        lines.append(f"    {system.atom_label(int(i)):28s} {f[i, 0]:10.4f} {f[i, 1]:10.4f} {f[i, 2]:10.4f}")
+    lines.append(f"  wall time           : {elapsed_s:.1f} s")
+    return "\n".join(lines)
+
+
+def write_extxyz(path: Path, system, result) -> None:
+    """Positions (Å) and forces (eV/Å) in extended XYZ, energy (eV) in the comment line."""
+    header = (f'Properties=species:S:1:pos:R:3:forces:R:3 energy={result.energy:.8f} '
+              f'units="positions:Angstrom forces:eV/Angstrom energy:eV"')
+    rows = [f"{e:2s} {p[0]:14.8f} {p[1]:14.8f} {p[2]:14.8f} {f[0]:14.8f} {f[1]:14.8f} {f[2]:14.8f}"
+            for e, p, f in zip(system.elements, system.positions, result.forces)]
+    with open(path, "x") as handle:  # "x": never overwrite
+        handle.write(f"{system.n_atoms}\n{header}\n" + "\n".join(rows) + "\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Command line: help, partition report, a whole job, and one-line errors with exit status 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import DATA, STRUCTURES
+from qmml.cli import main
+
+
+def test_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "qmml.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "run" in out.stdout and "partition" in out.stdout
+
+
+def test_partition_command_prints_report(capsys):
+    assert main(["partition", str(STRUCTURES / "butanol.psf"), str(STRUCTURES / "butanol.pdb"),
+                 "--qm", "name C4 O1 H41 H42 HO1", "--charge", "0"]) == 0
+    assert "C-C  g = 0.7143" in capsys.readouterr().out
+
+
+def test_partition_command_error_is_one_line_with_status_2(capsys):
+    status = main(["partition", str(STRUCTURES / "butanol.psf"), str(STRUCTURES / "butanol.pdb"),
+                   "--qm", "name O1 HO1", "--charge", "0"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and "polar O-C bond" in err and "allow_polar_cuts=True" in err
+
+
+def write_job(tmp_path, extra="", qm_extra=""):
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f"structure: [{STRUCTURES / 'butanol.psf'}, {STRUCTURES / 'butanol.pdb'}]\n"
+        "qm:\n  selection: name C4 O1 H41 H42 HO1\n  charge: 0\n  method: hf\n  basis: sto-3g\n" + qm_extra + extra)
+    return job
+
+
+def test_run_single_point_writes_extxyz_and_never_overwrites(tmp_path, capsys):
+    job = write_job(tmp_path, extra="output: forces.xyz\n")
+    assert main(["run", str(job)]) == 0
+    out = capsys.readouterr().out
+    assert "total energy" in out and "net force" in out
+    written = (tmp_path / "forces.xyz").read_text()
+    assert written.startswith("15\nProperties=species:S:1:pos:R:3:forces:R:3 energy=")
+    assert main(["run", str(job)]) == 2
+    assert "already exists and is never overwritten" in capsys.readouterr().err
+    assert (tmp_path / "forces.xyz").read_text() == written
+
+
+@pytest.mark.parametrize("qm_extra, message", [
+    ("  chrage: 1\n", "key 'qm.chrage': Extra inputs are not permitted; remove it or check its spelling"),
+    ("  boundary: rcdd\n", "key 'qm.boundary'"),
+])
+def test_bad_config_key_is_named(tmp_path, capsys, qm_extra, message):
+    assert main(["run", str(write_job(tmp_path, qm_extra=qm_extra))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_missing_structure_file(tmp_path, capsys):
+    job = tmp_path / "job.yaml"
+    job.write_text("structure: nothere.pdb\nqm: {selection: all, charge: 0}\n")
+    assert main(["run", str(job)]) == 2
+    assert "nothere.pdb: no such file" in capsys.readouterr().err
+
+
+def test_shipped_example_config_is_valid():
+    from qmml.config import load_config
+
+    config, root = load_config(DATA / "examples" / "butanol_in_water.yaml")
+    assert all((root / s).is_file() for s in config.structure)
