@@ -12,6 +12,7 @@ vector-Jacobian product with dE/dq = C^T phi.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +88,9 @@ class Hamiltonian:
                              f"environment ({environment!r}) is not; use scheme='additive'")
         if vdw not in ("lj", None):
             raise InputError(f"vdw={vdw!r} is not 'lj' or None")
+        if partition.system.box is not None:
+            warnings.warn("the periodic box is ignored by the electrostatic embedding (every site is taken at its "
+                          "stored position, no images): keep the structure whole around the QM region", stacklevel=2)
         self.partition = partition
         self.qm = qm
         self.environment = environment

@@ -60,10 +60,10 @@ def test_scf_failure_tries_fallbacks_then_says_what_was_tried():
 def test_fallback_rescues_an_scf_that_diis_cannot_finish(caplog):
     """Water cation with 4 cycles per attempt: DIIS cannot finish, the fallbacks (each starting from the
     last density) reach the same state as an unhurried SCF."""
-    reference = qmml.PySCFEngine("hf", "sto-3g", max_cycle=300).compute(["O", "H", "H"], WATER, charge=1,
-                                                                         multiplicity=2)
+    embedding = dict(charge=1, multiplicity=2, site_positions=SITES, site_charges=TIP3P)
+    reference = qmml.PySCFEngine("hf", "sto-3g", max_cycle=300).compute(["O", "H", "H"], WATER, **embedding)
     engine = qmml.PySCFEngine("hf", "sto-3g", max_cycle=4, conv_tol=1e-10)
-    result = engine.compute(["O", "H", "H"], WATER, charge=1, multiplicity=2)
+    result = engine.compute(["O", "H", "H"], WATER, **embedding)
     assert result.converged_with != "diis"
     assert "SCF converged only with" in caplog.text
     assert result.energy == pytest.approx(reference.energy, abs=1e-6 * units.HARTREE_EV)

@@ -91,7 +91,8 @@ class Partition:
             lines.append("  cut bonds     : none")
         if s.charges is not None:
             qm_sum = float(s.charges[self.qm_atoms].sum())
-            lines.append(f"  topology charge of QM atoms: {qm_sum:+.4f} e (QM charge given: {self.charge:+d})")
+            lines.append(f"  topology charge of QM atoms: {qm_sum:+.4f} e, implying QM charge {round(qm_sum):+d} "
+                         f"(given: {self.charge:+d})")
             lines.append(f"  environment topology charge: {float(self.env_topology_charges.sum()):+.4f} e")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
