@@ -31,8 +31,9 @@ class Result:
     ----------
     energy : float
         Total energy, eV.
-    forces : ndarray (n_atoms, 3)
-        Forces on all real atoms, eV/Å (link-atom forces are already distributed).
+    forces : ndarray (n_atoms, 3) or None
+        Forces on all real atoms, eV/Å (link-atom forces are already distributed); None from
+        ``compute(..., forces=False)``.
     env_charges : ndarray (n_env,)
         Environment charges before the boundary scheme, e.
     qm_energy : float
@@ -47,7 +48,7 @@ class Result:
     """
 
     energy: float
-    forces: np.ndarray
+    forces: np.ndarray | None
     env_charges: np.ndarray
     qm_energy: float
     env_energy: float
@@ -98,8 +99,11 @@ class Hamiltonian:
         self.vdw = LennardJones(partition, vdw_parameters) if vdw == "lj" else None
         self.site_radii_A = _site_radii(partition, charge_radii_A)
 
-    def compute(self, positions) -> Result:
-        """Energy (eV) and forces (eV/Å) at ``positions`` (Å, shape (n_atoms, 3))."""
+    def compute(self, positions, *, forces: bool = True) -> Result:
+        """Energy (eV) and forces (eV/Å) at ``positions`` (Å, shape (n_atoms, 3)).
+
+        ``forces=False`` skips every gradient (scans, energy differences): about half the cost.
+        """
         part = self.partition
         positions = np.asarray(positions, dtype=np.float64)
         if positions.shape != (part.system.n_atoms, 3):
@@ -108,16 +112,19 @@ class Hamiltonian:
         site_charges = part.boundary.site_charges(env.charges)
         qm = self.qm.compute(part.qm_elements, part.qm_positions(positions), charge=part.charge,
                              multiplicity=part.multiplicity, site_positions=part.boundary.site_positions(positions),
-                             site_charges=site_charges, site_radii_A=self.site_radii_A)
-        forces = part.qm_atom_forces(qm.forces) + part.boundary.atom_forces(qm.site_forces)
-        forces += env.forces(part.boundary.env_charge_gradient(qm.site_potential))
+                             site_charges=site_charges, site_radii_A=self.site_radii_A, forces=forces)
+        total_forces = None
+        if forces:
+            total_forces = part.qm_atom_forces(qm.forces) + part.boundary.atom_forces(qm.site_forces)
+            total_forces += env.forces(part.boundary.env_charge_gradient(qm.site_potential))
         vdw_energy = 0.0
         if self.vdw is not None:
             vdw_energy, vdw_forces = self.vdw.compute(positions)
-            forces += vdw_forces
+            if forces:
+                total_forces += vdw_forces
         return Result(
             energy=qm.energy + env.energy + vdw_energy,
-            forces=forces,
+            forces=total_forces,
             env_charges=env.charges,
             qm_energy=qm.energy,
             env_energy=env.energy,

@@ -18,15 +18,15 @@ def butanol() -> qmml.System:
 
 
 def central_difference_forces(hamiltonian, positions, atoms=None, step_A=1e-3):
-    """-dE/dR by central differences for the given atoms (all by default), eV/Å."""
+    """-dE/dR by central differences of energy-only evaluations for the given atoms (all by default), eV/Å."""
     atoms = range(len(positions)) if atoms is None else atoms
     out = np.zeros((len(positions), 3))
     for a in atoms:
         for x in range(3):
             p = positions.copy()
             p[a, x] += step_A
-            e_plus = hamiltonian.compute(p).energy
+            e_plus = hamiltonian.compute(p, forces=False).energy
             p[a, x] -= 2 * step_A
-            e_minus = hamiltonian.compute(p).energy
+            e_minus = hamiltonian.compute(p, forces=False).energy
             out[a, x] = -(e_plus - e_minus) / (2 * step_A)
     return out

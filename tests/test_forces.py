@@ -58,3 +58,21 @@ def test_constant_potential_shift_changes_no_force_when_charge_is_conserved(buta
     phi = np.random.default_rng(0).normal(size=part.boundary.n_sites)
     shift = part.boundary.env_charge_gradient(phi + 3.0) - part.boundary.env_charge_gradient(phi)
     np.testing.assert_allclose(shift, 3.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("boundary", ["z1", "rcd"])
+def test_forces_on_boundary_atoms_and_solvent_charges(boundary):
+    """Butanol's hydroxyl end in 59 TIP3P waters: Q1, M1, M2, the nearest and the farthest water atom."""
+    from conftest import STRUCTURES
+
+    system = qmml.load_system(STRUCTURES / "butanol_water.psf", STRUCTURES / "butanol_water.pdb")
+    part = qmml.partition(system, "resname BUOH and " + QM_HYDROXYL_END, charge=0, boundary=boundary)
+    ham = qmml.Hamiltonian(part, qmml.PySCFEngine("hf", "sto-3g", conv_tol=1e-11), qmml.FixedCharges())
+    positions = system.positions.copy()
+    water = np.flatnonzero(system.resnames == "TIP3")
+    distance = np.linalg.norm(positions[water] - positions[4], axis=1)
+    atoms = [3, 2, 1, int(water[np.argmin(distance)]), int(water[np.argmax(distance)])]
+    result = ham.compute(positions)
+    numeric = central_difference_forces(ham, positions, atoms=atoms)
+    np.testing.assert_allclose(result.forces[atoms], numeric[atoms], atol=1e-4, rtol=0)
+    assert np.abs(result.forces.sum(axis=0)).max() < 1e-6

@@ -29,7 +29,7 @@ def test_report_names_cut_bond_link_and_charges(butanol):
     text = qmml.partition(butanol, "name C4 O1 H41 H42 HO1", charge=0).report()
     assert "atom 3 (C4, BUOH 1) - atom 2 (C3, BUOH 1)" in text
     assert "g = 0.7143" in text
-    assert "1 link atoms" in text and "18 electrons" in text
+    assert "5 atoms + 1 link atom (CH4O)" in text and "18 electrons" in text
     assert "topology charge of QM atoms: -0.0400 e" in text
 
 

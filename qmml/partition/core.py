@@ -77,9 +77,9 @@ class Partition:
         formula = _formula(self.qm_elements)
         lines = [
             f"Partition of {s.source}: {s.n_atoms} atoms",
-            f"  QM region     : {len(self.qm_atoms)} atoms + {len(self.links)} link atoms ({formula}), "
+            f"  QM region     : {_count(len(self.qm_atoms), 'atom')} + {_count(len(self.links), 'link atom')} ({formula}), "
             f"charge {self.charge:+d}, multiplicity {self.multiplicity}, {self.n_electrons} electrons",
-            f"  environment   : {len(self.env_atoms)} atoms, boundary scheme '{self.boundary.scheme}', "
+            f"  environment   : {_count(len(self.env_atoms), 'atom')}, boundary scheme '{self.boundary.scheme}', "
             f"{self.boundary.n_sites} embedding sites",
         ]
         if self.links:
@@ -207,6 +207,10 @@ def _integer_environment_charges(system: System, env_atoms: np.ndarray, links) -
     where = "the environment atoms of the cut residues" if cut_residues else "all environment atoms"
     return q, (f"environment topology charges summed to {total:+.4f} e; {excess:+.4f} e was spread evenly over "
                f"{int(receivers.sum())} atoms ({where}) to make it {round(total):+d} e")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _formula(elements: list[str]) -> str:

@@ -88,8 +88,10 @@ def nuclear_terms(nuc_coords: np.ndarray, nuc_charges: np.ndarray, coords: np.nd
 
 
 def electronic_terms(mol: gto.Mole, dm: np.ndarray, coords: np.ndarray, charges: np.ndarray,
-                     zetas: np.ndarray | None = None):
+                     zetas: np.ndarray | None = None, deriv: bool = True):
     """Response of the electronic embedding energy E = tr(D h_ext) at a fixed density.
+
+    With ``deriv=False`` only ``phi`` is computed (the gradients are returned as None).
 
     Returns
     -------
@@ -105,13 +107,17 @@ def electronic_terms(mol: gto.Mole, dm: np.ndarray, coords: np.ndarray, charges:
     phi = np.empty(n)
     grad_sites = np.empty((n, 3))
     grad_ao = np.zeros((3, nao))
-    for i0, i1 in _blocks(n, nao, 4):
-        v, ip = _site_potential_integrals(mol, coords[i0:i1], None if zetas is None else zetas[i0:i1], True)
+    for i0, i1 in _blocks(n, nao, 4 if deriv else 1):
+        v, ip = _site_potential_integrals(mol, coords[i0:i1], None if zetas is None else zetas[i0:i1], deriv)
         phi[i0:i1] = -np.einsum("gij,ij->g", v, dm)
+        if not deriv:
+            continue
         t = np.einsum("xgij,ij->xgi", ip, dm)  # (3, g, mu): sum_nu D <grad mu|v_g|nu>
         q = charges[i0:i1]
         grad_ao += 2.0 * np.einsum("xgi,g->xi", t, q)
         grad_sites[i0:i1] = -2.0 * (t.sum(axis=2) * q[None, :]).T
+    if not deriv:
+        return None, None, phi
     grad_qm = np.zeros((mol.natm, 3))
     for atom, (_, _, p0, p1) in enumerate(mol.aoslice_by_atom()):
         grad_qm[atom] = grad_ao[:, p0:p1].sum(axis=1)

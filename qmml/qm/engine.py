@@ -28,10 +28,10 @@ class QMResult:
     ----------
     energy : float
         SCF energy plus the interaction of the QM nuclei with the site charges, eV.
-    forces : ndarray (n_qm, 3)
-        Forces on the QM centres (atoms and link atoms), eV/Å.
-    site_forces : ndarray (n_sites, 3)
-        Forces on the embedding sites, eV/Å.
+    forces : ndarray (n_qm, 3) or None
+        Forces on the QM centres (atoms and link atoms), eV/Å; None when not asked for.
+    site_forces : ndarray (n_sites, 3) or None
+        Forces on the embedding sites, eV/Å; None when not asked for.
     site_potential : ndarray (n_sites,)
         Electrostatic potential of the QM nuclei and electrons at each site, V (= eV/e);
         the derivative of `energy` with respect to each site charge.
@@ -41,8 +41,8 @@ class QMResult:
     """
 
     energy: float
-    forces: np.ndarray
-    site_forces: np.ndarray
+    forces: np.ndarray | None
+    site_forces: np.ndarray | None
     site_potential: np.ndarray
     scf_cycles: int
     converged_with: str
@@ -137,7 +137,7 @@ class PySCFEngine:
 
     # -- computing ---------------------------------------------------------------------
     def compute(self, elements, positions_A, *, charge: int = 0, multiplicity: int = 1, site_positions=None,
-                site_charges=None, site_radii_A=None) -> QMResult:
+                site_charges=None, site_radii_A=None, forces: bool = True) -> QMResult:
         """Energy, forces and site potential of the QM region in the field of the sites.
 
         Parameters
@@ -153,6 +153,8 @@ class PySCFEngine:
             Embedding charges, e.
         site_radii_A : array_like (n_sites,), optional
             Gaussian radii (Å) of smeared charges; None for point charges.
+        forces : bool
+            False skips the nuclear gradient (energy and site potential only, about half the cost).
         """
         mol = self.build_molecule(elements, positions_A, charge, multiplicity)
         coords = np.zeros((0, 3)) if site_positions is None else np.asarray(site_positions, float) * units.ANGSTROM_BOHR
@@ -177,27 +179,30 @@ class PySCFEngine:
         self._previous_dm = dm
         self._previous_key = self._key(mol)
 
-        grad = mf.nuc_grad_method()
-        if not self.is_hf and hasattr(grad, "grid_response"):
-            grad.grid_response = self.grid_response
-        grad.verbose = 0
-        grad_qm = grad.kernel()  # SCF gradient at the embedded density, QM-QM nuclear repulsion included
         energy = mf.e_tot
+        grad_qm = np.zeros((mol.natm, 3))
+        if forces:
+            grad = mf.nuc_grad_method()
+            if not self.is_hf and hasattr(grad, "grid_response"):
+                grad.grid_response = self.grid_response
+            grad.verbose = 0
+            grad_qm = grad.kernel()  # SCF gradient at the embedded density, QM-QM nuclear repulsion included
         grad_sites = np.zeros((len(q), 3))
         phi = np.zeros(len(q))
         if len(q):
             e_nuc, g_nuc_qm, g_nuc_sites, phi_nuc = nuclear_terms(mol.atom_coords(), mol.atom_charges().astype(float),
                                                                   coords, q, zetas)
-            g_el_qm, g_el_sites, phi_el = electronic_terms(mol, dm_total, coords, q, zetas)
+            g_el_qm, g_el_sites, phi_el = electronic_terms(mol, dm_total, coords, q, zetas, deriv=forces)
             energy += e_nuc
-            grad_qm = grad_qm + g_nuc_qm + g_el_qm
-            grad_sites = g_nuc_sites + g_el_sites
             phi = phi_nuc + phi_el
+            if forces:
+                grad_qm = grad_qm + g_nuc_qm + g_el_qm
+                grad_sites = g_nuc_sites + g_el_sites
         force_unit = units.HARTREE_PER_BOHR_EV_PER_A
         return QMResult(
             energy=float(energy) * units.HARTREE_EV,
-            forces=-np.asarray(grad_qm) * force_unit,
-            site_forces=-grad_sites * force_unit,
+            forces=-np.asarray(grad_qm) * force_unit if forces else None,
+            site_forces=-grad_sites * force_unit if forces else None,
             site_potential=phi * units.HARTREE_EV,
             scf_cycles=int(getattr(mf, "cycles", -1)),
             converged_with=strategy,
