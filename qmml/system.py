@@ -58,7 +58,7 @@ class System:
     resnames: np.ndarray | None = None
     names: np.ndarray | None = None
     charges: np.ndarray | None = None
-    source: str = "arrays"
+    source: str = "System.from_arrays"
     _universe: object = field(default=None, repr=False)
 
     # -- construction --------------------------------------------------------------

@@ -25,6 +25,13 @@ def test_unknown_functional_is_a_clear_error():
         qmml.PySCFEngine("b3lypp")
 
 
+def test_bad_scf_option_and_inconsistent_spin_are_clear_errors():
+    with pytest.raises(qmml.InputError, match="has no option 'levelshift'"):
+        qmml.PySCFEngine("hf", "sto-3g", levelshift=0.2).compute(["O", "H", "H"], WATER)
+    with pytest.raises(qmml.InputError, match="charge=0, multiplicity=2"):
+        qmml.PySCFEngine("hf", "sto-3g").compute(["O", "H", "H"], WATER, multiplicity=2)
+
+
 def test_warm_start_from_previous_density_saves_cycles():
     engine = qmml.PySCFEngine("hf", "6-31g", conv_tol=1e-10)
     cold = engine.compute(["O", "H", "H"], WATER, site_positions=SITES, site_charges=TIP3P)

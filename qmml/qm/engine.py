@@ -112,7 +112,8 @@ class PySCFEngine:
             return gto.M(atom=atoms, unit="Bohr", basis=self.basis, charge=int(charge), spin=int(multiplicity) - 1,
                          verbose=0)
         except (RuntimeError, KeyError) as err:
-            raise InputError(f"PySCF could not build the QM molecule with basis {self.basis!r}: {err}") from None
+            raise InputError(f"PySCF could not build the QM molecule ({err}); check the elements, charge={charge}, "
+                             f"multiplicity={multiplicity} and basis={self.basis!r}") from None
 
     def make_scf(self, mol: gto.Mole):
         """The PySCF mean-field object for ``mol`` (no embedding)."""
@@ -129,10 +130,11 @@ class PySCFEngine:
         mf.conv_tol = self.conv_tol
         mf.max_cycle = self.max_cycle
         for key, value in self.scf_options.items():
-            if key.startswith("grids_"):
-                setattr(mf.grids, key[len("grids_"):], value)
-            else:
-                setattr(mf, key, value)
+            target, name = (mf.grids, key[len("grids_"):]) if key.startswith("grids_") else (mf, key)
+            if not hasattr(target, name):
+                raise InputError(f"PySCFEngine: {type(mf).__name__} has no option {key!r}; check its spelling "
+                                 "against the PySCF documentation")
+            setattr(target, name, value)
         return mf
 
     # -- computing ---------------------------------------------------------------------
