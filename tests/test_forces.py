@@ -76,3 +76,18 @@ def test_forces_on_boundary_atoms_and_solvent_charges(boundary):
     numeric = central_difference_forces(ham, positions, atoms=atoms)
     np.testing.assert_allclose(result.forces[atoms], numeric[atoms], atol=1e-4, rtol=0)
     assert np.abs(result.forces.sum(axis=0)).max() < 1e-6
+
+
+def test_energy_invariant_and_forces_covariant_under_rigid_motion(butanol):
+    """Rotate and translate everything: same energy, forces rotate with the system."""
+    part = qmml.partition(butanol, QM_HYDROXYL_END, charge=0, boundary="rcd")
+    ham = qmml.Hamiltonian(part, qmml.PySCFEngine("hf", "sto-3g", conv_tol=1e-11), qmml.FixedCharges(),
+                           charge_radii_A={"C": 0.5, "H": 0.3, "O": 0.5})
+    reference = ham.compute(butanol.positions)
+    angle = 0.7
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    rotation = rotation @ np.array([[1, 0, 0], [0, np.cos(1.1), -np.sin(1.1)], [0, np.sin(1.1), np.cos(1.1)]])
+    moved = butanol.positions @ rotation.T + np.array([3.0, -7.5, 12.25])
+    result = ham.compute(moved)
+    assert result.energy == pytest.approx(reference.energy, abs=1e-6)
+    np.testing.assert_allclose(result.forces, reference.forces @ rotation.T, atol=1e-5)
