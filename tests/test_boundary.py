@@ -49,3 +49,14 @@ def test_m1_charge_is_removed_and_placed_per_scheme(butanol):
             np.testing.assert_allclose(extra, (2.0 if scheme == "rcd" else 1.0) * q_m1 / 3)
             sites, _ = site_distribution(part, butanol.positions)
             np.testing.assert_allclose(sites[len(env)], 0.5 * (butanol.positions[2] + butanol.positions[1]))
+
+
+def test_zeroing_schemes_refuse_when_nothing_is_left_to_carry_the_charge(butanol):
+    """QM = all but the methyl group: Z2 would zero C1 and its three H, the whole environment."""
+    qm = "not name C1 H11 H12 H13"
+    with pytest.raises(qmml.PartitionError, match="boundary='z2' would zero every environment charge; use 'rcd'"):
+        qmml.partition(butanol, qm, charge=0, boundary="z2")
+    # z1 keeps the group's charge on its hydrogens
+    part = qmml.partition(butanol, qm, charge=0, boundary="z1")
+    assert part.boundary.site_charges(part.env_topology_charges).sum() == pytest.approx(
+        part.env_topology_charges.sum(), abs=1e-12)
