@@ -38,6 +38,8 @@ class QMResult:
     scf_cycles : int
     converged_with : str
         The SCF strategy that converged ("diis", "damping", "level shift", "second order").
+    probe_potential : ndarray (n_probes,) or None
+        Electrostatic potential of the QM nuclei and electrons at the probe points, V; None without probes.
     """
 
     energy: float
@@ -46,6 +48,7 @@ class QMResult:
     site_potential: np.ndarray
     scf_cycles: int
     converged_with: str
+    probe_potential: np.ndarray | None = None
 
 
 class PySCFEngine:
@@ -139,7 +142,7 @@ class PySCFEngine:
 
     # -- computing ---------------------------------------------------------------------
     def compute(self, elements, positions_A, *, charge: int = 0, multiplicity: int = 1, site_positions=None,
-                site_charges=None, site_radii_A=None, forces: bool = True) -> QMResult:
+                site_charges=None, site_radii_A=None, forces: bool = True, probe_positions=None) -> QMResult:
         """Energy, forces and site potential of the QM region in the field of the sites.
 
         Parameters
@@ -157,6 +160,9 @@ class PySCFEngine:
             Gaussian radii (Å) of smeared charges; None for point charges.
         forces : bool
             False skips the nuclear gradient (energy and site potential only, about half the cost).
+        probe_positions : array_like (n_probes, 3), optional
+            Points (Å) where the potential of the converged QM charge density is wanted without
+            placing a charge there (ESP charge fitting).
         """
         mol = self.build_molecule(elements, positions_A, charge, multiplicity)
         coords = np.zeros((0, 3)) if site_positions is None else np.asarray(site_positions, float) * units.ANGSTROM_BOHR
@@ -200,6 +206,13 @@ class PySCFEngine:
             if forces:
                 grad_qm = grad_qm + g_nuc_qm + g_el_qm
                 grad_sites = g_nuc_sites + g_el_sites
+        probe_potential = None
+        if probe_positions is not None:
+            probes = np.asarray(probe_positions, dtype=float).reshape(-1, 3) * units.ANGSTROM_BOHR
+            zeros = np.zeros(len(probes))
+            phi_nuc = nuclear_terms(mol.atom_coords(), mol.atom_charges().astype(float), probes, zeros)[3]
+            phi_el = electronic_terms(mol, dm_total, probes, zeros, deriv=False)[2]
+            probe_potential = (phi_nuc + phi_el) * units.HARTREE_EV
         force_unit = units.HARTREE_PER_BOHR_EV_PER_A
         return QMResult(
             energy=float(energy) * units.HARTREE_EV,
@@ -208,6 +221,7 @@ class PySCFEngine:
             site_potential=phi * units.HARTREE_EV,
             scf_cycles=int(getattr(mf, "cycles", -1)),
             converged_with=strategy,
+            probe_potential=probe_potential,
         )
 
     def reset(self) -> None:

@@ -1,0 +1,179 @@
+"""Labelled structures for training and testing environment models, stored as one ``.npz`` file.
+
+Frames of different sizes are stored flat (atoms of all frames concatenated) with per-frame counts,
+so a dataset of mixed clusters and periodic boxes is a handful of arrays.  Units are Å, eV, eV/Å
+and e, written into the file's metadata; positions and forces are stored in float32 to keep shipped
+datasets small (1e-6 Å is far below any label's accuracy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+FORMAT = "qmml-dataset"
+FORMAT_VERSION = 1
+UNITS = {"positions": "Angstrom", "energy": "eV", "forces": "eV/Angstrom", "charges": "e", "cell": "Angstrom"}
+
+_ATOM_KEYS = ("elements", "positions", "forces", "charges", "molecule")
+_FRAME_KEYS = ("n_atoms", "energy", "cell", "periodic")
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One labelled structure.
+
+    Attributes
+    ----------
+    elements : ndarray (n,) int
+        Atomic numbers.
+    positions : ndarray (n, 3)
+        Å.
+    energy : float
+        eV (total energy of the reference method; only differences matter).
+    forces : ndarray (n, 3)
+        eV/Å.
+    charges : ndarray (n,)
+        Reference atomic charges, e.
+    molecule : ndarray (n,) int
+        Index of the molecule (charge group) of each atom, 0..n_mol-1.
+    molecule_charges : ndarray (n_mol,)
+        Integer total charge of each molecule, e.
+    cell : ndarray (3, 3) or None
+        Lattice vectors as rows, Å; None for an open (cluster) structure.
+    """
+
+    elements: np.ndarray
+    positions: np.ndarray
+    energy: float
+    forces: np.ndarray
+    charges: np.ndarray
+    molecule: np.ndarray
+    molecule_charges: np.ndarray
+    cell: np.ndarray | None = None
+
+
+@dataclass(eq=False)
+class Dataset:
+    """A list of `Frame` objects with metadata (reference method, units, provenance)."""
+
+    frames: list[Frame] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice | list | np.ndarray):
+            idx = range(len(self))[index] if isinstance(index, slice) else index
+            return Dataset([self.frames[i] for i in idx], dict(self.metadata))
+        return self.frames[index]
+
+    @property
+    def n_atoms(self) -> int:
+        return int(sum(len(f.elements) for f in self.frames))
+
+    @property
+    def elements(self) -> list[int]:
+        """Sorted atomic numbers present."""
+        return sorted({int(z) for f in self.frames for z in f.elements})
+
+    def append(self, frame: Frame) -> None:
+        n = len(frame.elements)
+        for name in ("positions", "forces"):
+            if np.shape(getattr(frame, name)) != (n, 3):
+                raise InputError(f"frame {len(self)}: {name} has shape {np.shape(getattr(frame, name))}, expected ({n}, 3)")
+        if np.shape(frame.charges) != (n,) or np.shape(frame.molecule) != (n,):
+            raise InputError(f"frame {len(self)}: charges and molecule need one entry per atom ({n})")
+        self.frames.append(frame)
+
+    def split(self, fractions=(0.9, 0.1), seed: int = 0) -> list["Dataset"]:
+        """Random split of the frames into parts with the given fractions."""
+        order = np.random.default_rng(seed).permutation(len(self))
+        bounds = np.round(np.cumsum((0.0,) + tuple(fractions)) / sum(fractions) * len(self)).astype(int)
+        return [self[list(order[a:b])] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def __add__(self, other: "Dataset") -> "Dataset":
+        return Dataset(self.frames + other.frames, {**other.metadata, **self.metadata})
+
+    # -- storage -------------------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The flat arrays written to disk."""
+        f = self.frames
+        cells = np.stack([np.zeros((3, 3)) if x.cell is None else np.asarray(x.cell, float) for x in f]) if f else np.zeros((0, 3, 3))
+        return {
+            "n_atoms": np.array([len(x.elements) for x in f], dtype=np.int64),
+            "energy": np.array([x.energy for x in f], dtype=np.float64),
+            "cell": cells,
+            "periodic": np.array([x.cell is not None for x in f], dtype=bool),
+            "elements": _cat([x.elements for x in f], np.int64, (0,)),
+            "positions": _cat([x.positions for x in f], np.float32, (0, 3)),
+            "forces": _cat([x.forces for x in f], np.float32, (0, 3)),
+            "charges": _cat([x.charges for x in f], np.float32, (0,)),
+            "molecule": _cat([x.molecule for x in f], np.int64, (0,)),
+            "n_molecules": np.array([len(x.molecule_charges) for x in f], dtype=np.int64),
+            "molecule_charges": _cat([x.molecule_charges for x in f], np.int64, (0,)),
+        }
+
+    def hash(self) -> str:
+        """SHA-256 of the stored arrays: identifies the training set in a model header."""
+        h = hashlib.sha256()
+        for key, value in sorted(self.arrays().items()):
+            h.update(key.encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+        return h.hexdigest()
+
+    def save(self, path) -> Path:
+        """Write the dataset; refuses to overwrite an existing file."""
+        path = Path(path)
+        if path.exists():
+            raise InputError(f"{path} exists; choose another name or remove it (qmml never overwrites data)")
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "units": UNITS, **self.metadata}
+        with open(path, "wb") as fh:
+            np.savez_compressed(fh, metadata=np.array(json.dumps(meta)), **self.arrays())
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Dataset":
+        """Read a dataset written by `save`."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise InputError(f"dataset {path} not found") from None
+        except (OSError, ValueError) as err:
+            raise InputError(f"{path} is not a qmml dataset (.npz): {err}") from None
+        try:
+            meta = json.loads(str(arrays.pop("metadata")))
+        except KeyError:
+            raise InputError(f"{path} has no 'metadata' entry; it was not written by qmml.ml.Dataset.save") from None
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise InputError(f"{path}: dataset format {meta.get('format')!r} version {meta.get('format_version')!r}; "
+                             f"this qmml reads {FORMAT!r} version {FORMAT_VERSION}")
+        missing = [k for k in _ATOM_KEYS + _FRAME_KEYS + ("n_molecules", "molecule_charges") if k not in arrays]
+        if missing:
+            raise InputError(f"{path} lacks the arrays {missing}")
+        frames = []
+        a0 = m0 = 0
+        for i, n in enumerate(arrays["n_atoms"]):
+            a1, m1 = a0 + int(n), m0 + int(arrays["n_molecules"][i])
+            frames.append(Frame(
+                elements=arrays["elements"][a0:a1], positions=arrays["positions"][a0:a1].astype(np.float64),
+                energy=float(arrays["energy"][i]), forces=arrays["forces"][a0:a1].astype(np.float64),
+                charges=arrays["charges"][a0:a1].astype(np.float64), molecule=arrays["molecule"][a0:a1],
+                molecule_charges=arrays["molecule_charges"][m0:m1].astype(np.float64),
+                cell=arrays["cell"][i] if arrays["periodic"][i] else None))
+            a0, m0 = a1, m1
+        meta = {k: v for k, v in meta.items() if k not in ("format", "format_version", "units")}
+        return cls(frames, meta)
+
+
+def _cat(parts, dtype, empty_shape):
+    return np.concatenate([np.asarray(p, dtype=dtype) for p in parts]) if parts else np.zeros(empty_shape, dtype)

@@ -1,0 +1,358 @@
+"""`EnvironmentModel`: a committee of atomistic networks predicting energy, forces and charges.
+
+Architecture (one member)
+-------------------------
+* Pair geometry within a smooth cutoff: radial basis g_n(r) (Gaussians) times
+  f_c(r) = (1 - (r/r_c)^2)^3, which is zero with two vanishing derivatives at r_c.
+* Learned species-resolved channels R^l_c(r, Z_j) = sum_n W^l[Z_j, c, n] g_n(r) f_c(r).
+* Atomic moments A^0_c = sum_j R^0_c, A^1_c = sum_j R^1_c u_ij, A^2_c = sum_j R^2_c u_ij (x) u_ij
+  and their rotation invariants A^0_c, A^1_c . A^1_c', A^2_c : A^2_c'.  Because
+  u_ij.u_ik = cos(theta_jik), these are exactly the three-body (radial x Legendre-polynomial-in-angle)
+  symmetry functions of Behler-Parrinello/ANI, but computed from sums over pairs, so the cost is
+  O(pairs) instead of O(triplets).
+* One multilayer perceptron per element maps the invariants to an atomic energy and a raw charge.
+* Charges are made to sum exactly to each group's (molecule's) charge by a weighted shift
+  q_i = q^_i + f_i (Q_g - sum_g q^) / sum_g f with learned positive per-element weights f.
+* Optional explicit Coulomb energy between predicted charges of different groups (damped shifted
+  force, so it is smooth at its cutoff and needs no Ewald sum); the subtractive scheme can then remove
+  the QM-environment Coulomb part it replaces by embedding.
+
+A committee is a list of such members sharing the neighbour list and the radial basis; the
+prediction is the committee mean and the spread its standard deviation.
+
+Units: Å, eV, e throughout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import units
+from .neighbours import neighbour_list
+
+#: Damping of the optional Coulomb term (1/Å), Fennell & Gezelter, J. Chem. Phys. 124, 234104 (2006).
+DSF_ALPHA_PER_A = 0.2
+
+
+def cutoff_function(r: torch.Tensor, cutoff: float) -> torch.Tensor:
+    x = (r / cutoff).clamp(max=1.0)
+    return (1.0 - x * x) ** 3
+
+
+class Member(nn.Module):
+    """One committee member: learned radial channels, invariants, per-element networks."""
+
+    def __init__(self, n_species: int, n_radial: int, n_channels: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.n_channels = n_channels
+        scale = 1.0 / math.sqrt(n_radial)
+        self.mixing = nn.Parameter(torch.randn(3, n_species, n_radial, n_channels) * scale)
+        n_pairs = n_channels * (n_channels + 1) // 2
+        n_features = n_channels + 2 * n_pairs
+        self.register_buffer("feature_mean", torch.zeros(n_features))
+        self.register_buffer("feature_std", torch.ones(n_features))
+        self.networks = nn.ModuleList()
+        for _ in range(n_species):
+            layers, width = [], n_features
+            for h in hidden:
+                layers += [nn.Linear(width, h), nn.SiLU()]
+                width = h
+            layers.append(nn.Linear(width, 2))
+            self.networks.append(nn.Sequential(*layers))
+        self.atomic_energy = nn.Parameter(torch.zeros(n_species))  # eV, per-element reference
+        self.atomic_charge = nn.Parameter(torch.zeros(n_species))  # e, per-element offset
+        self.charge_weight_logit = nn.Parameter(torch.zeros(n_species))
+        self.register_buffer("energy_scale", torch.ones(()))
+        self.register_buffer("charge_scale", torch.ones(()) * 0.1)
+        iu = torch.triu_indices(n_channels, n_channels)
+        self.register_buffer("pair_a", iu[0])
+        self.register_buffer("pair_b", iu[1])
+
+    def features(self, basis, neighbour_species, unit, centre_local, n_centres):
+        """Rotation-invariant features of ``n_centres`` atoms from their pairs."""
+        n_species = self.mixing.shape[1]
+        k = self.n_channels
+        channels = basis.new_zeros((3, len(basis), k))
+        for s in range(n_species):
+            mask = neighbour_species == s
+            if mask.any():
+                channels[:, mask] = torch.einsum("pn,lnk->lpk", basis[mask], self.mixing[:, s])
+        a0 = basis.new_zeros((n_centres, k)).index_add_(0, centre_local, channels[0])
+        a1 = basis.new_zeros((n_centres, k, 3)).index_add_(0, centre_local, channels[1][:, :, None] * unit[:, None, :])
+        outer = (unit[:, :, None] * unit[:, None, :]).reshape(-1, 9)
+        a2 = basis.new_zeros((n_centres, k, 9)).index_add_(0, centre_local, channels[2][:, :, None] * outer[:, None, :])
+        p1 = (a1[:, self.pair_a] * a1[:, self.pair_b]).sum(-1)
+        p2 = (a2[:, self.pair_a] * a2[:, self.pair_b]).sum(-1)
+        return torch.cat([a0, p1, p2], dim=1)
+
+    def atomic(self, features, species):
+        """Atomic energies (eV) and raw charges (e) from features."""
+        x = (features - self.feature_mean) / self.feature_std
+        out = features.new_zeros((len(features), 2))
+        for s, net in enumerate(self.networks):
+            mask = species == s
+            if mask.any():
+                out = out.index_put((torch.nonzero(mask, as_tuple=True)[0],), net(x[mask]))
+        energy = out[:, 0] * self.energy_scale + self.atomic_energy[species]
+        charge = out[:, 1] * self.charge_scale + self.atomic_charge[species]
+        return energy, charge
+
+    def charge_weights(self, species):
+        return nn.functional.softplus(self.charge_weight_logit[species]) + 1e-3
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Committee prediction for one structure (Å, eV, e).
+
+    Attributes
+    ----------
+    energy : float
+        Committee-mean energy of the atoms in ``energy_mask``, eV.
+    charges : ndarray (n,)
+        Committee-mean charges, e (zero for atoms in group -1).
+    forces : ndarray (n, 3) or None
+        -d/dR of ``energy + sum_i potential_i * charges_i`` with the potential held fixed, eV/Å.
+    energy_std, charges_std, forces_std
+        Committee standard deviations (forces_std only with ``uncertainty=True``); zero for one member.
+    member_energies : ndarray (n_members,)
+    """
+
+    energy: float
+    charges: np.ndarray
+    forces: np.ndarray | None
+    energy_std: float
+    charges_std: np.ndarray
+    forces_std: np.ndarray | None
+    member_energies: np.ndarray
+
+
+class EnvironmentModel(nn.Module):
+    """Committee of atomistic networks: energy, forces and exactly conserved charges.
+
+    Parameters
+    ----------
+    elements : sequence of int
+        Atomic numbers the model knows.
+    cutoff : float
+        Descriptor cutoff, Å.
+    n_radial : int
+        Gaussian radial basis functions.
+    n_channels : int
+        Learned radial channels per angular order (features: c + c(c+1)).
+    hidden : tuple of int
+        Hidden layer widths of each element's network.
+    n_members : int
+        Committee size.
+    coulomb_cutoff : float or None
+        Cutoff (Å) of an explicit damped-shifted-force Coulomb energy between charges of different
+        groups; None leaves electrostatics implicit in the short-range networks.
+    """
+
+    def __init__(self, elements, cutoff: float = 5.0, n_radial: int = 12, n_channels: int = 10,
+                 hidden=(64, 64), n_members: int = 1, coulomb_cutoff: float | None = None):
+        super().__init__()
+        self.elements = [int(z) for z in elements]
+        self.cutoff = float(cutoff)
+        self.n_radial, self.n_channels, self.hidden = int(n_radial), int(n_channels), tuple(int(h) for h in hidden)
+        self.coulomb_cutoff = None if coulomb_cutoff is None else float(coulomb_cutoff)
+        table = torch.full((119,), -1, dtype=torch.long)
+        table[torch.tensor(self.elements)] = torch.arange(len(self.elements))
+        self.register_buffer("species_table", table, persistent=False)
+        self.register_buffer("centres", torch.linspace(0.5, cutoff, n_radial))
+        self.width = (cutoff - 0.5) / (n_radial - 1)
+        self.members = nn.ModuleList(
+            Member(len(self.elements), n_radial, n_channels, self.hidden) for _ in range(int(n_members)))
+
+    # -- configuration -------------------------------------------------------------------
+    def config(self) -> dict:
+        return {"elements": self.elements, "cutoff": self.cutoff, "n_radial": self.n_radial,
+                "n_channels": self.n_channels, "hidden": list(self.hidden), "n_members": len(self.members),
+                "coulomb_cutoff": self.coulomb_cutoff}
+
+    @property
+    def dtype(self):
+        return self.centres.dtype
+
+    @property
+    def device(self):
+        return self.centres.device
+
+    def species(self, atomic_numbers) -> torch.Tensor:
+        z = torch.as_tensor(np.asarray(atomic_numbers), dtype=torch.long, device=self.device)
+        s = self.species_table[z.clamp(0, 118)]
+        if (s < 0).any() or (z > 118).any() or (z < 1).any():
+            bad = sorted({int(v) for v in z[(s < 0) | (z > 118) | (z < 1)]})
+            from ..elements import SYMBOLS
+            names = [SYMBOLS[b - 1] if 0 < b <= 118 else str(b) for b in bad]
+            known = [SYMBOLS[e - 1] for e in self.elements]
+            raise ValueError(f"the model knows elements {known}, not {names}; use a model trained on them")
+        return s
+
+    # -- building blocks -----------------------------------------------------------------
+    def basis(self, r):
+        g = torch.exp(-0.5 * ((r[:, None] - self.centres[None, :]) / self.width) ** 2)
+        return g * cutoff_function(r, self.cutoff)[:, None]
+
+    def atomic_terms(self, species, positions, i, j, shifts, start: int, stop: int):
+        """Per-member atomic energies and raw charges of atoms start..stop-1, shape (M, stop-start)."""
+        vec = positions[j] + shifts - positions[i]
+        r = torch.linalg.norm(vec, dim=1)
+        unit = vec / r[:, None]
+        basis = self.basis(r)
+        local = i - start
+        energies, charges = [], []
+        for member in self.members:
+            feats = member.features(basis, species[j], unit, local, stop - start)
+            e, q = member.atomic(feats, species[start:stop])
+            energies.append(e)
+            charges.append(q)
+        return torch.stack(energies), torch.stack(charges)
+
+    def conserve(self, raw, species, groups, group_charges):
+        """Shift raw charges (M, n) so each group sums to its charge; atoms of group -1 get zero."""
+        n_groups = len(group_charges)
+        inside = groups >= 0
+        g = groups.clamp(min=0)
+        out = []
+        for m, member in enumerate(self.members):
+            w = member.charge_weights(species) * inside
+            total = raw.new_zeros(n_groups).index_add_(0, g, raw[m] * inside)
+            weight = raw.new_zeros(n_groups).index_add_(0, g, w)
+            out.append((raw[m] + w * ((group_charges - total) / weight)[g]) * inside)
+        return torch.stack(out)
+
+    def effective_potential(self, potential, species, groups, n_groups):
+        """d(sum_i phi_m,i q_m,i)/d q^_m,k for potentials (M, n): phi minus its weighted group mean.
+
+        Because the weights f do not depend on positions, the charge response of the conserved
+        charges is that of the raw charges in this shifted potential; a constant added to phi drops out.
+        """
+        inside = groups >= 0
+        g = groups.clamp(min=0)
+        out = []
+        for m, member in enumerate(self.members):
+            w = member.charge_weights(species) * inside
+            num = potential.new_zeros(n_groups).index_add_(0, g, potential[m] * w)
+            den = potential.new_zeros(n_groups).index_add_(0, g, w)
+            out.append((potential[m] - (num / den.clamp(min=1e-30))[g]) * inside)
+        return torch.stack(out)
+
+    def coulomb(self, charges, positions, groups, cell):
+        """Damped-shifted-force Coulomb energy (eV) between atoms of different groups, per member."""
+        rc, a = self.coulomb_cutoff, DSF_ALPHA_PER_A
+        i, j, shifts = neighbour_list(positions, rc, cell)
+        keep = (groups[i] != groups[j]) & (groups[i] >= 0) & (groups[j] >= 0)
+        i, j, shifts = i[keep], j[keep], shifts[keep]
+        r = torch.linalg.norm(positions[j] + shifts - positions[i], dim=1)
+        erfc_rc = math.erfc(a * rc) / rc
+        shift_force = erfc_rc / rc + 2 * a / math.sqrt(math.pi) * math.exp(-(a * rc) ** 2) / rc
+        kernel = torch.special.erfc(a * r) / r - erfc_rc + shift_force * (r - rc)
+        return 0.5 * units.COULOMB_EV_A * (charges[:, i] * charges[:, j] * kernel).sum(1)
+
+    # -- prediction ----------------------------------------------------------------------
+    def predict(self, atomic_numbers, positions, *, cell=None, groups=None, group_charges=None, potential=None,
+                energy_mask=None, forces: bool = True, uncertainty: bool = False,
+                chunk_size: int = 20000) -> Prediction:
+        """Energy, charges and forces of one structure.
+
+        Parameters
+        ----------
+        atomic_numbers : array_like (n,) int
+        positions : array_like (n, 3)
+            Å.
+        cell : array_like (3, 3), optional
+            Lattice vectors (rows, Å) of a periodic box; None for open boundaries.
+        groups : array_like (n,) int, optional
+            Charge group (molecule) of each atom; -1 marks atoms that are neighbours only and carry no
+            charge (the QM atoms).  Default: one group holding every atom.
+        group_charges : array_like (n_groups,), optional
+            Total charge of each group, e (default 0).
+        potential : array_like (n,), optional
+            Electrostatic potential phi at each atom, V, held fixed: the forces then include the charge
+            response -sum_i phi_i dq_i/dR.
+        energy_mask : array_like (n,) bool, optional
+            Atoms whose atomic energies make up ``energy`` (default all).
+        forces : bool
+        uncertainty : bool
+            Also compute each member's forces for ``forces_std`` (costs one backward pass per member).
+        chunk_size : int
+            Atoms per evaluation chunk; memory stays bounded and time linear for any size.
+        """
+        dtype, device = self.dtype, self.device
+        species = self.species(atomic_numbers)
+        n = len(species)
+        pos = torch.as_tensor(np.asarray(positions, dtype=np.float64), device=device).to(dtype)
+        if pos.shape != (n, 3):
+            raise ValueError(f"positions must have shape ({n}, 3), got {tuple(pos.shape)}")
+        groups_t = torch.zeros(n, dtype=torch.long, device=device) if groups is None else \
+            torch.as_tensor(np.asarray(groups), dtype=torch.long, device=device)
+        n_groups = int(groups_t.max()) + 1 if n else 0
+        qg = torch.zeros(n_groups, dtype=dtype, device=device) if group_charges is None else \
+            torch.as_tensor(np.asarray(group_charges, dtype=np.float64), device=device).to(dtype)
+        if len(qg) < n_groups:
+            raise ValueError(f"{n_groups} charge groups but {len(qg)} group charges")
+        phi = torch.zeros(n, dtype=dtype, device=device) if potential is None else \
+            torch.as_tensor(np.asarray(potential, dtype=np.float64), device=device).to(dtype)
+        mask = torch.ones(n, dtype=dtype, device=device) if energy_mask is None else \
+            torch.as_tensor(np.asarray(energy_mask), device=device).to(dtype)
+        chunks = [(a, min(n, a + chunk_size)) for a in range(0, n, chunk_size)]
+        pair_lists = [neighbour_list(pos, self.cutoff, cell, centres=torch.arange(a, b, device=device))
+                      for a, b in chunks]
+        single = len(chunks) == 1
+        x = pos.clone().requires_grad_(forces)
+
+        # pass 1: atomic energies and raw charges (kept differentiable when one chunk holds all atoms)
+        e_parts, q_parts = [], []
+        for (a, b), (i, j, s) in zip(chunks, pair_lists):
+            with torch.set_grad_enabled(forces and single):
+                e, q = self.atomic_terms(species, x, i, j, s, a, b)
+            e_parts.append(e)
+            q_parts.append(q)
+        raw = torch.cat(q_parts, 1) if q_parts else pos.new_zeros((len(self.members), 0))
+        atomic_e = torch.cat(e_parts, 1) if e_parts else pos.new_zeros((len(self.members), 0))
+        with torch.no_grad():
+            charges = self.conserve(raw.detach(), species, groups_t, qg[:n_groups])
+        member_e = (atomic_e.detach() * mask).sum(1)
+
+        # the Coulomb term acts through the charges like an extra potential psi_m = dE_c,m/dq_m
+        n_members = len(self.members)
+        weight_sets = [torch.full((n_members,), 1.0 / n_members, dtype=dtype, device=device)]
+        if forces and uncertainty and n_members > 1:
+            weight_sets += list(torch.eye(n_members, dtype=dtype, device=device))
+        psi = torch.zeros_like(charges)
+        e_c = None
+        if self.coulomb_cutoff is not None:
+            q_leaf = charges.clone().requires_grad_(forces)
+            e_c = self.coulomb(q_leaf, x, groups_t, cell)
+            member_e = member_e + e_c.detach()
+            if forces:
+                psi = torch.autograd.grad(e_c.sum(), q_leaf, retain_graph=True)[0]
+
+        result_forces = result_std = None
+        if forces:
+            phi_eff = self.effective_potential(phi[None, :] + psi, species, groups_t, n_groups)
+            member_forces = []
+            for w in weight_sets:
+                grad = torch.zeros_like(pos)
+                for (a, b), (i, j, s), e, q in zip(chunks, pair_lists, e_parts, q_parts):
+                    if not single:
+                        e, q = self.atomic_terms(species, x, i, j, s, a, b)
+                    objective = (w[:, None] * (e * mask[a:b] + phi_eff[:, a:b] * q)).sum()
+                    grad += torch.autograd.grad(objective, x, retain_graph=single)[0]
+                if e_c is not None:  # direct (fixed-charge) Coulomb force
+                    grad += torch.autograd.grad((w * e_c).sum(), x, retain_graph=True)[0]
+                member_forces.append(-grad)
+            result_forces = member_forces[0].detach().cpu().numpy().astype(np.float64)
+            if len(member_forces) > 1:
+                result_std = torch.stack(member_forces[1:]).std(0, unbiased=False).cpu().numpy().astype(np.float64)
+        m_e = member_e.detach().cpu().numpy().astype(np.float64)
+        q_np = charges.detach().cpu().numpy().astype(np.float64)
+        return Prediction(
+            energy=float(m_e.mean()), charges=q_np.mean(0), forces=result_forces, energy_std=float(m_e.std()),
+            charges_std=q_np.std(0), forces_std=result_std if uncertainty else None, member_energies=m_e)

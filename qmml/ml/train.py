@@ -1,0 +1,294 @@
+"""Training environment models on labelled datasets (energies, forces, charges).
+
+`train` fits each committee member separately (its own initialization and batch order, same
+train/validation split) with Adam, a plateau learning-rate schedule and early stopping on the
+validation loss, then joins the members into one `EnvironmentModel`.  Loss per member::
+
+    w_E <((E - E_ref)/n_atoms)^2> + w_F <|F - F_ref|^2>/3 + w_q <(q - q_ref)^2>
+
+Neighbour lists of the (fixed) training structures are built once.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .dataset import Dataset
+from .model import EnvironmentModel, Member
+from .neighbours import neighbour_list
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingOptions:
+    """Hyperparameters of `train` (units: eV, Å, e)."""
+
+    cutoff: float = 5.0
+    n_radial: int = 12
+    n_channels: int = 10
+    hidden: tuple = (64, 64)
+    n_members: int = 1
+    coulomb_cutoff: float | None = None
+    energy_weight: float = 10.0
+    force_weight: float = 1.0
+    charge_weight: float = 100.0
+    learning_rate: float = 2e-3
+    batch_size: int = 16
+    max_epochs: int = 200
+    patience: int = 25
+    validation_fraction: float = 0.1
+    seed: int = 0
+    dtype: str = "float32"
+    max_minutes: float | None = None
+    progress: bool = True
+    history: list = field(default_factory=list)
+
+
+class _Batch:
+    """Frames joined into one disconnected structure, with precomputed pairs."""
+
+    def __init__(self, model: EnvironmentModel, frames, dtype):
+        n_atoms = [len(f.elements) for f in frames]
+        offsets = np.concatenate([[0], np.cumsum(n_atoms)])
+        self.n_frames = len(frames)
+        self.species = model.species(np.concatenate([f.elements for f in frames]))
+        self.positions = torch.as_tensor(np.concatenate([f.positions for f in frames]), dtype=dtype)
+        self.frame = torch.as_tensor(np.repeat(np.arange(len(frames)), n_atoms))
+        self.n_atoms = torch.as_tensor(n_atoms, dtype=dtype)
+        self.energy = torch.as_tensor([f.energy for f in frames], dtype=dtype)
+        self.forces = torch.as_tensor(np.concatenate([f.forces for f in frames]), dtype=dtype)
+        self.charges = torch.as_tensor(np.concatenate([f.charges for f in frames]), dtype=dtype)
+        g_off = np.concatenate([[0], np.cumsum([len(f.molecule_charges) for f in frames])])
+        self.groups = torch.as_tensor(np.concatenate([f.molecule + g_off[k] for k, f in enumerate(frames)]))
+        self.group_charges = torch.as_tensor(np.concatenate([f.molecule_charges for f in frames]), dtype=dtype)
+        pi, pj, ps, ci, cj, cs = [], [], [], [], [], []
+        for k, f in enumerate(frames):
+            pos = torch.as_tensor(f.positions, dtype=torch.float64)
+            i, j, s = neighbour_list(pos, model.cutoff, f.cell)
+            pi.append(i + offsets[k]), pj.append(j + offsets[k]), ps.append(s)
+            if model.coulomb_cutoff is not None:
+                i, j, s = neighbour_list(pos, model.coulomb_cutoff, f.cell)
+                keep = f.molecule[i.numpy()] != f.molecule[j.numpy()]
+                ci.append(i[keep] + offsets[k]), cj.append(j[keep] + offsets[k]), cs.append(s[keep])
+        self.i, self.j, self.shifts = torch.cat(pi), torch.cat(pj), torch.cat(ps).to(dtype)
+        self.coulomb_pairs = (torch.cat(ci), torch.cat(cj), torch.cat(cs).to(dtype)) if ci else None
+
+
+def _member_forward(model: EnvironmentModel, member_index: int, batch: _Batch, create_graph: bool):
+    """Energies (frames), forces and conserved charges of one member on a batch (differentiable)."""
+    x = batch.positions.clone().requires_grad_(True)
+    vec = x[batch.j] + batch.shifts - x[batch.i]
+    r = torch.linalg.norm(vec, dim=1)
+    member: Member = model.members[member_index]
+    feats = member.features(model.basis(r), batch.species[batch.j], vec / r[:, None], batch.i, len(x))
+    e_atom, raw = member.atomic(feats, batch.species)
+    w = member.charge_weights(batch.species)
+    ng = len(batch.group_charges)
+    total = raw.new_zeros(ng).index_add_(0, batch.groups, raw)
+    weight = raw.new_zeros(ng).index_add_(0, batch.groups, w)
+    q = raw + w * ((batch.group_charges - total) / weight)[batch.groups]
+    energy = raw.new_zeros(batch.n_frames).index_add_(0, batch.frame, e_atom)
+    if batch.coulomb_pairs is not None:
+        from .model import DSF_ALPHA_PER_A
+        from .. import units
+        ci, cj, cs = batch.coulomb_pairs
+        rc, a = model.coulomb_cutoff, DSF_ALPHA_PER_A
+        rr = torch.linalg.norm(x[cj] + cs - x[ci], dim=1)
+        erfc_rc = math.erfc(a * rc) / rc
+        shift_force = erfc_rc / rc + 2 * a / math.sqrt(math.pi) * math.exp(-(a * rc) ** 2) / rc
+        kernel = torch.special.erfc(a * rr) / rr - erfc_rc + shift_force * (rr - rc)
+        pair_e = 0.5 * units.COULOMB_EV_A * q[ci] * q[cj] * kernel
+        energy = energy.index_add(0, batch.frame[ci], pair_e)
+    forces = -torch.autograd.grad(energy.sum(), x, create_graph=create_graph)[0]
+    return energy, forces, q
+
+
+def _losses(model, m, batch, opts, create_graph=True):
+    energy, forces, q = _member_forward(model, m, batch, create_graph)
+    e_err = ((energy - batch.energy) / batch.n_atoms) ** 2
+    f_err = ((forces - batch.forces) ** 2).sum(1) / 3
+    q_err = (q - batch.charges) ** 2
+    loss = opts.energy_weight * e_err.mean() + opts.force_weight * f_err.mean() + opts.charge_weight * q_err.mean()
+    return loss, {"energy_rmse_eV_per_atom": e_err.mean().sqrt().item(), "force_rmse_eV_A": f_err.mean().sqrt().item(),
+                  "charge_rmse_e": q_err.mean().sqrt().item()}
+
+
+def _initialize(model: EnvironmentModel, member: Member, batches, dataset: Dataset, rng):
+    """Per-element energy and charge offsets by least squares, feature normalization from data."""
+    z_all = model.elements
+    counts = np.array([[np.sum(f.elements == z) for z in z_all] for f in dataset.frames], float)
+    energies = np.array([f.energy for f in dataset.frames])
+    e0, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    resid = (energies - counts @ e0) / counts.sum(1)
+    q0 = [np.mean(np.concatenate([f.charges[f.elements == z] for f in dataset.frames])) for z in z_all]
+    with torch.no_grad():
+        member.atomic_energy.copy_(torch.as_tensor(e0))
+        member.atomic_charge.copy_(torch.as_tensor(q0))
+        member.energy_scale.fill_(max(float(np.std(resid)) * 4, 0.05))
+        feats = []
+        for b in batches[: max(1, min(len(batches), 8))]:
+            vec = b.positions[b.j] + b.shifts - b.positions[b.i]
+            r = torch.linalg.norm(vec, dim=1)
+            feats.append(member.features(model.basis(r), b.species[b.j], vec / r[:, None], b.i, len(b.positions)))
+        feats = torch.cat(feats)
+        member.feature_mean.copy_(feats.mean(0))
+        member.feature_std.copy_(feats.std(0).clamp(min=1e-6))
+
+
+def evaluate(model: EnvironmentModel, dataset: Dataset, *, batch_size: int = 32) -> dict:
+    """Committee-mean errors on a dataset: MAE and RMSE of energy per atom, forces and charges."""
+    e_err, f_err, q_err = [], [], []
+    dtype = model.dtype
+    for k in range(0, len(dataset), batch_size):
+        frames = dataset.frames[k:k + batch_size]
+        batch = _Batch(model, frames, dtype)
+        outs = [_member_forward(model, m, batch, create_graph=False) for m in range(len(model.members))]
+        energy = torch.stack([o[0] for o in outs]).mean(0).detach()
+        forces = torch.stack([o[1] for o in outs]).mean(0).detach()
+        q = torch.stack([o[2] for o in outs]).mean(0).detach()
+        e_err.append(((energy - batch.energy) / batch.n_atoms).numpy())
+        f_err.append((forces - batch.forces).numpy().ravel())
+        q_err.append((q - batch.charges).numpy())
+    e, f, q = (np.concatenate(v).astype(np.float64) for v in (e_err, f_err, q_err))
+    return {"frames": len(dataset), "atoms": dataset.n_atoms,
+            "energy_mae_eV_per_atom": float(np.abs(e).mean()), "energy_rmse_eV_per_atom": float(np.sqrt((e**2).mean())),
+            "force_mae_eV_A": float(np.abs(f).mean()), "force_rmse_eV_A": float(np.sqrt((f**2).mean())),
+            "charge_mae_e": float(np.abs(q).mean()), "charge_rmse_e": float(np.sqrt((q**2).mean()))}
+
+
+def train(train_set: Dataset, options: TrainingOptions | None = None, *, validation_set: Dataset | None = None,
+          history_path=None, plot_path=None) -> EnvironmentModel:
+    """Fit an `EnvironmentModel` to ``train_set``.
+
+    Parameters
+    ----------
+    train_set : Dataset
+    options : TrainingOptions
+    validation_set : Dataset, optional
+        Default: ``options.validation_fraction`` of ``train_set``, held out at random.
+    history_path, plot_path : path, optional
+        CSV of the per-epoch losses and a PNG learning curve.
+
+    Returns
+    -------
+    EnvironmentModel
+        In evaluation mode, with ``model.training_report`` holding the validation errors.
+    """
+    opts = options or TrainingOptions()
+    dtype = getattr(torch, opts.dtype)
+    if validation_set is None:
+        train_set, validation_set = train_set.split((1 - opts.validation_fraction, opts.validation_fraction),
+                                                    seed=opts.seed)
+    torch.manual_seed(opts.seed)
+    elements = sorted(set(train_set.elements) | set(validation_set.elements))
+    model = EnvironmentModel(elements, cutoff=opts.cutoff, n_radial=opts.n_radial, n_channels=opts.n_channels,
+                             hidden=opts.hidden, n_members=opts.n_members, coulomb_cutoff=opts.coulomb_cutoff)
+    model = model.to(dtype)
+    rng = np.random.default_rng(opts.seed)
+
+    def batches_of(ds, order):
+        return [_Batch(model, [ds.frames[i] for i in order[k:k + opts.batch_size]], dtype)
+                for k in range(0, len(order), opts.batch_size)]
+
+    val_batches = batches_of(validation_set, np.arange(len(validation_set)))
+    history = []
+    start = time.time()
+    for m in range(opts.n_members):
+        member = model.members[m]
+        order = rng.permutation(len(train_set))
+        train_batches = batches_of(train_set, order)  # fixed batch composition, shuffled order per epoch
+        _initialize(model, member, train_batches, train_set, rng)
+        params = list(member.parameters())
+        optimizer = torch.optim.Adam(params, lr=opts.learning_rate)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(2, opts.patience // 3))
+        best, best_state, stale = math.inf, None, 0
+        epochs = range(opts.max_epochs)
+        bar = None
+        if opts.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(epochs, desc=f"member {m + 1}/{opts.n_members}", unit="epoch")
+            epochs = bar
+        for epoch in epochs:
+            member.train()
+            train_loss = 0.0
+            for b in rng.permutation(len(train_batches)):
+                optimizer.zero_grad()
+                loss, _ = _losses(model, m, train_batches[b], opts)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 10.0)
+                optimizer.step()
+                train_loss += loss.item() / len(train_batches)
+            member.eval()
+            val_loss, val_metrics = 0.0, {}
+            for b in val_batches:
+                loss, metrics = _losses(model, m, b, opts, create_graph=False)
+                val_loss += loss.item() / len(val_batches)
+                for k, v in metrics.items():
+                    val_metrics[k] = val_metrics.get(k, 0.0) + v * v / len(val_batches)
+            val_metrics = {k: math.sqrt(v) for k, v in val_metrics.items()}
+            scheduler.step(val_loss)
+            row = {"member": m, "epoch": epoch, "train_loss": train_loss, "validation_loss": val_loss,
+                   "learning_rate": optimizer.param_groups[0]["lr"], **{f"validation_{k}": v for k, v in val_metrics.items()}}
+            history.append(row)
+            if bar is not None:
+                bar.set_postfix(loss=f"{val_loss:.4g}", F=f"{val_metrics['force_rmse_eV_A']:.3f}",
+                                q=f"{val_metrics['charge_rmse_e']:.4f}")
+            if val_loss < best * (1 - 1e-4):
+                best, stale = val_loss, 0
+                best_state = {k: v.detach().clone() for k, v in member.state_dict().items()}
+            else:
+                stale += 1
+            out_of_time = opts.max_minutes is not None and \
+                (time.time() - start) / 60 > opts.max_minutes * (m + 1) / opts.n_members
+            if stale >= opts.patience or optimizer.param_groups[0]["lr"] < 1e-6 or out_of_time:
+                break
+        if bar is not None:
+            bar.close()
+        member.load_state_dict(best_state)
+    opts.history = history
+    if history_path is not None:
+        _write_history(history, history_path)
+    if plot_path is not None:
+        plot_learning_curve(history, plot_path)
+    model.eval()
+    model.training_report = {"validation": evaluate(model, validation_set), "train_frames": len(train_set),
+                             "validation_frames": len(validation_set), "minutes": (time.time() - start) / 60}
+    return model
+
+
+def _write_history(history, path):
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def plot_learning_curve(history, path):
+    """Training and validation loss per epoch (log scale), one line per committee member."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for m in sorted({h["member"] for h in history}):
+        rows = [h for h in history if h["member"] == m]
+        ep = [h["epoch"] for h in rows]
+        axes[0].semilogy(ep, [h["train_loss"] for h in rows], label=f"train {m}")
+        axes[0].semilogy(ep, [h["validation_loss"] for h in rows], "--", label=f"validation {m}")
+        axes[1].semilogy(ep, [h["validation_force_rmse_eV_A"] for h in rows], label=f"force RMSE (eV/Å) {m}")
+        axes[1].semilogy(ep, [h["validation_charge_rmse_e"] for h in rows], ":", label=f"charge RMSE (e) {m}")
+    axes[0].set_xlabel("epoch"), axes[0].set_ylabel("loss"), axes[0].legend(fontsize=7)
+    axes[1].set_xlabel("epoch"), axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
