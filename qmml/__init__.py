@@ -4,16 +4,19 @@ A PySCF quantum region embedded electrostatically in an environment (fixed charg
 machine-learned potential predicting energy, forces and charges).  Public units: Å, eV, fs, amu, e, K.
 """
 
+__version__ = "0.1.0"  # before the imports: submodules record it in files they write
+
 from .environments import FixedCharges
 from .errors import InputError, PartitionError, QmmlError, SCFConvergenceError
 from .hamiltonian import Hamiltonian, Result
+from .ml import EnvironmentModel, load_model
 from .partition import Partition, partition
 from .qm import PySCFEngine
 from .system import System, load_system
 
-__version__ = "0.1.0"
 
 __all__ = [
     "System", "load_system", "Partition", "partition", "PySCFEngine", "FixedCharges", "Hamiltonian", "Result",
+    "EnvironmentModel", "load_model",
     "QmmlError", "InputError", "PartitionError", "SCFConvergenceError",
 ]

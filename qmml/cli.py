@@ -1,4 +1,4 @@
-"""Command line: ``qmml run JOB.yaml``, ``qmml partition STRUCTURE --qm SELECTION --charge N``.
+"""Command line: ``qmml run JOB.yaml``, ``qmml partition ...``, ``qmml train CONFIG.yaml``, ``qmml model-info``.
 
 Input errors print one line (file, key or atom, fix) and exit with status 2; nothing is overwritten.
 """
@@ -29,10 +29,18 @@ def main(argv=None) -> int:
     part.add_argument("--multiplicity", type=int, default=1)
     part.add_argument("--boundary", default="rcd", help="boundary charge scheme (default rcd)")
     part.add_argument("--guess-bonds", action="store_true", help="guess bonds from distances")
+    train = commands.add_parser("train", help="train an environment model (energy, forces, charges) on datasets")
+    train.add_argument("config", help="YAML training file (see data/models/*.yaml)")
+    info = commands.add_parser("model-info", help="print the header of a model file or shipped model")
+    info.add_argument("model", help="model name (water, organic) or .pt path")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
             return _run(args.config)
+        if args.command == "train":
+            return _train(args.config)
+        if args.command == "model-info":
+            return _model_info(args.model)
         return _partition(args)
     except QmmlError as err:
         print(f"qmml: error: {err}", file=sys.stderr)
@@ -79,6 +87,67 @@ def _run(config_path) -> int:
     if output is not None:
         write_extxyz(output, system, result)
         print(f"\nwrote positions and forces to {output}")
+    return 0
+
+
+def _train(config_path) -> int:
+    import json
+
+    from .config import load_train_config
+    from .errors import InputError
+    from .ml import Dataset, TrainingOptions, evaluate, save_model, train
+
+    config, root = load_train_config(config_path)
+    output = root / config.output
+    stem = output.with_suffix("")
+    products = [output, output.with_suffix(".json"), Path(f"{stem}_history.csv"), Path(f"{stem}_learning_curve.png")]
+    existing = [str(p) for p in products if p.exists()]
+    if existing:
+        raise InputError(f"{config_path}: key 'output': {', '.join(existing)} already exist and are never "
+                         "overwritten; move them away or name another output")
+
+    def load(key, paths):
+        sets = []
+        for p in paths or []:
+            try:
+                sets.append(Dataset.load(root / p))
+            except InputError as err:
+                raise InputError(f"{config_path}: key '{key}': {err}") from None
+        if not sets:
+            return None
+        total = sets[0]
+        for extra in sets[1:]:
+            total = total + extra
+        return total
+
+    train_set, validation_set, test_set = load("train", config.train), load("validation", config.validation), \
+        load("test", config.test)
+    references = {ds.metadata.get("reference", "unknown") for ds in (train_set, validation_set, test_set) if ds}
+    if len(references) > 1:
+        raise InputError(f"{config_path}: the datasets come from different reference methods {sorted(references)}; "
+                         "train on one level of theory")
+    opts = TrainingOptions(**config.model.model_dump(), **config.training.model_dump())
+    opts.hidden = tuple(opts.hidden)
+    print(f"training on {len(train_set)} frames ({train_set.n_atoms} atoms), reference {references.pop()}", flush=True)
+    model = train(train_set, opts, validation_set=validation_set, history_path=products[2], plot_path=products[3])
+    metrics = {"validation": model.training_report["validation"]}
+    if test_set is not None:
+        metrics["test"] = evaluate(model, test_set)
+        metrics["test"]["sets"] = list(config.test)
+    save_model(model, output, reference=train_set.metadata.get("reference", "unknown"),
+               training_set_hash=train_set.hash(), metrics=metrics, description=config.description)
+    print(json.dumps(metrics, indent=2))
+    print(f"wrote {output}, {products[1].name}, {products[2].name}, {products[3].name}")
+    return 0
+
+
+def _model_info(name) -> int:
+    import json
+
+    from .ml import read_header
+    from .ml.io import _resolve
+
+    print(json.dumps(read_header(_resolve(name)), indent=2))
     return 0
 
 

@@ -62,6 +62,10 @@ def load_config(path) -> tuple[JobConfig, Path]:
     InputError
         One line naming the file, the key and the fix.
     """
+    return _load(path, JobConfig)
+
+
+def _load(path, schema):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file; give the path of a YAML job file")
@@ -74,7 +78,7 @@ def load_config(path) -> tuple[JobConfig, Path]:
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of keys (structure:, qm:, ...) at the top level")
     try:
-        config = JobConfig.model_validate(data)
+        config = schema.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(k) for k in first["loc"]) or "(top level)"
@@ -86,3 +90,48 @@ def load_config(path) -> tuple[JobConfig, Path]:
             fix = f"got {first.get('input')!r}"
         raise InputError(f"{path}: key '{key}': {first['msg']}; {fix}") from None
     return config, path.resolve().parent
+
+
+class ModelArchitectureConfig(_Strict):
+    cutoff: float = Field(5.0, gt=0, description="descriptor cutoff, Å")
+    n_radial: int = Field(12, ge=2)
+    n_channels: int = Field(10, ge=1)
+    hidden: list[int] = [64, 64]
+    n_members: int = Field(1, ge=1, description="committee size")
+    coulomb_cutoff: float | None = Field(None, gt=0, description="explicit Coulomb between groups, cutoff Å")
+
+
+class TrainingLoopConfig(_Strict):
+    energy_weight: float = Field(10.0, ge=0)
+    force_weight: float = Field(1.0, ge=0)
+    charge_weight: float = Field(100.0, ge=0)
+    learning_rate: float = Field(2e-3, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_epochs: int = Field(200, ge=1)
+    patience: int = Field(25, ge=1)
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    max_minutes: float | None = Field(None, gt=0, description="wall-time budget for all members")
+
+
+class TrainConfig(_Strict):
+    """``qmml train``: datasets in, a model file (plus header, history and learning curve) out."""
+
+    train: list[str] = Field(description="training dataset(s) (.npz from qmml.ml.Dataset.save)")
+    validation: list[str] | None = None
+    test: list[str] | None = Field(None, description="held-out set(s) evaluated once at the end")
+    output: str = Field(description="model file to write (.pt; never overwritten)")
+    description: str = ""
+    model: ModelArchitectureConfig = ModelArchitectureConfig()
+    training: TrainingLoopConfig = TrainingLoopConfig()
+
+    @field_validator("train", "validation", "test", mode="before")
+    @classmethod
+    def _paths(cls, value):
+        return [value] if isinstance(value, str) else value
+
+
+def load_train_config(path) -> tuple[TrainConfig, Path]:
+    """Read and validate a ``qmml train`` file (same error style as `load_config`)."""
+    return _load(path, TrainConfig)

@@ -75,13 +75,11 @@ class Member(nn.Module):
 
     def features(self, basis, neighbour_species, unit, centre_local, n_centres):
         """Rotation-invariant features of ``n_centres`` atoms from their pairs."""
-        n_species = self.mixing.shape[1]
-        k = self.n_channels
-        channels = basis.new_zeros((3, len(basis), k))
-        for s in range(n_species):
-            mask = neighbour_species == s
-            if mask.any():
-                channels[:, mask] = torch.einsum("pn,lnk->lpk", basis[mask], self.mixing[:, s])
+        n_species, n_radial, k = self.mixing.shape[1], self.mixing.shape[2], self.n_channels
+        # one matrix product for all neighbour species: basis placed in its species' block
+        onehot = nn.functional.one_hot(neighbour_species, n_species).to(basis.dtype)
+        blocks = (onehot[:, :, None] * basis[:, None, :]).reshape(len(basis), n_species * n_radial)
+        channels = torch.matmul(blocks, self.mixing.reshape(3, n_species * n_radial, k))
         a0 = basis.new_zeros((n_centres, k)).index_add_(0, centre_local, channels[0])
         a1 = basis.new_zeros((n_centres, k, 3)).index_add_(0, centre_local, channels[1][:, :, None] * unit[:, None, :])
         outer = (unit[:, :, None] * unit[:, None, :]).reshape(-1, 9)
@@ -224,7 +222,8 @@ class EnvironmentModel(nn.Module):
             w = member.charge_weights(species) * inside
             total = raw.new_zeros(n_groups).index_add_(0, g, raw[m] * inside)
             weight = raw.new_zeros(n_groups).index_add_(0, g, w)
-            out.append((raw[m] + w * ((group_charges - total) / weight)[g]) * inside)
+            shifted = raw[m] + w * ((group_charges - total) / weight.clamp(min=1e-30))[g]
+            out.append(torch.where(inside, shifted, torch.zeros_like(shifted)))
         return torch.stack(out)
 
     def effective_potential(self, potential, species, groups, n_groups):
@@ -240,7 +239,8 @@ class EnvironmentModel(nn.Module):
             w = member.charge_weights(species) * inside
             num = potential.new_zeros(n_groups).index_add_(0, g, potential[m] * w)
             den = potential.new_zeros(n_groups).index_add_(0, g, w)
-            out.append((potential[m] - (num / den.clamp(min=1e-30))[g]) * inside)
+            shifted = potential[m] - (num / den.clamp(min=1e-30))[g]
+            out.append(torch.where(inside, shifted, torch.zeros_like(shifted)))
         return torch.stack(out)
 
     def coulomb(self, charges, positions, groups, cell):

@@ -1,0 +1,16 @@
+"""Machine-learned environment models: neighbour lists, the committee model, datasets, labelling, training.
+
+Folder map: `neighbours` (cell lists), `model` (descriptor, networks, charges, predictions),
+`dataset` (storage), `labelling` (PySCF and GFN2-xTB reference data), `train`, `io` (model files).
+"""
+
+from .dataset import Dataset, Frame
+from .io import ModelFileError, load_model, read_header, save_model
+from .labelling import Label, PySCFLabeller, XTBLabeller, esp_grid, molecules_from_distances, resp_charges
+from .model import EnvironmentModel, Prediction
+from .neighbours import neighbour_list
+from .train import TrainingOptions, evaluate, train
+
+__all__ = ["Dataset", "Frame", "EnvironmentModel", "Prediction", "neighbour_list", "load_model", "save_model",
+           "read_header", "ModelFileError", "Label", "PySCFLabeller", "XTBLabeller", "esp_grid", "resp_charges",
+           "molecules_from_distances", "TrainingOptions", "train", "evaluate"]

@@ -1,0 +1,131 @@
+"""Model files, datasets, labelling and training: real files, real PySCF, real training."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from qmml.cli import main
+from qmml.errors import InputError
+from qmml.ml import (Dataset, EnvironmentModel, Frame, ModelFileError, PySCFLabeller, esp_grid, load_model,
+                     resp_charges, save_model)
+from qmml.units import COULOMB_EV_A
+
+WATER_Z = np.array([8, 1, 1])
+WATER_X = np.array([[0.0, 0.0, 0.117], [0.0, 0.757, -0.467], [0.0, -0.757, -0.467]])
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    m = EnvironmentModel([1, 8], cutoff=4.0, n_radial=6, n_channels=4, hidden=(8,)).double()
+    return m, save_model(m, tmp_path / "m.pt", reference="test reference", training_set_hash="abc")
+
+
+def test_model_file_round_trip_and_header(saved):
+    m, path = saved
+    loaded = load_model(path)
+    p1 = m.predict(np.tile(WATER_Z, 2), np.concatenate([WATER_X, WATER_X + 3.0]))
+    p2 = loaded.predict(np.tile(WATER_Z, 2), np.concatenate([WATER_X, WATER_X + 3.0]))
+    assert p1.energy == p2.energy and np.array_equal(p1.forces, p2.forces)
+    header = json.loads(path.with_suffix(".json").read_text())
+    assert header["elements"] == ["H", "O"] and header["cutoff_A"] == 4.0
+    assert header["reference"] == "test reference" and header["units"]["energy"] == "eV"
+    torch.load(path, weights_only=True)  # loadable without arbitrary code execution
+    with pytest.raises(InputError, match="exists"):
+        save_model(m, path, reference="x")
+
+
+def test_corrupted_model_file_gives_one_clear_error(saved, tmp_path):
+    _, path = saved
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ModelFileError, match="truncated.pt is not a readable qmml model file"):
+        load_model(truncated)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(ModelFileError, match="not a qmml environment model"):
+        load_model(other)
+
+
+def test_mismatched_model_file_gives_one_clear_error(saved, tmp_path):
+    _, path = saved
+    blob = torch.load(path, weights_only=True)
+    old = dict(blob, format_version=0)
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(ModelFileError, match="format version 0"):
+        load_model(tmp_path / "old.pt")
+    header = json.loads(blob["header"])
+    header["elements"] = ["H", "C"]
+    torch.save(dict(blob, header=json.dumps(header)), tmp_path / "elements.pt")
+    with pytest.raises(ModelFileError, match="header elements"):
+        load_model(tmp_path / "elements.pt")
+    header = json.loads(blob["header"])
+    header["architecture"]["n_channels"] = 5
+    torch.save(dict(blob, header=json.dumps(header)), tmp_path / "shape.pt")
+    with pytest.raises(ModelFileError, match="do not fit"):
+        load_model(tmp_path / "shape.pt")
+    with pytest.raises(ModelFileError, match="not \\['Cl'\\]"):
+        load_model(path, elements=["O", "H", "Cl"])
+    assert main(["model-info", str(tmp_path / "old.pt")]) == 2
+
+
+def test_dataset_round_trip_split_and_no_overwrite(tmp_path):
+    rng = np.random.default_rng(0)
+    ds = Dataset(metadata={"reference": "r"})
+    for k in range(5):
+        n = 3 * (k + 1)
+        ds.append(Frame(np.tile(WATER_Z, k + 1), rng.normal(size=(n, 3)), float(k), rng.normal(size=(n, 3)),
+                        rng.normal(size=n), np.repeat(np.arange(k + 1), 3), np.zeros(k + 1),
+                        np.eye(3) * 9 if k % 2 else None))
+    path = ds.save(tmp_path / "d.npz")
+    back = Dataset.load(path)
+    assert back.hash() == ds.hash() and back.metadata["reference"] == "r"
+    assert back[3].cell is not None and back[2].cell is None
+    assert np.allclose(back[4].positions, ds[4].positions, atol=1e-6)
+    a, b = ds.split((0.6, 0.4))
+    assert len(a) + len(b) == 5 and not {id(f) for f in a.frames} & {id(f) for f in b.frames}
+    with pytest.raises(InputError, match="never overwrites"):
+        ds.save(path)
+    (tmp_path / "junk.npz").write_text("junk")
+    with pytest.raises(InputError, match="not a qmml dataset"):
+        Dataset.load(tmp_path / "junk.npz")
+
+
+def test_esp_fit_recovers_point_charges():
+    z = np.array([8, 1, 1, 7, 1, 1, 1])
+    x = np.concatenate([WATER_X, np.array([[3.0, 0, 0], [3.4, 0.9, 0], [3.4, -0.5, 0.8], [3.4, -0.5, -0.8]])])
+    q_true = np.array([-0.9, 0.45, 0.45, -0.3, 0.5, 0.4, 0.4])
+    grid = esp_grid(z, x)
+    v = COULOMB_EV_A * (q_true / np.linalg.norm(grid[:, None] - x[None], axis=-1)).sum(1)
+    q = resp_charges(z, x, grid, v, molecule=[0, 0, 0, 1, 1, 1, 1], molecule_charges=[0, 1], restraint=0.0)
+    assert np.abs(q - q_true).max() < 1e-6
+    restrained = resp_charges(z, x, grid, v, molecule=[0, 0, 0, 1, 1, 1, 1], molecule_charges=[0, 1])
+    assert abs(restrained[:3].sum()) < 1e-12 and abs(restrained[3:].sum() - 1) < 1e-12
+    assert abs(restrained[3]) < abs(q_true[3])  # the restraint pulls heavy-atom charges toward zero
+
+
+def test_pyscf_resp_labels_of_water():
+    label = PySCFLabeller("hf", "6-31g*")(WATER_Z, WATER_X)
+    # HF/6-31G* ESP charges of water are about -0.8 on O (the basis of TIP3P-like models)
+    assert -0.9 < label.charges[0] < -0.7
+    assert abs(label.charges.sum()) < 1e-12
+    dipole = np.linalg.norm(label.charges @ WATER_X) * 4.80320  # e*Å -> Debye
+    assert 2.0 < dipole < 2.6  # HF/6-31G* water dipole is 2.2-2.3 D
+    assert np.abs(label.forces.sum(0)).max() < 1e-6
+
+
+def test_xtb_labels_are_consistent():
+    pytest.importorskip("tblite")
+    from qmml.ml import XTBLabeller
+
+    labeller = XTBLabeller(WATER_Z)
+    label = labeller(WATER_X)
+    h = 1e-4
+    xp, xm = WATER_X.copy(), WATER_X.copy()
+    xp[1, 1] += h
+    xm[1, 1] -= h
+    fd = -(labeller(xp).energy - labeller(xm).energy) / (2 * h)
+    assert abs(fd - label.forces[1, 1]) < 1e-3
+    assert abs(label.charges.sum()) < 1e-8 and label.charges[0] < -0.4
