@@ -24,6 +24,7 @@ import numpy as np
 
 from qmml import units
 from qmml.ml.dataset import Dataset, Frame
+from qmml.errors import QmmlError
 from qmml.ml.labelling import XTBLabeller, molecules_from_distances
 
 WATER_DENSITY_PER_A3 = 0.0334  # molecules per Å^3 at 1 g/cm^3
@@ -119,8 +120,16 @@ def run_system(dataset, name, elements, x, *, charge, molecule, molecule_charges
     rng = np.random.default_rng(seed)
     labeller = XTBLabeller(elements, charge=charge, cell=cell)
     t0, n0 = time.time(), len(dataset)
-    for pos, label in langevin_frames(labeller, elements, x, temperature_K=temperature_K, steps=steps, every=every,
-                                      burn_in=burn_in, rng=rng, wall=wall):
+    frames = langevin_frames(labeller, elements, x, temperature_K=temperature_K, steps=steps, every=every,
+                             burn_in=burn_in, rng=rng, wall=wall)
+    while True:
+        try:
+            pos, label = next(frames)
+        except StopIteration:
+            break
+        except QmmlError as err:  # keep the frames so far; a failed SCF ends only this trajectory
+            print(f"{name}: trajectory stopped early: {err}", flush=True)
+            break
         dataset.append(Frame(np.asarray(elements), pos, label.energy, label.forces, label.charges, molecule,
                              np.asarray(molecule_charges, float), None if cell is None else np.asarray(cell)))
     print(f"{name}: {len(elements)} atoms, {len(dataset) - n0} frames, {time.time() - t0:.0f} s", flush=True)
@@ -132,11 +141,13 @@ def water_cluster(rng, n):
     return np.tile([8, 1, 1], n), x, radius
 
 
-def water_sets(out: Path):
+def water_sets(out: Path, splits=("train", "test")):
     meta = {"reference": "GFN2-xTB (tblite 0.8), Mulliken charges",
             "sampling": "Langevin 1 fs, deuterium masses, clusters with a flat-bottom O wall"}
     for split, clusters, boxes, seed0 in (("train", (4, 8, 12, 16, 24, 32), (16, 16), 0),
                                          ("test", (6, 20, 28), (16,), 100)):
+        if split not in splits:
+            continue
         ds = Dataset(metadata={**meta, "split": split, "description": f"liquid water {split} set"})
         for k, n in enumerate(clusters):
             rng = np.random.default_rng(seed0 + k)
@@ -215,7 +226,7 @@ def solvate(rng, z, x, n_water, ions=()):
     return z_all, x_all, radius
 
 
-def organic_sets(out: Path):
+def organic_sets(out: Path, splits=("train", "test")):
     meta = {"reference": "GFN2-xTB (tblite 0.8), Mulliken charges",
             "sampling": "Langevin 1 fs, deuterium masses; solvated clusters with a flat-bottom O wall"}
     residues = list(AMINO_ACID_SIDE_CHAINS)
@@ -228,7 +239,7 @@ def organic_sets(out: Path):
                 ("Ace-ARG-NMe + Cl- + 6 H2O", capped("ARG"), 6, (17,))]
     test_names = {"Ace-ALA-NMe", "Ace-LYS-NMe", "Ace-MET-NMe", "Ace-TRP-NMe", "Ace-ASP-NMe", "CNC(C)=O", "c1ccccc1",
                   "CS", "Ace-SER-NMe + 6 H2O", "Na+ + 8 H2O", "Cl- + 8 H2O", "C[NH3+] + 5 H2O"}
-    for split in ("train", "test"):
+    for split in splits:
         ds = Dataset(metadata={**meta, "split": split,
                                "description": f"capped amino acids, small organics, water, Na+/Cl- ({split} set)"})
         for k, (name, smiles, n_water, ions) in enumerate(systems):
@@ -260,7 +271,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", choices=("water", "organic"))
     parser.add_argument("out", type=Path)
+    parser.add_argument("--split", choices=("train", "test"), action="append",
+                        help="generate only this split (repeatable; default both)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    {"water": water_sets, "organic": organic_sets}[args.which](args.out)
+    {"water": water_sets, "organic": organic_sets}[args.which](args.out, tuple(args.split or ("train", "test")))
     sys.exit(0)

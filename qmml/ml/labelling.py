@@ -209,9 +209,15 @@ class XTBLabeller:
             self._calc.update(x)
         try:
             result = self._calc.singlepoint(self._previous) if self._previous is not None else self._calc.singlepoint()
-        except RuntimeError as err:
-            self._calc = None
-            raise QmmlError(f"{self.method} failed for a {len(x)}-atom structure: {err}") from None
+        except RuntimeError:
+            result = None
+        if result is None:  # retry from a fresh guess before giving up
+            self._start(x)
+            try:
+                result = self._calc.singlepoint()
+            except RuntimeError as err:
+                self._calc = None
+                raise QmmlError(f"{self.method} failed for a {len(x)}-atom structure: {err}") from None
         self._previous = result
         return Label(float(result.get("energy")) * units.HARTREE_EV,
                      -np.asarray(result.get("gradient")) * units.HARTREE_PER_BOHR_EV_PER_A,

@@ -39,6 +39,15 @@ from .neighbours import neighbour_list
 DSF_ALPHA_PER_A = 0.2
 
 
+def dsf_coulomb_pairs(q_i, q_j, r, cutoff: float):
+    """Damped-shifted-force Coulomb energy (eV) of charge pairs at distances r (Å); zero force at the cutoff."""
+    a = DSF_ALPHA_PER_A
+    erfc_rc = math.erfc(a * cutoff) / cutoff
+    shift_force = erfc_rc / cutoff + 2 * a / math.sqrt(math.pi) * math.exp(-(a * cutoff) ** 2) / cutoff
+    kernel = torch.special.erfc(a * r) / r - erfc_rc + shift_force * (r - cutoff)
+    return units.COULOMB_EV_A * q_i * q_j * kernel
+
+
 def cutoff_function(r: torch.Tensor, cutoff: float) -> torch.Tensor:
     x = (r / cutoff).clamp(max=1.0)
     return (1.0 - x * x) ** 3
@@ -102,6 +111,18 @@ class Member(nn.Module):
 
     def charge_weights(self, species):
         return nn.functional.softplus(self.charge_weight_logit[species]) + 1e-3
+
+
+class _LazyPairs:
+    """Neighbour pairs of each chunk's atoms, built when iterated (one chunk in memory at a time)."""
+
+    def __init__(self, positions, cutoff, cell, chunks):
+        self.args, self.chunks = (positions, cutoff, cell), chunks
+
+    def __iter__(self):
+        positions, cutoff, cell = self.args
+        for a, b in self.chunks:
+            yield neighbour_list(positions, cutoff, cell, centres=torch.arange(a, b, device=positions.device))
 
 
 @dataclass(frozen=True)
@@ -245,15 +266,11 @@ class EnvironmentModel(nn.Module):
 
     def coulomb(self, charges, positions, groups, cell):
         """Damped-shifted-force Coulomb energy (eV) between atoms of different groups, per member."""
-        rc, a = self.coulomb_cutoff, DSF_ALPHA_PER_A
-        i, j, shifts = neighbour_list(positions, rc, cell)
+        i, j, shifts = neighbour_list(positions, self.coulomb_cutoff, cell)
         keep = (groups[i] != groups[j]) & (groups[i] >= 0) & (groups[j] >= 0)
         i, j, shifts = i[keep], j[keep], shifts[keep]
         r = torch.linalg.norm(positions[j] + shifts - positions[i], dim=1)
-        erfc_rc = math.erfc(a * rc) / rc
-        shift_force = erfc_rc / rc + 2 * a / math.sqrt(math.pi) * math.exp(-(a * rc) ** 2) / rc
-        kernel = torch.special.erfc(a * r) / r - erfc_rc + shift_force * (r - rc)
-        return 0.5 * units.COULOMB_EV_A * (charges[:, i] * charges[:, j] * kernel).sum(1)
+        return 0.5 * dsf_coulomb_pairs(charges[:, i], charges[:, j], r, self.coulomb_cutoff).sum(1)
 
     # -- prediction ----------------------------------------------------------------------
     def predict(self, atomic_numbers, positions, *, cell=None, groups=None, group_charges=None, potential=None,
@@ -302,55 +319,62 @@ class EnvironmentModel(nn.Module):
         mask = torch.ones(n, dtype=dtype, device=device) if energy_mask is None else \
             torch.as_tensor(np.asarray(energy_mask), device=device).to(dtype)
         chunks = [(a, min(n, a + chunk_size)) for a in range(0, n, chunk_size)]
-        pair_lists = [neighbour_list(pos, self.cutoff, cell, centres=torch.arange(a, b, device=device))
-                      for a, b in chunks]
+        # pairs are built chunk by chunk so that memory stays bounded by the chunk size
+        pair_lists = _LazyPairs(pos, self.cutoff, cell, chunks)
         single = len(chunks) == 1
         x = pos.clone().requires_grad_(forces)
-
-        # pass 1: atomic energies and raw charges (kept differentiable when one chunk holds all atoms)
-        e_parts, q_parts = [], []
-        for (a, b), (i, j, s) in zip(chunks, pair_lists):
-            with torch.set_grad_enabled(forces and single):
-                e, q = self.atomic_terms(species, x, i, j, s, a, b)
-            e_parts.append(e)
-            q_parts.append(q)
-        raw = torch.cat(q_parts, 1) if q_parts else pos.new_zeros((len(self.members), 0))
-        atomic_e = torch.cat(e_parts, 1) if e_parts else pos.new_zeros((len(self.members), 0))
-        with torch.no_grad():
-            charges = self.conserve(raw.detach(), species, groups_t, qg[:n_groups])
-        member_e = (atomic_e.detach() * mask).sum(1)
-
-        # the Coulomb term acts through the charges like an extra potential psi_m = dE_c,m/dq_m
         n_members = len(self.members)
         weight_sets = [torch.full((n_members,), 1.0 / n_members, dtype=dtype, device=device)]
         if forces and uncertainty and n_members > 1:
             weight_sets += list(torch.eye(n_members, dtype=dtype, device=device))
-        psi = torch.zeros_like(charges)
-        e_c = None
+        grads = torch.zeros((len(weight_sets), n, 3), dtype=dtype, device=device)
+
+        def backward(e, q, a, b, phi_eff, retain):
+            for k, w in enumerate(weight_sets):
+                objective = (w[:, None] * (e * mask[a:b] + phi_eff[:, a:b] * q)).sum()
+                grads[k] += torch.autograd.grad(objective, x, retain_graph=retain or k < len(weight_sets) - 1)[0]
+
+        # The weights f of the charge shift do not depend on positions, so the response to the given
+        # potential is known before any charge is: each chunk is evaluated and differentiated once.
+        # Only the optional Coulomb term, whose potential depends on all charges, needs a second pass.
+        second_pass = forces and self.coulomb_cutoff is not None
+        if forces:
+            phi_eff = self.effective_potential(phi.expand(n_members, n), species, groups_t, n_groups)
+        e_parts, q_parts = [], []
+        for (a, b), (i, j, s) in zip(chunks, pair_lists):
+            with torch.set_grad_enabled(forces):
+                e, q = self.atomic_terms(species, x, i, j, s, a, b)
+            if forces and not second_pass:
+                backward(e, q, a, b, phi_eff, retain=False)
+            keep_graph = second_pass and single
+            e_parts.append(e if keep_graph else e.detach())
+            q_parts.append(q if keep_graph else q.detach())
+        raw = torch.cat(q_parts, 1) if q_parts else pos.new_zeros((n_members, 0))
+        atomic_e = torch.cat(e_parts, 1) if e_parts else pos.new_zeros((n_members, 0))
+        with torch.no_grad():
+            charges = self.conserve(raw.detach(), species, groups_t, qg[:n_groups])
+        member_e = (atomic_e.detach() * mask).sum(1)
+
         if self.coulomb_cutoff is not None:
             q_leaf = charges.clone().requires_grad_(forces)
             e_c = self.coulomb(q_leaf, x, groups_t, cell)
             member_e = member_e + e_c.detach()
             if forces:
+                # psi_m = dE_c,m/dq_m acts like an extra potential on member m's charges
                 psi = torch.autograd.grad(e_c.sum(), q_leaf, retain_graph=True)[0]
-
-        result_forces = result_std = None
-        if forces:
-            phi_eff = self.effective_potential(phi[None, :] + psi, species, groups_t, n_groups)
-            member_forces = []
-            for w in weight_sets:
-                grad = torch.zeros_like(pos)
+                phi_eff = self.effective_potential(phi[None, :] + psi, species, groups_t, n_groups)
+                for k, w in enumerate(weight_sets):  # direct (fixed-charge) Coulomb force
+                    grads[k] += torch.autograd.grad((w * e_c).sum(), x, retain_graph=True)[0]
                 for (a, b), (i, j, s), e, q in zip(chunks, pair_lists, e_parts, q_parts):
                     if not single:
                         e, q = self.atomic_terms(species, x, i, j, s, a, b)
-                    objective = (w[:, None] * (e * mask[a:b] + phi_eff[:, a:b] * q)).sum()
-                    grad += torch.autograd.grad(objective, x, retain_graph=single)[0]
-                if e_c is not None:  # direct (fixed-charge) Coulomb force
-                    grad += torch.autograd.grad((w * e_c).sum(), x, retain_graph=True)[0]
-                member_forces.append(-grad)
-            result_forces = member_forces[0].detach().cpu().numpy().astype(np.float64)
-            if len(member_forces) > 1:
-                result_std = torch.stack(member_forces[1:]).std(0, unbiased=False).cpu().numpy().astype(np.float64)
+                    backward(e, q, a, b, phi_eff, retain=False)
+
+        result_forces = result_std = None
+        if forces:
+            result_forces = (-grads[0]).cpu().numpy().astype(np.float64)
+            if len(weight_sets) > 1:
+                result_std = grads[1:].std(0, unbiased=False).cpu().numpy().astype(np.float64)
         m_e = member_e.detach().cpu().numpy().astype(np.float64)
         q_np = charges.detach().cpu().numpy().astype(np.float64)
         return Prediction(

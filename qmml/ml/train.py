@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .dataset import Dataset
-from .model import EnvironmentModel, Member
+from .model import EnvironmentModel, Member, dsf_coulomb_pairs
 from .neighbours import neighbour_list
 
 log = logging.getLogger(__name__)
@@ -98,15 +98,9 @@ def _member_forward(model: EnvironmentModel, member_index: int, batch: _Batch, c
     q = raw + w * ((batch.group_charges - total) / weight)[batch.groups]
     energy = raw.new_zeros(batch.n_frames).index_add_(0, batch.frame, e_atom)
     if batch.coulomb_pairs is not None:
-        from .model import DSF_ALPHA_PER_A
-        from .. import units
         ci, cj, cs = batch.coulomb_pairs
-        rc, a = model.coulomb_cutoff, DSF_ALPHA_PER_A
         rr = torch.linalg.norm(x[cj] + cs - x[ci], dim=1)
-        erfc_rc = math.erfc(a * rc) / rc
-        shift_force = erfc_rc / rc + 2 * a / math.sqrt(math.pi) * math.exp(-(a * rc) ** 2) / rc
-        kernel = torch.special.erfc(a * rr) / rr - erfc_rc + shift_force * (rr - rc)
-        pair_e = 0.5 * units.COULOMB_EV_A * q[ci] * q[cj] * kernel
+        pair_e = 0.5 * dsf_coulomb_pairs(q[ci], q[cj], rr, model.coulomb_cutoff)
         energy = energy.index_add(0, batch.frame[ci], pair_e)
     forces = -torch.autograd.grad(energy.sum(), x, create_graph=create_graph)[0]
     return energy, forces, q

@@ -1,0 +1,60 @@
+"""The shipped environment models meet their accuracy targets on held-out test sets.
+
+Test sets are separate GFN2-xTB trajectories (other cluster sizes or other seeds) never used in
+training or validation; see docs/ml_environment.md.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qmml import load_model
+from qmml.ml import Dataset, evaluate, read_header
+from qmml.ml.io import SHIPPED_MODELS
+
+DATASETS = Path(__file__).resolve().parents[1] / "data" / "datasets"
+TARGETS = {"water": {"force_mae_eV_A": 0.10, "charge_mae_e": 0.02},
+           "organic": {"force_mae_eV_A": 0.15, "charge_mae_e": 0.03}}
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_shipped_model_accuracy_on_held_out_test_set(name):
+    model = load_model(name, device="cpu")
+    test = Dataset.load(DATASETS / f"{name}_test.npz")
+    header = read_header(SHIPPED_MODELS / f"{name}.pt")
+    assert header["reference"] == test.metadata["reference"]
+    assert header["training_set_sha256"] != Dataset.load(DATASETS / f"{name}_test.npz").hash()
+    metrics = evaluate(model, test)
+    print(name, json.dumps(metrics))
+    for key, limit in TARGETS[name].items():
+        assert metrics[key] <= limit, f"{name}: {key} = {metrics[key]:.4f} > {limit}"
+    # the recorded numbers are the ones a user gets
+    assert abs(header["metrics"]["test"]["force_mae_eV_A"] - metrics["force_mae_eV_A"]) < 1e-3
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_shipped_model_files_are_small_and_documented(name):
+    path = SHIPPED_MODELS / f"{name}.pt"
+    assert path.stat().st_size < 5 * 1024**2
+    header = json.loads(path.with_suffix(".json").read_text())
+    assert "GFN2-xTB" in header["reference"] and header["units"]["forces"] == "eV/Angstrom"
+
+
+def test_shipped_water_model_forces_by_finite_differences_float64():
+    model = load_model("water", device="cpu")
+    frame = next(f for f in Dataset.load(DATASETS / "water_test.npz").frames if f.cell is not None)
+    z, x, cell = frame.elements, frame.positions, frame.cell
+    groups = frame.molecule
+    phi = np.random.default_rng(0).normal(0, 1.0, len(z))
+    pred = model.predict(z, x, cell=cell, groups=groups, potential=phi)
+    h = 1e-4
+    for k, d in ((0, 0), (4, 2), (20, 1)):
+        xp, xm = x.copy(), x.copy()
+        xp[k, d] += h
+        xm[k, d] -= h
+        ep = model.predict(z, xp, cell=cell, groups=groups, forces=False)
+        em = model.predict(z, xm, cell=cell, groups=groups, forces=False)
+        fd = -((ep.energy + phi @ ep.charges) - (em.energy + phi @ em.charges)) / (2 * h)
+        assert abs(fd - pred.forces[k, d]) < 1e-4
