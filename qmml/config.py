@@ -99,6 +99,8 @@ class ModelArchitectureConfig(_Strict):
     hidden: list[int] = [64, 64]
     n_members: int = Field(1, ge=1, description="committee size")
     coulomb_cutoff: float | None = Field(None, gt=0, description="explicit Coulomb between groups, cutoff Å")
+    charge_groups: Literal["molecule", "structure"] = Field(
+        "molecule", description="conserve charge per molecule, or per structure (charge transfer allowed)")
 
 
 class TrainingLoopConfig(_Strict):

@@ -171,11 +171,19 @@ class EnvironmentModel(nn.Module):
     coulomb_cutoff : float or None
         Cutoff (Å) of an explicit damped-shifted-force Coulomb energy between charges of different
         groups; None leaves electrostatics implicit in the short-range networks.
+    charge_groups : {"molecule", "structure"}
+        What the charges were conserved over in training: each molecule (no charge transfer between
+        molecules), or each whole structure (charge transfer allowed, e.g. ions in water).  At
+        prediction time pass ``groups`` accordingly.
     """
 
     def __init__(self, elements, cutoff: float = 5.0, n_radial: int = 12, n_channels: int = 10,
-                 hidden=(64, 64), n_members: int = 1, coulomb_cutoff: float | None = None):
+                 hidden=(64, 64), n_members: int = 1, coulomb_cutoff: float | None = None,
+                 charge_groups: str = "molecule"):
         super().__init__()
+        if charge_groups not in ("molecule", "structure"):
+            raise ValueError(f"charge_groups must be 'molecule' or 'structure', not {charge_groups!r}")
+        self.charge_groups = charge_groups
         self.elements = [int(z) for z in elements]
         self.cutoff = float(cutoff)
         self.n_radial, self.n_channels, self.hidden = int(n_radial), int(n_channels), tuple(int(h) for h in hidden)
@@ -192,7 +200,7 @@ class EnvironmentModel(nn.Module):
     def config(self) -> dict:
         return {"elements": self.elements, "cutoff": self.cutoff, "n_radial": self.n_radial,
                 "n_channels": self.n_channels, "hidden": list(self.hidden), "n_members": len(self.members),
-                "coulomb_cutoff": self.coulomb_cutoff}
+                "coulomb_cutoff": self.coulomb_cutoff, "charge_groups": self.charge_groups}
 
     @property
     def dtype(self):

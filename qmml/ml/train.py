@@ -38,6 +38,7 @@ class TrainingOptions:
     hidden: tuple = (64, 64)
     n_members: int = 1
     coulomb_cutoff: float | None = None
+    charge_groups: str = "molecule"
     energy_weight: float = 10.0
     force_weight: float = 1.0
     charge_weight: float = 100.0
@@ -67,9 +68,13 @@ class _Batch:
         self.energy = torch.as_tensor([f.energy for f in frames], dtype=dtype)
         self.forces = torch.as_tensor(np.concatenate([f.forces for f in frames]), dtype=dtype)
         self.charges = torch.as_tensor(np.concatenate([f.charges for f in frames]), dtype=dtype)
-        g_off = np.concatenate([[0], np.cumsum([len(f.molecule_charges) for f in frames])])
-        self.groups = torch.as_tensor(np.concatenate([f.molecule + g_off[k] for k, f in enumerate(frames)]))
-        self.group_charges = torch.as_tensor(np.concatenate([f.molecule_charges for f in frames]), dtype=dtype)
+        if model.charge_groups == "structure":
+            self.groups = self.frame
+            self.group_charges = torch.as_tensor([np.sum(f.molecule_charges) for f in frames], dtype=dtype)
+        else:
+            g_off = np.concatenate([[0], np.cumsum([len(f.molecule_charges) for f in frames])])
+            self.groups = torch.as_tensor(np.concatenate([f.molecule + g_off[k] for k, f in enumerate(frames)]))
+            self.group_charges = torch.as_tensor(np.concatenate([f.molecule_charges for f in frames]), dtype=dtype)
         pi, pj, ps, ci, cj, cs = [], [], [], [], [], []
         for k, f in enumerate(frames):
             pos = torch.as_tensor(f.positions, dtype=torch.float64)
@@ -185,7 +190,8 @@ def train(train_set: Dataset, options: TrainingOptions | None = None, *, validat
     torch.manual_seed(opts.seed)
     elements = sorted(set(train_set.elements) | set(validation_set.elements))
     model = EnvironmentModel(elements, cutoff=opts.cutoff, n_radial=opts.n_radial, n_channels=opts.n_channels,
-                             hidden=opts.hidden, n_members=opts.n_members, coulomb_cutoff=opts.coulomb_cutoff)
+                             hidden=opts.hidden, n_members=opts.n_members, coulomb_cutoff=opts.coulomb_cutoff,
+                             charge_groups=opts.charge_groups)
     model = model.to(dtype)
     rng = np.random.default_rng(opts.seed)
 
