@@ -91,10 +91,14 @@ class Member(nn.Module):
         channels = torch.matmul(blocks, self.mixing.reshape(3, n_species * n_radial, k))
         a0 = basis.new_zeros((n_centres, k)).index_add_(0, centre_local, channels[0])
         a1 = basis.new_zeros((n_centres, k, 3)).index_add_(0, centre_local, channels[1][:, :, None] * unit[:, None, :])
-        outer = (unit[:, :, None] * unit[:, None, :]).reshape(-1, 9)
-        a2 = basis.new_zeros((n_centres, k, 9)).index_add_(0, centre_local, channels[2][:, :, None] * outer[:, None, :])
-        p1 = (a1[:, self.pair_a] * a1[:, self.pair_b]).sum(-1)
-        p2 = (a2[:, self.pair_a] * a2[:, self.pair_b]).sum(-1)
+        # symmetric u (x) u in 6 components, off-diagonals scaled by sqrt(2) so that dot products
+        # of these vectors are full Frobenius products A2_c : A2_c'
+        x, y, z = unit.unbind(1)
+        r2 = math.sqrt(2.0)
+        outer = torch.stack([x * x, y * y, z * z, r2 * x * y, r2 * x * z, r2 * y * z], 1)
+        a2 = basis.new_zeros((n_centres, k, 6)).index_add_(0, centre_local, channels[2][:, :, None] * outer[:, None, :])
+        p1 = torch.bmm(a1, a1.transpose(1, 2))[:, self.pair_a, self.pair_b]
+        p2 = torch.bmm(a2, a2.transpose(1, 2))[:, self.pair_a, self.pair_b]
         return torch.cat([a0, p1, p2], dim=1)
 
     def atomic(self, features, species):
