@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .. import units
-from .neighbours import neighbour_list
+from .neighbours import CellList, neighbour_list
 
 #: Damping of the optional Coulomb term (1/Å), Fennell & Gezelter, J. Chem. Phys. 124, 234104 (2006).
 DSF_ALPHA_PER_A = 0.2
@@ -125,8 +125,9 @@ class _LazyPairs:
 
     def __iter__(self):
         positions, cutoff, cell = self.args
+        cells = CellList(positions, cutoff, cell)
         for a, b in self.chunks:
-            yield neighbour_list(positions, cutoff, cell, centres=torch.arange(a, b, device=positions.device))
+            yield cells.pairs(torch.arange(a, b, device=positions.device))
 
 
 @dataclass(frozen=True)
@@ -230,9 +231,14 @@ class EnvironmentModel(nn.Module):
         g = torch.exp(-0.5 * ((r[:, None] - self.centres[None, :]) / self.width) ** 2)
         return g * cutoff_function(r, self.cutoff)[:, None]
 
-    def atomic_terms(self, species, positions, i, j, shifts, start: int, stop: int):
-        """Per-member atomic energies and raw charges of atoms start..stop-1, shape (M, stop-start)."""
-        vec = positions[j] + shifts - positions[i]
+    def atomic_terms(self, species, positions, i, j, shifts, start: int, stop: int, rows=None):
+        """Per-member atomic energies and raw charges of atoms start..stop-1, shape (M, stop-start).
+
+        ``rows``, if given, is (row of i, row of j) in ``positions`` (a chunk's own copy of the
+        positions it touches); by default rows are the atom indices.
+        """
+        ri, rj = (i, j) if rows is None else rows
+        vec = positions[rj] + shifts - positions[ri]
         r = torch.linalg.norm(vec, dim=1)
         unit = vec / r[:, None]
         basis = self.basis(r)
@@ -287,7 +293,7 @@ class EnvironmentModel(nn.Module):
     # -- prediction ----------------------------------------------------------------------
     def predict(self, atomic_numbers, positions, *, cell=None, groups=None, group_charges=None, potential=None,
                 energy_mask=None, forces: bool = True, uncertainty: bool = False,
-                chunk_size: int = 20000) -> Prediction:
+                chunk_size: int = 1024) -> Prediction:
         """Energy, charges and forces of one structure.
 
         Parameters
@@ -311,7 +317,8 @@ class EnvironmentModel(nn.Module):
         uncertainty : bool
             Also compute each member's forces for ``forces_std`` (costs one backward pass per member).
         chunk_size : int
-            Atoms per evaluation chunk; memory stays bounded and time linear for any size.
+            Atoms per evaluation chunk; memory stays bounded and time linear for any size.  The
+            default keeps a chunk's pair arrays (a few MB) in cache on CPUs; larger chunks help GPUs.
         """
         dtype, device = self.dtype, self.device
         species = self.species(atomic_numbers)
@@ -341,23 +348,32 @@ class EnvironmentModel(nn.Module):
             weight_sets += list(torch.eye(n_members, dtype=dtype, device=device))
         grads = torch.zeros((len(weight_sets), n, 3), dtype=dtype, device=device)
 
-        def backward(e, q, a, b, phi_eff, retain):
+        def backward(e, q, a, b, phi_eff, leaf, rows_of_leaf, retain):
             for k, w in enumerate(weight_sets):
                 objective = (w[:, None] * (e * mask[a:b] + phi_eff[:, a:b] * q)).sum()
-                grads[k] += torch.autograd.grad(objective, x, retain_graph=retain or k < len(weight_sets) - 1)[0]
+                g = torch.autograd.grad(objective, leaf, retain_graph=retain or k < len(weight_sets) - 1)[0]
+                if rows_of_leaf is None:
+                    grads[k] += g
+                else:
+                    grads[k].index_add_(0, rows_of_leaf, g)
 
         # The weights f of the charge shift do not depend on positions, so the response to the given
-        # potential is known before any charge is: each chunk is evaluated and differentiated once.
+        # potential is known before any charge is: each chunk is evaluated and differentiated once,
+        # on its own copy of the positions it touches (so a chunk's cost does not grow with the system).
         # Only the optional Coulomb term, whose potential depends on all charges, needs a second pass.
         second_pass = forces and self.coulomb_cutoff is not None
         if forces:
             phi_eff = self.effective_potential(phi.expand(n_members, n), species, groups_t, n_groups)
         e_parts, q_parts = [], []
         for (a, b), (i, j, s) in zip(chunks, pair_lists):
-            with torch.set_grad_enabled(forces):
-                e, q = self.atomic_terms(species, x, i, j, s, a, b)
             if forces and not second_pass:
-                backward(e, q, a, b, phi_eff, retain=False)
+                touched, rows = torch.unique(torch.cat([torch.arange(a, b, device=device), j]), return_inverse=True)
+                leaf = pos[touched].clone().requires_grad_(True)
+                e, q = self.atomic_terms(species, leaf, i, j, s, a, b, rows=(rows[i - a], rows[b - a:]))
+                backward(e, q, a, b, phi_eff, leaf, touched, retain=False)
+            else:
+                with torch.set_grad_enabled(forces):
+                    e, q = self.atomic_terms(species, x, i, j, s, a, b)
             keep_graph = second_pass and single
             e_parts.append(e if keep_graph else e.detach())
             q_parts.append(q if keep_graph else q.detach())
@@ -380,7 +396,7 @@ class EnvironmentModel(nn.Module):
                 for (a, b), (i, j, s), e, q in zip(chunks, pair_lists, e_parts, q_parts):
                     if not single:
                         e, q = self.atomic_terms(species, x, i, j, s, a, b)
-                    backward(e, q, a, b, phi_eff, retain=False)
+                    backward(e, q, a, b, phi_eff, x, None, retain=False)
 
         result_forces = result_std = None
         if forces:
