@@ -75,7 +75,7 @@ def main():
     print(f"time per atom, largest / smallest: {growth:.2f} (target <= 1.15)")
     lines = [f"\n## Environment model scaling, water ({date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
              f"Python {platform.python_version()})\n",
-             f"Shipped `water` model, {dtype}, CPU, 2 threads; energy + forces + charges + charge response per call.\n",
+             f"Shipped `water` model (all 3 committee members), {dtype}, CPU, 2 threads; energy + forces + charges + charge response per call.\n",
              "| atoms | time (s) | time per atom (µs) | peak memory (MB) |", "| --- | --- | --- | --- |"]
     lines += [f"| {r['atoms']:,} | {r['seconds']:.2f} | {r['us_per_atom']:.1f} | {r['peak_MB']:.0f} |" for r in rows]
     lines.append(f"\nTime per atom grows {100 * (growth - 1):+.0f}% from {rows[0]['atoms']:,} to {rows[-1]['atoms']:,} atoms "
