@@ -209,3 +209,18 @@ def test_training_path_equals_prediction_path(coulomb):
         assert abs(energy[k].item() - p.energy) < 1e-10
         assert np.abs(forces[18 * k:18 * (k + 1)].detach().numpy() - p.forces).max() < 1e-10
         assert np.abs(charges[18 * k:18 * (k + 1)].detach().numpy() - p.charges).max() < 1e-12
+
+
+def test_bad_inputs_are_named():
+    from qmml.errors import InputError
+
+    z, x, groups = waters(2)
+    m = model()
+    with pytest.raises(InputError, match="groups needs one entry per atom"):
+        m.predict(z, x, groups=groups[:-1])
+    with pytest.raises(InputError, match="potential needs one entry per atom"):
+        m.predict(z, x, potential=np.zeros(2))
+    bad = x.copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(InputError, match="atom 4 is not finite"):
+        m.predict(z, bad)

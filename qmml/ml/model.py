@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .. import units
+from ..errors import InputError
 from .neighbours import CellList, neighbour_list
 
 #: Damping of the optional Coulomb term (1/Å), Fennell & Gezelter, J. Chem. Phys. 124, 234104 (2006).
@@ -223,7 +224,7 @@ class EnvironmentModel(nn.Module):
             from ..elements import SYMBOLS
             names = [SYMBOLS[b - 1] if 0 < b <= 118 else str(b) for b in bad]
             known = [SYMBOLS[e - 1] for e in self.elements]
-            raise ValueError(f"the model knows elements {known}, not {names}; use a model trained on them")
+            raise InputError(f"the model knows elements {known}, not {names}; use a model trained on them")
         return s
 
     # -- building blocks -----------------------------------------------------------------
@@ -325,18 +326,24 @@ class EnvironmentModel(nn.Module):
         n = len(species)
         pos = torch.as_tensor(np.asarray(positions, dtype=np.float64), device=device).to(dtype)
         if pos.shape != (n, 3):
-            raise ValueError(f"positions must have shape ({n}, 3), got {tuple(pos.shape)}")
+            raise InputError(f"positions must have shape ({n}, 3), got {tuple(pos.shape)}")
         groups_t = torch.zeros(n, dtype=torch.long, device=device) if groups is None else \
             torch.as_tensor(np.asarray(groups), dtype=torch.long, device=device)
         n_groups = int(groups_t.max()) + 1 if n else 0
         qg = torch.zeros(n_groups, dtype=dtype, device=device) if group_charges is None else \
             torch.as_tensor(np.asarray(group_charges, dtype=np.float64), device=device).to(dtype)
         if len(qg) < n_groups:
-            raise ValueError(f"{n_groups} charge groups but {len(qg)} group charges")
+            raise InputError(f"{n_groups} charge groups but {len(qg)} group charges; give one charge per group")
         phi = torch.zeros(n, dtype=dtype, device=device) if potential is None else \
             torch.as_tensor(np.asarray(potential, dtype=np.float64), device=device).to(dtype)
         mask = torch.ones(n, dtype=dtype, device=device) if energy_mask is None else \
             torch.as_tensor(np.asarray(energy_mask), device=device).to(dtype)
+        for name, value in (("groups", groups_t), ("potential", phi), ("energy_mask", mask)):
+            if value.shape != (n,):
+                raise InputError(f"{name} needs one entry per atom ({n}), got shape {tuple(value.shape)}")
+        if not torch.isfinite(pos).all():
+            bad = int(torch.nonzero(~torch.isfinite(pos).all(1))[0])
+            raise InputError(f"position of atom {bad} is not finite; check the structure or the integrator")
         chunks = [(a, min(n, a + chunk_size)) for a in range(0, n, chunk_size)]
         # pairs are built chunk by chunk so that memory stays bounded by the chunk size
         pair_lists = _LazyPairs(pos, self.cutoff, cell, chunks)
