@@ -190,13 +190,14 @@ def test_unknown_element_is_named():
         model().predict(z, x)
 
 
-@pytest.mark.parametrize("coulomb", [None, 6.0])
-def test_training_path_equals_prediction_path(coulomb):
+@pytest.mark.parametrize("coulomb,charge_groups", [(None, "molecule"), (6.0, "molecule"), (6.0, "structure")])
+def test_training_path_equals_prediction_path(coulomb, charge_groups):
     """Training batches (precomputed pairs, several frames at once) give what `predict` gives."""
     from qmml.ml import Frame
     from qmml.ml.train import _Batch, _member_forward
 
     m = model(coulomb=coulomb)
+    m.charge_groups = charge_groups
     frames = []
     for seed, cell in ((12, None), (13, np.eye(3) * 7.0)):
         z, x, groups = waters(6, seed=seed)
@@ -205,7 +206,11 @@ def test_training_path_equals_prediction_path(coulomb):
         frames.append(Frame(z, x, 0.0, np.zeros_like(x), np.zeros(len(z)), groups, qg, cell))
     energy, forces, charges = _member_forward(m, 0, _Batch(m, frames, torch.float64), create_graph=False)
     for k, f in enumerate(frames):
-        p = m.predict(f.elements, f.positions, cell=f.cell, groups=f.molecule, group_charges=f.molecule_charges)
+        if charge_groups == "molecule":
+            p = m.predict(f.elements, f.positions, cell=f.cell, groups=f.molecule, group_charges=f.molecule_charges)
+        else:
+            p = m.predict(f.elements, f.positions, cell=f.cell, group_charges=[f.molecule_charges.sum()],
+                          molecules=f.molecule)
         assert abs(energy[k].item() - p.energy) < 1e-10
         assert np.abs(forces[18 * k:18 * (k + 1)].detach().numpy() - p.forces).max() < 1e-10
         assert np.abs(charges[18 * k:18 * (k + 1)].detach().numpy() - p.charges).max() < 1e-12

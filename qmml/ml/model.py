@@ -283,17 +283,17 @@ class EnvironmentModel(nn.Module):
             out.append(torch.where(inside, shifted, torch.zeros_like(shifted)))
         return torch.stack(out)
 
-    def coulomb(self, charges, positions, groups, cell):
-        """Damped-shifted-force Coulomb energy (eV) between atoms of different groups, per member."""
+    def coulomb(self, charges, positions, molecules, cell):
+        """Damped-shifted-force Coulomb energy (eV) between atoms of different molecules, per member."""
         i, j, shifts = neighbour_list(positions, self.coulomb_cutoff, cell)
-        keep = (groups[i] != groups[j]) & (groups[i] >= 0) & (groups[j] >= 0)
+        keep = (molecules[i] != molecules[j]) & (molecules[i] >= 0) & (molecules[j] >= 0)
         i, j, shifts = i[keep], j[keep], shifts[keep]
         r = torch.linalg.norm(positions[j] + shifts - positions[i], dim=1)
         return 0.5 * dsf_coulomb_pairs(charges[:, i], charges[:, j], r, self.coulomb_cutoff).sum(1)
 
     # -- prediction ----------------------------------------------------------------------
     def predict(self, atomic_numbers, positions, *, cell=None, groups=None, group_charges=None, potential=None,
-                energy_mask=None, forces: bool = True, uncertainty: bool = False,
+                energy_mask=None, molecules=None, forces: bool = True, uncertainty: bool = False,
                 chunk_size: int = 1024) -> Prediction:
         """Energy, charges and forces of one structure.
 
@@ -312,6 +312,9 @@ class EnvironmentModel(nn.Module):
         potential : array_like (n,), optional
             Electrostatic potential phi at each atom, V, held fixed: the forces then include the charge
             response -sum_i phi_i dq_i/dR.
+        molecules : array_like (n,) int, optional
+            Molecule of each atom (-1: none); the optional Coulomb term acts only between different
+            molecules.  Default: ``groups``.
         energy_mask : array_like (n,) bool, optional
             Atoms whose atomic energies make up ``energy`` (default all).
         forces : bool
@@ -392,7 +395,9 @@ class EnvironmentModel(nn.Module):
 
         if self.coulomb_cutoff is not None:
             q_leaf = charges.clone().requires_grad_(forces)
-            e_c = self.coulomb(q_leaf, x, groups_t, cell)
+            mol_t = groups_t if molecules is None else \
+                torch.as_tensor(np.asarray(molecules), dtype=torch.long, device=device)
+            e_c = self.coulomb(q_leaf, x, mol_t, cell)
             member_e = member_e + e_c.detach()
             if forces:
                 # psi_m = dE_c,m/dq_m acts like an extra potential on member m's charges
