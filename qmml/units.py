@@ -29,3 +29,5 @@ COULOMB_EV_A = HARTREE_EV * BOHR_A
 AMU_KG = 1.66053906660e-27
 #: amu*Å^2/fs^2 -> eV (kinetic energy with masses in amu, velocities in Å/fs).
 AMU_A2_PER_FS2_EV = AMU_KG * 1e-20 / 1e-30 / ELEMENTARY_CHARGE_C
+#: 1 Debye in e*Å (dipole moments).
+DEBYE_E_A = 0.20819434

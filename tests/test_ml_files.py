@@ -10,7 +10,7 @@ from qmml.cli import main
 from qmml.errors import InputError
 from qmml.ml import (Dataset, EnvironmentModel, Frame, ModelFileError, PySCFLabeller, esp_grid, load_model,
                      resp_charges, save_model)
-from qmml.units import COULOMB_EV_A
+from qmml.units import COULOMB_EV_A, DEBYE_E_A
 
 WATER_Z = np.array([8, 1, 1])
 WATER_X = np.array([[0.0, 0.0, 0.117], [0.0, 0.757, -0.467], [0.0, -0.757, -0.467]])
@@ -111,7 +111,7 @@ def test_pyscf_resp_labels_of_water():
     # HF/6-31G* ESP charges of water are about -0.8 on O (the basis of TIP3P-like models)
     assert -0.9 < label.charges[0] < -0.7
     assert abs(label.charges.sum()) < 1e-12
-    dipole = np.linalg.norm(label.charges @ WATER_X) * 4.80320  # e*Å -> Debye
+    dipole = np.linalg.norm(label.charges @ WATER_X) / DEBYE_E_A
     assert 2.0 < dipole < 2.6  # HF/6-31G* water dipole is 2.2-2.3 D
     assert np.abs(label.forces.sum(0)).max() < 1e-6
 

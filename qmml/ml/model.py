@@ -350,50 +350,48 @@ class EnvironmentModel(nn.Module):
         chunks = [(a, min(n, a + chunk_size)) for a in range(0, n, chunk_size)]
         # pairs are built chunk by chunk so that memory stays bounded by the chunk size
         pair_lists = _LazyPairs(pos, self.cutoff, cell, chunks)
-        single = len(chunks) == 1
-        x = pos.clone().requires_grad_(forces)
         n_members = len(self.members)
         weight_sets = [torch.full((n_members,), 1.0 / n_members, dtype=dtype, device=device)]
         if forces and uncertainty and n_members > 1:
             weight_sets += list(torch.eye(n_members, dtype=dtype, device=device))
         grads = torch.zeros((len(weight_sets), n, 3), dtype=dtype, device=device)
 
-        def backward(e, q, a, b, phi_eff, leaf, rows_of_leaf, retain):
+        def chunk_with_forces(a, b, i, j, s, phi_eff):
+            """Evaluate one chunk on its own copy of the positions it touches (so its cost does not
+            grow with the system) and add -d/dR (E + phi_eff . q^) of every weight set to grads."""
+            touched, rows = torch.unique(torch.cat([torch.arange(a, b, device=device), j]), return_inverse=True)
+            leaf = pos[touched].clone().requires_grad_(True)
+            e, q = self.atomic_terms(species, leaf, i, j, s, a, b, rows=(rows[i - a], rows[b - a:]))
             for k, w in enumerate(weight_sets):
                 objective = (w[:, None] * (e * mask[a:b] + phi_eff[:, a:b] * q)).sum()
-                g = torch.autograd.grad(objective, leaf, retain_graph=retain or k < len(weight_sets) - 1)[0]
-                if rows_of_leaf is None:
-                    grads[k] += g
-                else:
-                    grads[k].index_add_(0, rows_of_leaf, g)
+                g = torch.autograd.grad(objective, leaf, retain_graph=k < len(weight_sets) - 1)[0]
+                grads[k].index_add_(0, touched, g)
+            return e.detach(), q.detach()
 
         # The weights f of the charge shift do not depend on positions, so the response to the given
-        # potential is known before any charge is: each chunk is evaluated and differentiated once,
-        # on its own copy of the positions it touches (so a chunk's cost does not grow with the system).
+        # potential is known before any charge is: each chunk is evaluated and differentiated once.
         # Only the optional Coulomb term, whose potential depends on all charges, needs a second pass.
         second_pass = forces and self.coulomb_cutoff is not None
         if forces:
-            phi_eff = self.effective_potential(phi.expand(n_members, n), species, groups_t, n_groups)
+            with torch.no_grad():
+                phi_eff = self.effective_potential(phi.expand(n_members, n), species, groups_t, n_groups)
         e_parts, q_parts = [], []
         for (a, b), (i, j, s) in zip(chunks, pair_lists):
             if forces and not second_pass:
-                touched, rows = torch.unique(torch.cat([torch.arange(a, b, device=device), j]), return_inverse=True)
-                leaf = pos[touched].clone().requires_grad_(True)
-                e, q = self.atomic_terms(species, leaf, i, j, s, a, b, rows=(rows[i - a], rows[b - a:]))
-                backward(e, q, a, b, phi_eff, leaf, touched, retain=False)
+                e, q = chunk_with_forces(a, b, i, j, s, phi_eff)
             else:
-                with torch.set_grad_enabled(forces):
-                    e, q = self.atomic_terms(species, x, i, j, s, a, b)
-            keep_graph = second_pass and single
-            e_parts.append(e if keep_graph else e.detach())
-            q_parts.append(q if keep_graph else q.detach())
+                with torch.no_grad():
+                    e, q = self.atomic_terms(species, pos, i, j, s, a, b)
+            e_parts.append(e)
+            q_parts.append(q)
         raw = torch.cat(q_parts, 1) if q_parts else pos.new_zeros((n_members, 0))
         atomic_e = torch.cat(e_parts, 1) if e_parts else pos.new_zeros((n_members, 0))
-        with torch.no_grad():
-            charges = self.conserve(raw.detach(), species, groups_t, qg[:n_groups])
-        member_e = (atomic_e.detach() * mask).sum(1)
+        with torch.no_grad():  # the charge-shift weights are parameters; no gradient is wanted here
+            charges = self.conserve(raw, species, groups_t, qg[:n_groups])
+        member_e = (atomic_e * mask).sum(1)
 
         if self.coulomb_cutoff is not None:
+            x = pos.clone().requires_grad_(forces)
             q_leaf = charges.clone().requires_grad_(forces)
             mol_t = groups_t if molecules is None else \
                 torch.as_tensor(np.asarray(molecules), dtype=torch.long, device=device)
@@ -402,13 +400,12 @@ class EnvironmentModel(nn.Module):
             if forces:
                 # psi_m = dE_c,m/dq_m acts like an extra potential on member m's charges
                 psi = torch.autograd.grad(e_c.sum(), q_leaf, retain_graph=True)[0]
-                phi_eff = self.effective_potential(phi[None, :] + psi, species, groups_t, n_groups)
                 for k, w in enumerate(weight_sets):  # direct (fixed-charge) Coulomb force
-                    grads[k] += torch.autograd.grad((w * e_c).sum(), x, retain_graph=True)[0]
-                for (a, b), (i, j, s), e, q in zip(chunks, pair_lists, e_parts, q_parts):
-                    if not single:
-                        e, q = self.atomic_terms(species, x, i, j, s, a, b)
-                    backward(e, q, a, b, phi_eff, x, None, retain=False)
+                    grads[k] += torch.autograd.grad((w * e_c).sum(), x, retain_graph=k < len(weight_sets) - 1)[0]
+                with torch.no_grad():
+                    phi_eff = self.effective_potential(phi[None, :] + psi, species, groups_t, n_groups)
+                for (a, b), (i, j, s) in zip(chunks, pair_lists):
+                    chunk_with_forces(a, b, i, j, s, phi_eff)
 
         result_forces = result_std = None
         if forces:
