@@ -87,3 +87,28 @@ def test_shipped_water_model_conserves_energy_in_nve():
     print(f"NVE drift {drift:.2e} Eh/ps per atom, fluctuation {np.std(total):.2e} eV")
     assert abs(drift) < 2e-6
     assert np.std(total) < 0.01
+
+
+def test_shipped_organic_model_forces_with_coulomb_and_ions():
+    """The organic model's Coulomb term and structure-wide charge conservation, by finite differences."""
+    from qmml.errors import InputError
+
+    model = load_model("organic", device="cpu")
+    test = Dataset.load(DATASETS / "organic_test.npz")
+    frame = next(f for f in test.frames if 11 in f.elements)  # Na+ in water
+    z, x, mol = frame.elements, frame.positions, frame.molecule
+    total = [frame.molecule_charges.sum()]
+    phi = np.random.default_rng(1).normal(0, 1.0, len(z))
+    pred = model.predict(z, x, group_charges=total, molecules=mol, potential=phi)
+    assert abs(pred.charges.sum() - 1.0) < 1e-10
+    h = 1e-4
+    for k, d in ((0, 1), (7, 0)):
+        xp, xm = x.copy(), x.copy()
+        xp[k, d] += h
+        xm[k, d] -= h
+        ep = model.predict(z, xp, group_charges=total, molecules=mol, forces=False)
+        em = model.predict(z, xm, group_charges=total, molecules=mol, forces=False)
+        fd = -((ep.energy + phi @ ep.charges) - (em.energy + phi @ em.charges)) / (2 * h)
+        assert abs(fd - pred.forces[k, d]) < 1e-4
+    with pytest.raises(InputError, match="pass molecules="):
+        model.predict(z, x, group_charges=total)

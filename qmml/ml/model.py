@@ -391,6 +391,9 @@ class EnvironmentModel(nn.Module):
         member_e = (atomic_e * mask).sum(1)
 
         if self.coulomb_cutoff is not None:
+            if molecules is None and self.charge_groups == "structure":
+                raise InputError("this model's Coulomb term acts between molecules and its charges are conserved "
+                                 "per structure: pass molecules= (the molecule index of every atom)")
             x = pos.clone().requires_grad_(forces)
             q_leaf = charges.clone().requires_grad_(forces)
             mol_t = groups_t if molecules is None else \
