@@ -49,6 +49,10 @@ def dsf_coulomb_pairs(q_i, q_j, r, cutoff: float):
     return units.COULOMB_EV_A * q_i * q_j * kernel
 
 
+def _group_sum(values, group, n_groups):
+    return values.new_zeros(n_groups).index_add_(0, group, values)
+
+
 def cutoff_function(r: torch.Tensor, cutoff: float) -> torch.Tensor:
     x = (r / cutoff).clamp(max=1.0)
     return (1.0 - x * x) ** 3
@@ -252,35 +256,34 @@ class EnvironmentModel(nn.Module):
             charges.append(q)
         return torch.stack(energies), torch.stack(charges)
 
+    def _group_weights(self, species, groups):
+        """Atoms inside a group, their group index, and each member's shift weights f (zero outside)."""
+        inside = groups >= 0
+        return inside, groups.clamp(min=0), [member.charge_weights(species) * inside for member in self.members]
+
     def conserve(self, raw, species, groups, group_charges):
         """Shift raw charges (M, n) so each group sums to its charge; atoms of group -1 get zero."""
         n_groups = len(group_charges)
-        inside = groups >= 0
-        g = groups.clamp(min=0)
+        inside, g, weights = self._group_weights(species, groups)
         out = []
-        for m, member in enumerate(self.members):
-            w = member.charge_weights(species) * inside
-            total = raw.new_zeros(n_groups).index_add_(0, g, raw[m] * inside)
-            weight = raw.new_zeros(n_groups).index_add_(0, g, w)
-            shifted = raw[m] + w * ((group_charges - total) / weight.clamp(min=1e-30))[g]
-            out.append(torch.where(inside, shifted, torch.zeros_like(shifted)))
+        for m, w in enumerate(weights):
+            weight = _group_sum(w, g, n_groups).clamp(min=1e-30)  # an empty group must not give 0/0
+            excess = (group_charges - _group_sum(raw[m] * inside, g, n_groups)) / weight
+            out.append(torch.where(inside, raw[m] + w * excess[g], 0.0))
         return torch.stack(out)
 
     def effective_potential(self, potential, species, groups, n_groups):
-        """d(sum_i phi_m,i q_m,i)/d q^_m,k for potentials (M, n): phi minus its weighted group mean.
+        """d(sum_i phi_m,i q_m,i)/d q^_m,k for potentials (M, n): phi minus its f-weighted group mean.
 
-        Because the weights f do not depend on positions, the charge response of the conserved
-        charges is that of the raw charges in this shifted potential; a constant added to phi drops out.
+        This is the transpose of `conserve`'s shift.  Because the weights f do not depend on
+        positions, the charge response of the conserved charges is that of the raw charges in this
+        shifted potential; a constant added to phi drops out.
         """
-        inside = groups >= 0
-        g = groups.clamp(min=0)
+        inside, g, weights = self._group_weights(species, groups)
         out = []
-        for m, member in enumerate(self.members):
-            w = member.charge_weights(species) * inside
-            num = potential.new_zeros(n_groups).index_add_(0, g, potential[m] * w)
-            den = potential.new_zeros(n_groups).index_add_(0, g, w)
-            shifted = potential[m] - (num / den.clamp(min=1e-30))[g]
-            out.append(torch.where(inside, shifted, torch.zeros_like(shifted)))
+        for m, w in enumerate(weights):
+            mean = _group_sum(potential[m] * w, g, n_groups) / _group_sum(w, g, n_groups).clamp(min=1e-30)
+            out.append(torch.where(inside, potential[m] - mean[g], 0.0))
         return torch.stack(out)
 
     def coulomb(self, charges, positions, molecules, cell):
