@@ -145,9 +145,8 @@ def _model_info(name) -> int:
     import json
 
     from .ml import read_header
-    from .ml.io import _resolve
 
-    print(json.dumps(read_header(_resolve(name)), indent=2))
+    print(json.dumps(read_header(name), indent=2))
     return 0
 
 

@@ -64,9 +64,9 @@ def save_model(model: EnvironmentModel, path, *, reference: str, training_set_ha
     return path
 
 
-def read_header(path) -> dict:
-    """The header of a model file (no model is built)."""
-    return _read(Path(path))[0]
+def read_header(name_or_path) -> dict:
+    """The header of a shipped model (by name) or a model file (no model is built)."""
+    return _read(_resolve(name_or_path))[0]
 
 
 def _resolve(name_or_path) -> Path:

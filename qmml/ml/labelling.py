@@ -20,6 +20,7 @@ import numpy as np
 from pyscf.data import radii as _radii
 
 from .. import units
+from ..elements import SYMBOLS
 from ..errors import InputError, QmmlError
 
 
@@ -150,7 +151,7 @@ class PySCFLabeller:
                  molecule_charges=None, cell=None) -> Label:
         if cell is not None:
             raise InputError("PySCFLabeller labels open structures only; use XTBLabeller for periodic boxes")
-        symbols = [_symbol(z) for z in elements]
+        symbols = [SYMBOLS[int(z) - 1] for z in elements]
         grid = esp_grid(elements, positions_A)
         result = self.engine.compute(symbols, positions_A, charge=charge, multiplicity=multiplicity,
                                      probe_positions=grid)
@@ -223,8 +224,3 @@ class XTBLabeller:
                      -np.asarray(result.get("gradient")) * units.HARTREE_PER_BOHR_EV_PER_A,
                      np.asarray(result.get("charges"), dtype=float).copy())
 
-
-def _symbol(z: int) -> str:
-    from ..elements import SYMBOLS
-
-    return SYMBOLS[int(z) - 1]

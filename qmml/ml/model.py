@@ -236,8 +236,8 @@ class EnvironmentModel(nn.Module):
         g = torch.exp(-0.5 * ((r[:, None] - self.centres[None, :]) / self.width) ** 2)
         return g * cutoff_function(r, self.cutoff)[:, None]
 
-    def atomic_terms(self, species, positions, i, j, shifts, start: int, stop: int, rows=None):
-        """Per-member atomic energies and raw charges of atoms start..stop-1, shape (M, stop-start).
+    def pair_geometry(self, positions, i, j, shifts, rows=None):
+        """Radial basis (pairs, n_radial) and unit vectors (pairs, 3) of pairs (i, j).
 
         ``rows``, if given, is (row of i, row of j) in ``positions`` (a chunk's own copy of the
         positions it touches); by default rows are the atom indices.
@@ -245,26 +245,37 @@ class EnvironmentModel(nn.Module):
         ri, rj = (i, j) if rows is None else rows
         vec = positions[rj] + shifts - positions[ri]
         r = torch.linalg.norm(vec, dim=1)
-        unit = vec / r[:, None]
-        basis = self.basis(r)
+        return self.basis(r), vec / r[:, None]
+
+    def atomic_terms(self, species, positions, i, j, shifts, start: int, stop: int, rows=None, members=None):
+        """Atomic energies and raw charges of atoms start..stop-1, shape (n_members, stop-start).
+
+        ``members`` selects committee members by index (default all); ``rows`` see `pair_geometry`.
+        """
+        basis, unit = self.pair_geometry(positions, i, j, shifts, rows)
         local = i - start
         energies, charges = [], []
-        for member in self.members:
+        for m in range(len(self.members)) if members is None else members:
+            member = self.members[m]
             feats = member.features(basis, species[j], unit, local, stop - start)
             e, q = member.atomic(feats, species[start:stop])
             energies.append(e)
             charges.append(q)
         return torch.stack(energies), torch.stack(charges)
 
-    def _group_weights(self, species, groups):
+    def _group_weights(self, species, groups, members=None):
         """Atoms inside a group, their group index, and each member's shift weights f (zero outside)."""
         inside = groups >= 0
-        return inside, groups.clamp(min=0), [member.charge_weights(species) * inside for member in self.members]
+        chosen = self.members if members is None else [self.members[m] for m in members]
+        return inside, groups.clamp(min=0), [member.charge_weights(species) * inside for member in chosen]
 
-    def conserve(self, raw, species, groups, group_charges):
-        """Shift raw charges (M, n) so each group sums to its charge; atoms of group -1 get zero."""
+    def conserve(self, raw, species, groups, group_charges, members=None):
+        """Shift raw charges (n_members, n) so each group sums to its charge; atoms of group -1 get zero.
+
+        ``members`` selects committee members by index (default all), matching the rows of ``raw``.
+        """
         n_groups = len(group_charges)
-        inside, g, weights = self._group_weights(species, groups)
+        inside, g, weights = self._group_weights(species, groups, members)
         out = []
         for m, w in enumerate(weights):
             weight = _group_sum(w, g, n_groups).clamp(min=1e-30)  # an empty group must not give 0/0

@@ -91,16 +91,10 @@ class _Batch:
 def _member_forward(model: EnvironmentModel, member_index: int, batch: _Batch, create_graph: bool):
     """Energies (frames), forces and conserved charges of one member on a batch (differentiable)."""
     x = batch.positions.clone().requires_grad_(True)
-    vec = x[batch.j] + batch.shifts - x[batch.i]
-    r = torch.linalg.norm(vec, dim=1)
-    member: Member = model.members[member_index]
-    feats = member.features(model.basis(r), batch.species[batch.j], vec / r[:, None], batch.i, len(x))
-    e_atom, raw = member.atomic(feats, batch.species)
-    w = member.charge_weights(batch.species)
-    ng = len(batch.group_charges)
-    total = raw.new_zeros(ng).index_add_(0, batch.groups, raw)
-    weight = raw.new_zeros(ng).index_add_(0, batch.groups, w)
-    q = raw + w * ((batch.group_charges - total) / weight)[batch.groups]
+    e_atom, raw = model.atomic_terms(batch.species, x, batch.i, batch.j, batch.shifts, 0, len(x),
+                                     members=[member_index])
+    q = model.conserve(raw, batch.species, batch.groups, batch.group_charges, members=[member_index])[0]
+    e_atom, raw = e_atom[0], raw[0]
     energy = raw.new_zeros(batch.n_frames).index_add_(0, batch.frame, e_atom)
     if batch.coulomb_pairs is not None:
         ci, cj, cs = batch.coulomb_pairs
@@ -135,9 +129,8 @@ def _initialize(model: EnvironmentModel, member: Member, batches, dataset: Datas
         member.energy_scale.fill_(max(float(np.std(resid)) * 4, 0.05))
         feats = []
         for b in batches[: max(1, min(len(batches), 8))]:
-            vec = b.positions[b.j] + b.shifts - b.positions[b.i]
-            r = torch.linalg.norm(vec, dim=1)
-            feats.append(member.features(model.basis(r), b.species[b.j], vec / r[:, None], b.i, len(b.positions)))
+            basis, unit = model.pair_geometry(b.positions, b.i, b.j, b.shifts)
+            feats.append(member.features(basis, b.species[b.j], unit, b.i, len(b.positions)))
         feats = torch.cat(feats)
         member.feature_mean.copy_(feats.mean(0))
         member.feature_std.copy_(feats.std(0).clamp(min=1e-6))
