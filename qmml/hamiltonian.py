@@ -1,8 +1,12 @@
 """`Hamiltonian`: QM region + environment + QM-environment van der Waals, energy and forces.
 
-Additive scheme (see DESIGN.md):
+Schemes (see DESIGN.md):
 
-    E = E_QM[rho; Q + L in the field of the boundary-modified charges q~] + E_env + E_vdW
+    additive     E = E_QM[rho; Q + L in the field of the boundary-modified charges q~] + E_env(R_E) + E_vdW
+    subtractive  E = E_QM[rho; Q + L embedded] + E_ML(all atoms) - E_ML(Q + L)
+
+(the subtractive scheme's QM-environment repulsion and dispersion come from the model, so it has no
+E_vdW by default; see `qmml.environments.ml` for what the model sees in each scheme).
 
 Forces on every atom k combine the QM centre forces (link atoms split by their placement weights),
 the forces on the embedding sites (split by the boundary position map), the environment's own
@@ -41,10 +45,12 @@ class Result:
     env_energy, vdw_energy : float
         Environment-model and QM-environment van der Waals energies, eV.
     site_charges : ndarray (n_sites,)
-        Charges the QM region sees after the boundary scheme, e.
+        Charges the QM region sees after the boundary scheme (and switching), e.
     site_potential : ndarray (n_sites,)
         Potential of the QM nuclei and electrons at the sites, V.
     scf_cycles : int
+    env_energy_std : float
+        Committee spread of the environment energy, eV (0 without a committee).
     """
 
     energy: float
@@ -56,6 +62,7 @@ class Result:
     site_charges: np.ndarray
     site_potential: np.ndarray
     scf_cycles: int
+    env_energy_std: float = 0.0
     details: dict = field(default_factory=dict)
 
 
@@ -66,29 +73,45 @@ class Hamiltonian:
     ----------
     partition : Partition
     qm : PySCFEngine
-    environment : Environment
-        E.g. `FixedCharges` or an ML model.
+    environment : Environment or EnvironmentModel
+        `FixedCharges`, an `MLEnvironment`, or a model from `qmml.load_model` (wrapped in an
+        `MLEnvironment`).
     scheme : {"additive", "subtractive"}
-        Only "additive" is available with fixed charges.
-    vdw : {"lj", None}
-        QM-environment van der Waals term; None switches it off (parity checks, or when the
-        environment model supplies it).
+        "subtractive" needs a model that knows every element, QM region included.
+    vdw : {"auto", "lj", None}
+        QM-environment van der Waals term: "auto" is "lj" in the additive scheme and None in the
+        subtractive one (the model's short-range part supplies it); None also for parity checks.
     vdw_parameters : dict, optional
         Extra Lennard-Jones parameters, element -> (x in Å, D in kcal/mol).
     charge_radii_A : None, float or dict
         Gaussian smearing radius (Å) of the embedding charges: None for point charges, one number
         for all, or element -> radius (a boundary site takes the radius of its main atom).
+    embedding_cutoff_A : float, optional
+        Switch embedding charges off smoothly, by residue, between ``embedding_cutoff_A -
+        switch_width_A`` and ``embedding_cutoff_A`` from the QM centre (see `qmml.switching`);
+        None embeds every charge.
+    switch_width_A : float
+        Width of the switching region, Å.
     """
 
-    def __init__(self, partition, qm, environment, *, scheme: str = "additive", vdw: str | None = "lj",
-                 vdw_parameters: dict | None = None, charge_radii_A=None):
+    def __init__(self, partition, qm, environment, *, scheme: str = "additive", vdw: str | None = "auto",
+                 vdw_parameters: dict | None = None, charge_radii_A=None, embedding_cutoff_A: float | None = None,
+                 switch_width_A: float = 1.0):
+        from .environments.ml import MLEnvironment
+        from .ml.model import EnvironmentModel
+        from .switching import ChargeSwitching
+
         if scheme not in SCHEMES:
             raise InputError(f"scheme={scheme!r} is not one of {SCHEMES}")
-        if scheme == "subtractive":
+        if isinstance(environment, EnvironmentModel):
+            environment = MLEnvironment(environment)
+        if scheme == "subtractive" and not isinstance(environment, MLEnvironment):
             raise InputError("scheme='subtractive' needs an environment model covering all atoms, which this "
                              f"environment ({environment!r}) is not; use scheme='additive'")
+        if vdw == "auto":
+            vdw = "lj" if scheme == "additive" else None
         if vdw not in ("lj", None):
-            raise InputError(f"vdw={vdw!r} is not 'lj' or None")
+            raise InputError(f"vdw={vdw!r} is not 'auto', 'lj' or None")
         if partition.system.box is not None:
             warnings.warn("the periodic box is ignored by the electrostatic embedding (every site is taken at its "
                           "stored position, no images): keep the structure whole around the QM region", stacklevel=2)
@@ -98,6 +121,8 @@ class Hamiltonian:
         self.scheme = scheme
         self.vdw = LennardJones(partition, vdw_parameters) if vdw == "lj" else None
         self.site_radii_A = _site_radii(partition, charge_radii_A)
+        self.switching = None if embedding_cutoff_A is None else \
+            ChargeSwitching(partition, embedding_cutoff_A, switch_width_A)
 
     def compute(self, positions, *, forces: bool = True) -> Result:
         """Energy (eV) and forces (eV/Å) at ``positions`` (Å, shape (n_atoms, 3)).
@@ -108,15 +133,30 @@ class Hamiltonian:
         positions = np.asarray(positions, dtype=np.float64)
         if positions.shape != (part.system.n_atoms, 3):
             raise InputError(f"positions have shape {positions.shape}, expected ({part.system.n_atoms}, 3)")
-        env = self.environment.evaluate(positions, part)
-        site_charges = part.boundary.site_charges(env.charges)
+        env = self.environment.evaluate(positions, part, self.scheme)
+        boundary_charges = part.boundary.site_charges(env.charges)
+        site_positions = part.boundary.site_positions(positions)
+        scale = np.ones(len(boundary_charges))
+        if self.switching is not None:
+            scale, switch_state = self.switching.factors(positions)
+        active = scale > 0  # sites switched off entirely cost nothing in the QM calculation
+        site_charges = boundary_charges * scale
+        radii = self.site_radii_A
+        if radii is not None and np.ndim(radii):
+            radii = radii[active]
         qm = self.qm.compute(part.qm_elements, part.qm_positions(positions), charge=part.charge,
-                             multiplicity=part.multiplicity, site_positions=part.boundary.site_positions(positions),
-                             site_charges=site_charges, site_radii_A=self.site_radii_A, forces=forces)
+                             multiplicity=part.multiplicity, site_positions=site_positions[active],
+                             site_charges=site_charges[active], site_radii_A=radii, forces=forces)
+        potential = np.zeros(len(site_charges))
+        potential[active] = qm.site_potential
         total_forces = None
         if forces:
-            total_forces = part.qm_atom_forces(qm.forces) + part.boundary.atom_forces(qm.site_forces)
-            total_forces += env.forces(part.boundary.env_charge_gradient(qm.site_potential))
+            site_forces = np.zeros((len(site_charges), 3))
+            site_forces[active] = qm.site_forces
+            total_forces = part.qm_atom_forces(qm.forces) + part.boundary.atom_forces(site_forces)
+            total_forces += env.forces(part.boundary.env_charge_gradient(potential * scale))
+            if self.switching is not None:
+                total_forces += self.switching.forces(positions, potential * boundary_charges, switch_state)
         vdw_energy = 0.0
         if self.vdw is not None:
             vdw_energy, vdw_forces = self.vdw.compute(positions)
@@ -130,8 +170,9 @@ class Hamiltonian:
             env_energy=env.energy,
             vdw_energy=vdw_energy,
             site_charges=site_charges,
-            site_potential=qm.site_potential,
+            site_potential=potential,
             scf_cycles=qm.scf_cycles,
+            env_energy_std=env.energy_std,
             details={"scf_strategy": qm.converged_with},
         )
 

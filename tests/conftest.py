@@ -30,3 +30,31 @@ def central_difference_forces(hamiltonian, positions, atoms=None, step_A=1e-3):
             e_minus = hamiltonian.compute(p, forces=False).energy
             out[a, x] = -(e_plus - e_minus) / (2 * step_A)
     return out
+
+
+def water_cluster(n_molecules: int = 20) -> qmml.System:
+    """A GFN2-xTB-sampled water cluster from the shipped test set, one residue per molecule."""
+    from qmml.ml import Dataset
+    from qmml.ml.labelling import molecules_from_distances
+
+    dataset = Dataset.load(DATA / "datasets" / "water_test.npz")
+    frame = next(f for f in dataset if f.cell is None and len(f.elements) == 3 * n_molecules)
+    molecule = molecules_from_distances(frame.elements, frame.positions)
+    elements = ["O" if z == 8 else "H" for z in frame.elements]
+    bonds = [(i, j) for i in range(len(elements)) for j in range(i + 1, len(elements))
+             if molecule[i] == molecule[j] and "O" in (elements[i], elements[j])]
+    return qmml.System.from_arrays(elements, frame.positions, bonds=bonds, residues=molecule + 1,
+                                   resnames=["WAT"] * len(elements))
+
+
+def butanol_in_waters(n_waters: int) -> qmml.System:
+    """1-butanol with its ``n_waters`` nearest TIP3P waters from the shipped droplet (topology charges kept)."""
+    full = qmml.load_system(STRUCTURES / "butanol_water.psf", STRUCTURES / "butanol_water.pdb")
+    oxygens = np.where((full.elements == "O") & (np.arange(full.n_atoms) >= 15))[0]
+    nearest = oxygens[np.argsort(np.linalg.norm(full.positions[oxygens] - full.positions[4], axis=1))[:n_waters]]
+    keep = np.concatenate([np.arange(15)] + [[o, o + 1, o + 2] for o in nearest])
+    index = {int(a): k for k, a in enumerate(keep)}
+    bonds = [(index[a], index[b]) for a, b in full.bonds if a in index and b in index]
+    return qmml.System.from_arrays(full.elements[keep], full.positions[keep], bonds=bonds,
+                                   residues=full.resids[keep], resnames=full.resnames[keep],
+                                   names=full.names[keep], charges=full.charges[keep])

@@ -22,15 +22,19 @@ class EnvironmentEvaluation:
         ``forces(charge_gradient)`` returns the forces on all atoms (n_atoms, 3), eV/Å, of
         ``energy + sum_j charge_gradient[j] * charges[j]`` with ``charge_gradient`` held fixed: the
         environment's own forces plus the charge-response term (one vector-Jacobian product).
+    energy_std : float
+        Committee spread of the energy, eV (0 when the environment has no uncertainty estimate).
     """
 
     energy: float
     charges: np.ndarray
     forces: Callable[[np.ndarray], np.ndarray]
+    energy_std: float = 0.0
 
 
 class Environment(Protocol):
     """Anything that maps positions to an `EnvironmentEvaluation`."""
 
-    def evaluate(self, positions: np.ndarray, partition) -> EnvironmentEvaluation:  # pragma: no cover - protocol
-        ...
+    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive") -> EnvironmentEvaluation:
+        """Energy, charges (e) and the force function at ``positions`` (Å) for ``scheme``."""
+        ...  # pragma: no cover - protocol

@@ -1,0 +1,145 @@
+"""`MLEnvironment`: an `EnvironmentModel` as the environment of a QM/ML Hamiltonian.
+
+Additive scheme (solute in solvent): the model sees the environment atoms only, so
+E_env = E_ML(R_E) and the charges q_j(R_E) are those of the solvent by itself.  The QM atoms are
+not shown to the model: their interaction with the environment is the QM embedding plus the
+QM-environment van der Waals term, and a model trained on solvent would count it twice.
+
+Subtractive scheme (covalent boundary): E_ML(all real atoms) - E_ML(QM atoms + link atoms).  In the
+first call the QM atoms are neighbours only (charge group -1, no charge), so the environment charges
+depend on every position; the model's explicit Coulomb term acts between environment molecules only
+(QM atoms get molecule -1), which removes its QM-environment (and QM-QM) part; the QM embedding
+replaces it.  The second call removes the model's own description of the QM region.
+
+Charge groups: a model conserving charge per molecule gets one group per environment molecule (the
+environment part of a molecule cut by the boundary is one group); a model conserving charge per
+structure gets one group of all environment atoms.  Group charges are the rounded topology charges
+(0 without them); the environment as a whole carries ``total_charge - partition.charge``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from .base import EnvironmentEvaluation
+
+
+class MLEnvironment:
+    """An environment whose energy, forces and charges come from an `EnvironmentModel`.
+
+    Parameters
+    ----------
+    model : EnvironmentModel
+        E.g. ``qmml.load_model("water")``.
+    total_charge : int, optional
+        Charge of the whole system (QM region + environment), e.  Default: the rounded sum of the
+        topology charges, or the QM region's charge (a neutral environment) without them.
+    """
+
+    def __init__(self, model, *, total_charge: int | None = None):
+        self.model = model
+        self.total_charge = total_charge
+        self._setup = None
+
+    def __repr__(self) -> str:
+        return f"MLEnvironment({len(self.model.elements)} elements, {len(self.model.members)} members)"
+
+    # -- fixed per partition -------------------------------------------------------------
+    def _prepare(self, partition, scheme: str) -> dict:
+        key = (id(partition), scheme)
+        if self._setup is not None and self._setup["key"] == key:
+            return self._setup
+        system = partition.system
+        env = partition.env_atoms
+        self.model.species(system.atomic_numbers[env])  # clear error for unknown elements
+        env_total = self._env_charge(partition)
+        molecules = system.molecule_index
+        if self.model.charge_groups == "structure":
+            env_groups = np.zeros(len(env), dtype=int)
+            group_charges = np.array([env_total], dtype=float)
+        else:
+            _, env_groups = np.unique(molecules[env], return_inverse=True)
+            group_charges = np.zeros(env_groups.max() + 1 if len(env) else 0)
+            if system.charges is not None:
+                np.add.at(group_charges, env_groups, partition.env_topology_charges)
+                group_charges = np.round(group_charges)
+            excess = env_total - group_charges.sum()
+            if abs(excess) > 1e-9:
+                cut = np.unique(env_groups[np.isin(env, [lk.m1 for lk in partition.links])])
+                if len(cut) == 0:
+                    raise InputError(f"the environment should carry {env_total:+d} e but its molecules carry "
+                                     f"{group_charges.sum():+.0f} e; check total_charge= and the QM charge")
+                group_charges[cut[0]] += excess
+        cell = None
+        if system.box is not None:
+            from MDAnalysis.lib.mdamath import triclinic_vectors
+
+            cell = triclinic_vectors(system.box).astype(np.float64)
+        setup = {"key": key, "cell": cell, "env_groups": env_groups, "group_charges": group_charges}
+        if scheme == "subtractive":
+            n = system.n_atoms
+            groups = np.full(n, -1)
+            groups[env] = env_groups
+            mol = molecules.copy()
+            mol[partition.qm_atoms] = -1
+            qm_z = np.concatenate([system.atomic_numbers[partition.qm_atoms],
+                                   [_atomic_number(lk.element) for lk in partition.links]]).astype(int)
+            self.model.species(qm_z)  # the subtractive scheme needs a model that knows the QM elements too
+            setup.update(groups=groups, molecules=mol, qm_z=qm_z,
+                         qm_groups=np.zeros(len(qm_z), dtype=int), qm_molecules=np.full(len(qm_z), -1))
+        else:
+            setup.update(env_z=system.atomic_numbers[env], env_molecules=molecules[env])
+        self._setup = setup
+        return setup
+
+    def _env_charge(self, partition) -> int:
+        total = self.total_charge
+        if total is None:
+            charges = partition.system.charges
+            total = int(round(float(charges.sum()))) if charges is not None else partition.charge
+        return int(total) - partition.charge
+
+    # -- the Environment contract --------------------------------------------------------
+    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive") -> EnvironmentEvaluation:
+        s = self._prepare(partition, scheme)
+        model, env = self.model, partition.env_atoms
+        n_atoms = len(positions)
+        if scheme == "additive":
+            z, pos = s["env_z"], positions[env]
+            call = dict(cell=s["cell"], groups=s["env_groups"], group_charges=s["group_charges"],
+                        molecules=s["env_molecules"])
+            first = model.predict(z, pos, forces=False, **call)
+            charges = first.charges
+
+            def forces(charge_gradient):
+                p = model.predict(z, pos, potential=charge_gradient, **call)
+                out = np.zeros((n_atoms, 3))
+                out[env] = p.forces
+                return out
+
+            return EnvironmentEvaluation(energy=first.energy, charges=charges, forces=forces,
+                                         energy_std=first.energy_std)
+
+        z_all = partition.system.atomic_numbers
+        call = dict(cell=s["cell"], groups=s["groups"], group_charges=s["group_charges"], molecules=s["molecules"])
+        first = model.predict(z_all, positions, forces=False, **call)
+        qm_positions = partition.qm_positions(positions)
+        qm_call = dict(groups=s["qm_groups"], group_charges=[partition.charge], molecules=s["qm_molecules"])
+        qm_only = model.predict(s["qm_z"], qm_positions, **qm_call)
+
+        def forces(charge_gradient):
+            phi = np.zeros(n_atoms)
+            phi[env] = charge_gradient
+            p = model.predict(z_all, positions, potential=phi, **call)
+            return p.forces - partition.qm_atom_forces(qm_only.forces)
+
+        return EnvironmentEvaluation(energy=first.energy - qm_only.energy, charges=first.charges[env],
+                                     forces=forces,
+                                     energy_std=float(np.std(first.member_energies - qm_only.member_energies)))
+
+
+def _atomic_number(symbol: str) -> int:
+    from ..elements import ATOMIC_NUMBERS
+
+    return ATOMIC_NUMBERS[symbol]
