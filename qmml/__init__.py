@@ -9,7 +9,8 @@ __version__ = "0.1.0"  # before the imports: submodules record it in files they 
 from .environments import FixedCharges
 from .errors import InputError, PartitionError, QmmlError, SCFConvergenceError
 from .hamiltonian import Hamiltonian, Result
-from .ml import EnvironmentModel, load_model
+from .md import Langevin, MultipleTimeStep, Simulation, ThermoLog, TrajectoryWriter, VelocityVerlet
+from .ml import EnvironmentModel, MLPotential, load_model
 from .partition import Partition, partition
 from .qm import PySCFEngine
 from .system import System, load_system
@@ -17,6 +18,7 @@ from .system import System, load_system
 
 __all__ = [
     "System", "load_system", "Partition", "partition", "PySCFEngine", "FixedCharges", "Hamiltonian", "Result",
-    "EnvironmentModel", "load_model",
+    "EnvironmentModel", "MLPotential", "load_model",
+    "Simulation", "VelocityVerlet", "Langevin", "MultipleTimeStep", "ThermoLog", "TrajectoryWriter",
     "QmmlError", "InputError", "PartitionError", "SCFConvergenceError",
 ]

@@ -124,6 +124,19 @@ class Hamiltonian:
         self.switching = None if embedding_cutoff_A is None else \
             ChargeSwitching(partition, embedding_cutoff_A, switch_width_A)
 
+    @property
+    def system(self):
+        return self.partition.system
+
+    def state(self) -> dict:
+        """What carries over between MD steps (the SCF density history), for checkpoints."""
+        history = getattr(self.qm, "history", None)
+        return {"scf_guess": history.state()} if history is not None else {}
+
+    def restore(self, state: dict) -> None:
+        if "scf_guess" in state and getattr(self.qm, "history", None) is not None:
+            self.qm.history.restore(state["scf_guess"])
+
     def compute(self, positions, *, forces: bool = True) -> Result:
         """Energy (eV) and forces (eV/Å) at ``positions`` (Å, shape (n_atoms, 3)).
 

@@ -14,6 +14,7 @@ from pyscf import gto, scf
 from .. import units
 from ..errors import InputError, SCFConvergenceError
 from .embedding import electronic_terms, embedding_operator, nuclear_terms
+from .guess import DensityHistory
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,12 @@ class PySCFEngine:
     grid_response : bool
         Include the movement of the DFT integration grid in the forces, so forces are the exact
         derivative of the energy (needed for energy conservation in NVE).
+    guess : {"aspc", "previous", "default"}
+        Initial density of each SCF: extrapolated from the last ``guess_order + 2`` converged
+        densities (always-stable predictor, `qmml.qm.guess`), the last density, or PySCF's default.
+        The SCF is converged to ``conv_tol`` either way; the guess only changes the cycle count.
+    guess_order : int
+        Order K of the extrapolation.
     **scf_options
         Set as attributes on the PySCF SCF object (e.g. ``grids_level=4`` for ``mf.grids.level``
         is spelled ``grids_level``; anything else such as ``init_guess="atom"`` directly).
@@ -82,7 +89,8 @@ class PySCFEngine:
     """
 
     def __init__(self, method: str = "b3lyp", basis="6-31g*", *, density_fit=False, conv_tol: float = 1e-9,
-                 max_cycle: int = 100, grid_response: bool = True, **scf_options):
+                 max_cycle: int = 100, grid_response: bool = True, guess: str = "aspc", guess_order: int = 3,
+                 **scf_options):
         self.method = str(method).lower()
         self.basis = basis
         self.density_fit = density_fit
@@ -90,8 +98,7 @@ class PySCFEngine:
         self.max_cycle = max_cycle
         self.grid_response = grid_response
         self.scf_options = scf_options
-        self._previous_dm = None
-        self._previous_key = None
+        self.history = DensityHistory(guess, guess_order)
         if not self.is_hf:
             from pyscf import dft
 
@@ -184,8 +191,7 @@ class PySCFEngine:
         mf, strategy = self._converge(mf, mol)
         dm = mf.make_rdm1()
         dm_total = dm if dm.ndim == 2 else dm[0] + dm[1]
-        self._previous_dm = dm
-        self._previous_key = self._key(mol)
+        self.history.push(self._key(mol), dm)
 
         energy = mf.e_tot
         grad_qm = np.zeros((mol.natm, 3))
@@ -225,17 +231,14 @@ class PySCFEngine:
         )
 
     def reset(self) -> None:
-        """Forget the previous density (the next SCF starts from PySCF's default guess)."""
-        self._previous_dm = None
-        self._previous_key = None
+        """Forget previous densities (the next SCF starts from PySCF's default guess)."""
+        self.history.clear()
 
-    def _key(self, mol):
-        return (tuple(mol.elements), mol.charge, mol.spin, str(self.basis))
+    def _key(self, mol) -> str:
+        return repr((tuple(mol.elements), mol.charge, mol.spin, str(self.basis), mol.nao))
 
     def _initial_density(self, mol):
-        if self._previous_dm is not None and self._previous_key == self._key(mol):
-            return self._previous_dm
-        return None
+        return self.history.predict(self._key(mol))
 
     def _converge(self, mf, mol):
         """Run the SCF; on failure retry with damping, a level shift, then second-order SCF."""

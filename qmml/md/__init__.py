@@ -1,0 +1,12 @@
+"""Molecular dynamics: state, integrators (B/A/O sub-steps), reporters, checkpoints, the simulation driver."""
+
+from .checkpoint import read_checkpoint, write_checkpoint
+from .integrators import Langevin, MultipleTimeStep, VelocityVerlet
+from .plot import plot_thermo, read_thermo
+from .reporters import ThermoLog, TrajectoryWriter
+from .simulation import Simulation
+from .state import MDState, kinetic_energy, maxwell_boltzmann, temperature
+
+__all__ = ["MDState", "VelocityVerlet", "Langevin", "MultipleTimeStep", "Simulation", "ThermoLog",
+           "TrajectoryWriter", "read_checkpoint", "write_checkpoint", "plot_thermo", "read_thermo",
+           "kinetic_energy", "maxwell_boltzmann", "temperature"]

@@ -1,0 +1,100 @@
+"""Checkpoint files: the complete state of a run, written atomically.
+
+A checkpoint is one ``.npz`` file (NumPy arrays, no pickles) holding the `MDState`, the potential's
+step-to-step state (the SCF density history), the integrator's state and where each output file
+ended.  It is written to a temporary file in the same folder, flushed to disk and renamed over the
+old one, so a run killed at any instant (even SIGKILL mid-write) leaves either the previous or the new
+checkpoint, never a damaged one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .state import MDState
+
+FORMAT = "qmml-checkpoint"
+VERSION = 1
+_STATE_ARRAYS = ("positions", "velocities", "forces")
+_STATE_SCALARS = ("potential_energy", "step", "time_fs", "rng_state", "heat_eV")
+
+
+def _flatten(tree, arrays: dict):
+    """JSON-able copy of ``tree`` with every array moved into ``arrays``."""
+    if isinstance(tree, np.ndarray):
+        key = f"a{len(arrays)}"
+        arrays[key] = tree
+        return {"__array__": key}
+    if isinstance(tree, dict):
+        return {str(k): _flatten(v, arrays) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_flatten(v, arrays) for v in tree]
+    if isinstance(tree, np.generic):
+        return tree.item()
+    return tree
+
+
+def _unflatten(tree, arrays):
+    if isinstance(tree, dict):
+        if set(tree) == {"__array__"}:
+            return np.array(arrays[tree["__array__"]])
+        return {k: _unflatten(v, arrays) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_unflatten(v, arrays) for v in tree]
+    return tree
+
+
+def write_checkpoint(path, state: MDState, **sections) -> None:
+    """Atomically write ``state`` and named sections (nested dicts of arrays and JSON values)."""
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    tree = {
+        "format": FORMAT, "version": VERSION,
+        "state": {**{k: getattr(state, k) for k in _STATE_SCALARS}, **{k: getattr(state, k) for k in _STATE_ARRAYS},
+                  "extra": state.extra},
+        **sections,
+    }
+    header = json.dumps(_flatten(tree, arrays))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, __header__=np.array(header), **arrays)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_folder(path.parent)
+
+
+def read_checkpoint(path) -> tuple[MDState, dict]:
+    """The `MDState` and the other sections of a checkpoint file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no checkpoint there; give a run folder or checkpoint file written by qmml")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        tree = json.loads(str(arrays.pop("__header__")))
+    except Exception as err:  # a file that is not ours, or damaged by something other than qmml
+        raise InputError(f"{path}: not a readable qmml checkpoint ({err})") from None
+    if tree.get("format") != FORMAT or tree.get("version") != VERSION:
+        raise InputError(f"{path}: not a qmml checkpoint of version {VERSION}")
+    tree = _unflatten(tree, arrays)
+    s = tree.pop("state")
+    state = MDState(**{k: s[k] for k in _STATE_ARRAYS + _STATE_SCALARS}, extra=s["extra"])
+    tree.pop("format"), tree.pop("version")
+    return state, tree
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible on every platform; the rename itself is still atomic
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

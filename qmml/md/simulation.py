@@ -1,0 +1,219 @@
+"""`Simulation`: drives an integrator over a potential, with reporters, checkpoints and clean stops.
+
+A run stops cleanly (checkpoint written, files flushed, plot drawn) when it has done its steps, on
+SIGTERM (a batch system's time limit), when the soft-stop file appears, and when a step fails (an
+SCF that does not converge): the checkpoint then holds the last completed step.  `Simulation.restart`
+continues from a checkpoint exactly as if the run had never stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .checkpoint import read_checkpoint, write_checkpoint
+from .integrators import potential_state, restore_potential_state
+from .state import kinetic_energy, maxwell_boltzmann, temperature
+
+log = logging.getLogger(__name__)
+
+
+class Simulation:
+    """Molecular dynamics of a QM/ML `Hamiltonian` (or any potential) with one integrator.
+
+    Parameters
+    ----------
+    hamiltonian : Hamiltonian or potential
+        Anything with ``compute(positions_A)`` returning ``.energy`` (eV) and ``.forces`` (eV/Å) and a
+        ``system`` attribute (elements, masses, starting positions).
+    integrator : VelocityVerlet, Langevin or MultipleTimeStep
+    reporters : sequence of Reporter
+        E.g. `ThermoLog`, `TrajectoryWriter`.
+    positions : array_like (n, 3), optional
+        Starting positions, Å (default: the system's).
+    velocities : array_like (n, 3), optional
+        Starting velocities, Å/fs.  Default: Maxwell-Boltzmann at ``temperature_K`` (zero total
+        momentum), or zero without it.
+    temperature_K : float, optional
+    seed : int
+        Seeds the initial velocities.
+    checkpoint : path, optional
+        Checkpoint file, rewritten atomically every ``checkpoint_every`` steps, at the end, on
+        SIGTERM, on the soft stop and when a step fails.
+    checkpoint_every : int
+    stop_file : path, optional
+        Creating this file stops the run cleanly after the current step (the file is then removed).
+    progress : bool
+        Show a tqdm progress bar.
+    """
+
+    def __init__(self, hamiltonian, integrator, *, reporters=(), positions=None, velocities=None,
+                 temperature_K: float | None = None, seed: int = 0, checkpoint=None, checkpoint_every: int = 100,
+                 stop_file=None, progress: bool = True, _state=None):
+        self.potential = hamiltonian
+        self.integrator = integrator
+        self.reporters = list(reporters)
+        self.system = hamiltonian.system
+        self.masses = np.asarray(self.system.masses, dtype=np.float64)
+        if int(checkpoint_every) < 1:
+            raise InputError(f"checkpoint_every={checkpoint_every} must be 1 or more steps")
+        self.checkpoint_path = None if checkpoint is None else Path(checkpoint)
+        self.checkpoint_every = int(checkpoint_every)
+        self.stop_file = None if stop_file is None else Path(stop_file)
+        self.progress = progress
+        self.stopped_by: str | None = None
+        self.wall_start = time.perf_counter()
+        self.regions = self._regions()
+        n = self.system.n_atoms
+        if _state is not None:
+            self.state, self._resume = _state
+            return
+        self._resume = None
+        x = self.system.positions if positions is None else np.asarray(positions, dtype=np.float64)
+        if velocities is None:
+            velocities = (maxwell_boltzmann(self.masses, temperature_K, seed) if temperature_K
+                          else np.zeros((n, 3)))
+        v = np.asarray(velocities, dtype=np.float64)
+        for name, value in (("positions", x), ("velocities", v)):
+            if value.shape != (n, 3):
+                raise InputError(f"Simulation: {name} have shape {value.shape}, expected ({n}, 3)")
+        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+            raise InputError(f"{self.checkpoint_path} already exists and is never overwritten; continue that run "
+                             "with Simulation.restart (qmml restart RUN_DIR) or choose another checkpoint path")
+        self.state = integrator.init(hamiltonian, x, v, self.masses)
+
+    # -- construction from a checkpoint ---------------------------------------------------
+    @classmethod
+    def restart(cls, checkpoint, hamiltonian, integrator, *, reporters=(), **options) -> "Simulation":
+        """Continue the run saved in ``checkpoint`` with the same potential, integrator and reporters.
+
+        Output files are cut back to where they were when the checkpoint was written, so the
+        continued run appends exactly the frames the uninterrupted run would have written.
+        """
+        state, sections = read_checkpoint(checkpoint)
+        if sections.get("integrator_name") != integrator.name:
+            raise InputError(f"{checkpoint}: written by the {sections.get('integrator_name')} integrator, not "
+                             f"{integrator.name}; restart with the same integrator settings")
+        if len(state.positions) != hamiltonian.system.n_atoms:
+            raise InputError(f"{checkpoint}: {len(state.positions)} atoms, but the system has "
+                             f"{hamiltonian.system.n_atoms}; restart with the same structure")
+        restore_potential_state(hamiltonian, sections.get("potential", {}))
+        integrator.restore(sections.get("integrator", {}))
+        result = _ResultStub(sections.get("result", {}))
+        sim = cls(hamiltonian, integrator, reporters=reporters, checkpoint=checkpoint,
+                  _state=(state.replace(result=result), sections.get("reporters", {})), **options)
+        return sim
+
+    # -- quantities -----------------------------------------------------------------------
+    def kinetic_energy(self, state=None) -> float:
+        """eV."""
+        return kinetic_energy(self.masses, (state or self.state).velocities)
+
+    def temperature(self, state=None) -> float:
+        """Kinetic temperature over the integrator's degrees of freedom, K."""
+        return temperature(self.masses, (state or self.state).velocities,
+                           self.integrator.degrees_of_freedom(self.system.n_atoms))
+
+    def atom_charges(self, state=None) -> np.ndarray:
+        """Charge on every atom for output, e: environment-model charges, 0 on QM atoms."""
+        result = (state or self.state).result
+        out = np.zeros(self.system.n_atoms)
+        charges = getattr(result, "env_charges", None)
+        partition = getattr(self.potential, "partition", None)
+        if charges is not None and partition is not None:
+            out[partition.env_atoms] = charges
+        elif getattr(result, "charges", None) is not None:
+            out[:] = result.charges
+        return out
+
+    def _regions(self) -> np.ndarray:
+        partition = getattr(self.potential, "partition", None)
+        if partition is None:
+            return np.array(["ML"] * self.system.n_atoms)
+        regions = np.array(["ENV"] * self.system.n_atoms)
+        regions[partition.qm_atoms] = "QM"
+        return regions
+
+    # -- running --------------------------------------------------------------------------
+    def run(self, n_steps: int) -> "Simulation":
+        """Advance ``n_steps`` steps (fewer if stopped by SIGTERM or the stop file); returns self."""
+        from tqdm.auto import tqdm
+
+        resume, self._resume = self._resume, None
+        for reporter in self.reporters:
+            reporter.start(self, resume=None if resume is None else resume.get(str(reporter.path)))
+        if resume is None:
+            self._report(self.state)
+        signalled = []
+        previous_handler = None
+        try:
+            previous_handler = signal.signal(signal.SIGTERM, lambda *_: signalled.append("SIGTERM"))
+        except ValueError:  # not the main thread: no signal handling
+            pass
+        bar = tqdm(total=int(n_steps), unit="step", disable=not self.progress, dynamic_ncols=True)
+        self.stopped_by = None
+        try:
+            for _ in range(int(n_steps)):
+                try:
+                    self.state = self.integrator.step(self.potential, self.state, self.masses)
+                except Exception:
+                    self._checkpoint()
+                    log.error("step %d failed; the checkpoint holds step %d", self.state.step + 1, self.state.step)
+                    raise
+                self._report(self.state)
+                bar.update(1)
+                if self.progress and self.state.step % 5 == 0:
+                    bar.set_postfix(T=f"{self.temperature():.0f} K", E=f"{self.state.potential_energy:.3f} eV")
+                if self.state.step % self.checkpoint_every == 0:
+                    self._checkpoint()
+                if signalled:
+                    self.stopped_by = "SIGTERM"
+                elif self.stop_file is not None and self.stop_file.exists():
+                    self.stopped_by = f"stop file {self.stop_file}"
+                    self.stop_file.unlink()
+                if self.stopped_by:
+                    log.warning("stopping at step %d (%s); continue with restart", self.state.step, self.stopped_by)
+                    break
+            self._checkpoint()
+        finally:
+            bar.close()
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+            for reporter in self.reporters:
+                reporter.finish(self)
+        return self
+
+    def _report(self, state) -> None:
+        for reporter in self.reporters:
+            if reporter.due(state):
+                reporter.report(self, state)
+
+    def _checkpoint(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        result = self.state.result
+        write_checkpoint(
+            self.checkpoint_path, self.state,
+            integrator_name=self.integrator.name,
+            potential=potential_state(self.potential),
+            integrator=self.integrator.state(),
+            reporters={str(r.path): r.bookmark() for r in self.reporters if r.handle is not None or
+                       getattr(r, "binary", False)},
+            result={"scf_cycles": int(getattr(result, "scf_cycles", 0)),
+                    "env_charges": getattr(result, "env_charges", None),
+                    "charges": getattr(result, "charges", None)},
+        )
+
+
+class _ResultStub:
+    """What reporters need from the potential's result at a restored state."""
+
+    def __init__(self, values: dict):
+        self.scf_cycles = values.get("scf_cycles", 0)
+        self.env_charges = values.get("env_charges")
+        self.charges = values.get("charges")

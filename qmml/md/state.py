@@ -1,0 +1,95 @@
+"""The state of a simulation: an immutable record of everything a step needs, RNG included.
+
+A step maps one `MDState` to the next without side effects on it, so a state written to a checkpoint
+and read back continues the run exactly (same positions to the last bit, same random numbers).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .. import units
+
+
+@dataclass(frozen=True, eq=False)
+class MDState:
+    """Positions, velocities and forces at one time, with the integrator's bookkeeping.
+
+    Attributes
+    ----------
+    positions : ndarray (n, 3)
+        Å.
+    velocities : ndarray (n, 3)
+        Å/fs.
+    forces : ndarray (n, 3)
+        Forces at ``positions``, eV/Å.
+    potential_energy : float
+        eV.
+    step : int
+    time_fs : float
+    rng_state : str or None
+        JSON of the NumPy ``PCG64`` bit-generator state (stochastic integrators), so a restart draws
+        the same random numbers.
+    heat_eV : float
+        Energy the thermostat has taken out of the system (so that potential + kinetic + heat is
+        conserved by a correct Langevin integrator), eV.
+    extra : dict
+        Integrator-specific arrays (e.g. the fast forces of a multiple-time-step integrator).
+    result : object
+        The potential's full result at ``positions`` (charges, SCF cycles, ...); not checkpointed.
+    """
+
+    positions: np.ndarray
+    velocities: np.ndarray
+    forces: np.ndarray
+    potential_energy: float
+    step: int = 0
+    time_fs: float = 0.0
+    rng_state: str | None = None
+    heat_eV: float = 0.0
+    extra: dict = field(default_factory=dict)
+    result: object = None
+
+    def replace(self, **changes) -> "MDState":
+        return replace(self, **changes)
+
+
+def kinetic_energy(masses: np.ndarray, velocities: np.ndarray) -> float:
+    """Kinetic energy in eV of masses (amu) moving at velocities (Å/fs)."""
+    return 0.5 * units.AMU_A2_PER_FS2_EV * float(np.sum(masses[:, None] * velocities * velocities))
+
+
+def temperature(masses: np.ndarray, velocities: np.ndarray, degrees_of_freedom: int) -> float:
+    """Kinetic temperature, K."""
+    return 2.0 * kinetic_energy(masses, velocities) / (degrees_of_freedom * units.BOLTZMANN_EV_PER_K)
+
+
+def new_rng_state(seed: int) -> str:
+    return json.dumps(np.random.Generator(np.random.PCG64(seed)).bit_generator.state)
+
+
+def generator(rng_state: str) -> np.random.Generator:
+    """A NumPy generator positioned at ``rng_state``."""
+    gen = np.random.Generator(np.random.PCG64())
+    gen.bit_generator.state = json.loads(rng_state)
+    return gen
+
+
+def generator_state(gen: np.random.Generator) -> str:
+    return json.dumps(gen.bit_generator.state)
+
+
+def maxwell_boltzmann(masses: np.ndarray, temperature_K: float, seed: int) -> np.ndarray:
+    """Velocities (Å/fs) drawn at ``temperature_K``, zero total momentum, rescaled to exactly that
+    temperature over 3N - 3 degrees of freedom."""
+    masses = np.asarray(masses, dtype=float)
+    gen = np.random.Generator(np.random.PCG64(seed))
+    sigma = np.sqrt(units.BOLTZMANN_EV_PER_K * temperature_K / (masses * units.AMU_A2_PER_FS2_EV))
+    v = gen.standard_normal((len(masses), 3)) * sigma[:, None]
+    v -= (masses[:, None] * v).sum(0) / masses.sum()
+    if len(masses) > 1 and temperature_K > 0:
+        v *= np.sqrt(temperature_K / temperature(masses, v, 3 * len(masses) - 3))
+    return v

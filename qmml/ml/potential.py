@@ -1,0 +1,73 @@
+"""`MLPotential`: an environment model applied to every atom of a system, as a plain potential.
+
+Used as the cheap inner force of the multiple-time-step integrator and for ML-only dynamics
+(equilibrating solvent before a QM/ML run).  Charges are conserved per molecule or per structure as
+the model was trained (`EnvironmentModel.charge_groups`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True, eq=False)
+class PotentialResult:
+    """Energy (eV), forces (eV/Å), charges (e) and the committee energy spread (eV)."""
+
+    energy: float
+    forces: np.ndarray | None
+    charges: np.ndarray
+    energy_std: float = 0.0
+
+
+class MLPotential:
+    """The environment model on all atoms of ``system``.
+
+    Parameters
+    ----------
+    model : EnvironmentModel
+    system : System
+        Elements, bonds (molecules), box and topology charges are taken from it.
+    total_charge : int, optional
+        Charge of the whole system, e; default the rounded sum of the topology charges.  Required
+        when the system has no topology charges and the model conserves charge per structure.
+    """
+
+    def __init__(self, model, system, *, total_charge: int | None = None):
+        self.model, self.system = model, system
+        model.species(system.atomic_numbers)
+        molecules = system.molecule_index
+        if total_charge is None and system.charges is None and model.charge_groups == "structure":
+            raise InputError(f"{system.source} has no topology charges: pass total_charge= (e) to MLPotential "
+                             "(or total_charge: in the job file)")
+        if model.charge_groups == "structure":
+            self.groups = np.zeros(system.n_atoms, dtype=int)
+            total = total_charge if total_charge is not None else round(float(system.charges.sum()))
+            self.group_charges = np.array([float(total)])
+        else:
+            self.groups = molecules
+            self.group_charges = np.zeros(molecules.max() + 1)
+            if system.charges is not None:
+                np.add.at(self.group_charges, molecules, system.charges)
+                self.group_charges = np.round(self.group_charges)
+            if total_charge is not None and round(self.group_charges.sum()) != total_charge:
+                raise InputError(f"total_charge={total_charge} but the molecules of {system.source} carry "
+                                 f"{self.group_charges.sum():+.0f} e; check the topology charges")
+        self.molecules = molecules
+        self.cell = None
+        if system.box is not None:
+            from MDAnalysis.lib.mdamath import triclinic_vectors
+
+            self.cell = triclinic_vectors(system.box).astype(np.float64)
+
+    def __repr__(self) -> str:
+        return f"MLPotential({self.system.n_atoms} atoms)"
+
+    def compute(self, positions, *, forces: bool = True) -> PotentialResult:
+        p = self.model.predict(self.system.atomic_numbers, positions, cell=self.cell, groups=self.groups,
+                               group_charges=self.group_charges, molecules=self.molecules, forces=forces)
+        return PotentialResult(p.energy, p.forces, p.charges, p.energy_std)
