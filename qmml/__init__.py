@@ -11,6 +11,7 @@ from .errors import InputError, PartitionError, QmmlError, SCFConvergenceError
 from .hamiltonian import Hamiltonian, Result
 from .md import Langevin, MultipleTimeStep, Simulation, ThermoLog, TrajectoryWriter, VelocityVerlet
 from .ml import EnvironmentModel, MLPotential, load_model
+from .reference import MLReference
 from .partition import Partition, partition
 from .qm import PySCFEngine
 from .system import System, load_system
@@ -18,7 +19,7 @@ from .system import System, load_system
 
 __all__ = [
     "System", "load_system", "Partition", "partition", "PySCFEngine", "FixedCharges", "Hamiltonian", "Result",
-    "EnvironmentModel", "MLPotential", "load_model",
+    "EnvironmentModel", "MLPotential", "MLReference", "load_model",
     "Simulation", "VelocityVerlet", "Langevin", "MultipleTimeStep", "ThermoLog", "TrajectoryWriter",
     "QmmlError", "InputError", "PartitionError", "SCFConvergenceError",
 ]

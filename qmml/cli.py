@@ -1,4 +1,4 @@
-"""Command line: ``qmml run JOB.yaml``, ``qmml partition ...``, ``qmml train CONFIG.yaml``, ``qmml model-info``.
+"""Command line: ``qmml run JOB.yaml``, ``qmml restart RUN_DIR``, ``qmml partition ...``, ``qmml train``, ``qmml model-info``.
 
 Input errors print one line (file, key or atom, fix) and exit with status 2; nothing is overwritten.
 """
@@ -20,8 +20,14 @@ EXIT_INPUT_ERROR = 2
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="qmml", description="QM/ML multiscale simulation with PySCF and PyTorch.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    run = commands.add_parser("run", help="run the job described by a YAML file")
+    run = commands.add_parser("run", help="run the job described by a YAML file (single point or MD)")
     run.add_argument("config", help="YAML job file (see data/examples/)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a setting of the file, e.g. --set md.steps=500 (repeatable)")
+    restart = commands.add_parser("restart", help="continue an MD run from its checkpoint")
+    restart.add_argument("run_dir", help="run folder written by 'qmml run'")
+    restart.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="only md.steps=N (extend the run) and md.progress=false")
     part = commands.add_parser("partition", help="print the QM/environment partition report of a structure")
     part.add_argument("structure", nargs="+", help="topology and/or coordinate files")
     part.add_argument("--qm", required=True, help="MDAnalysis selection of the QM atoms")
@@ -36,7 +42,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            return _run(args.config)
+            return _run(args.config, args.overrides)
+        if args.command == "restart":
+            from .jobs import restart_md
+
+            restart_md(args.run_dir, args.overrides, log=lambda text: print(text, flush=True))
+            return 0
         if args.command == "train":
             return _train(args.config)
         if args.command == "model-info":
@@ -56,36 +67,34 @@ def _partition(args) -> int:
     return 0
 
 
-def _run(config_path) -> int:
-    from . import FixedCharges, Hamiltonian, PySCFEngine, load_system, partition
+def _run(config_path, overrides=()) -> int:
     from .config import load_config
     from .errors import InputError
+    from .jobs import build_hamiltonian, build_partition, start_md
 
-    config, root = load_config(config_path)
+    config, root = load_config(config_path, overrides)
+    if config.task == "md":
+        start_md(config_path, overrides, log=lambda text: print(text, flush=True))
+        return 0
     output = None
     if config.output:
         output = (root / config.output)
         if output.exists():
             raise InputError(f"{config_path}: key 'output': {output} already exists and is never overwritten; "
                              "move it away or name another file")
-    system = load_system(*((root / s).resolve() for s in config.structure), guess_bonds=config.guess_bonds or None)
-    qm = config.qm
-    part = partition(system, qm.selection, charge=qm.charge, multiplicity=qm.multiplicity, link=qm.link,
-                     boundary=qm.boundary, buffer_A=qm.buffer_A, complete=qm.complete,
-                     allow_polar_cuts=qm.allow_polar_cuts, allow_multiple_bond_cuts=qm.allow_multiple_bond_cuts,
-                     allow_multiple_links=qm.allow_multiple_links)
+    part = build_partition(config, root)
     print(part.report())
-    engine = PySCFEngine(qm.method, qm.basis, density_fit=qm.density_fit, conv_tol=qm.conv_tol)
-    hamiltonian = Hamiltonian(part, engine, FixedCharges(), vdw=config.vdw,
-                              charge_radii_A=config.environment.charge_radii_A)
-    print(f"\nSingle point: {engine.method}/{qm.basis} QM region in {len(part.env_atoms)} fixed topology charges ...",
-          flush=True)
+    hamiltonian = build_hamiltonian(config, root, part)
+    what = (f"the {config.environment.model} model" if config.environment.type == "ml"
+            else "fixed topology charges")
+    print(f"\nSingle point: {hamiltonian.qm.method}/{config.qm.basis} QM region in {len(part.env_atoms)} "
+          f"environment atoms ({what}) ...", flush=True)
     start = time.perf_counter()
-    result = hamiltonian.compute(system.positions)
+    result = hamiltonian.compute(part.system.positions)
     elapsed = time.perf_counter() - start
     print(summary(part, result, elapsed))
     if output is not None:
-        write_extxyz(output, system, result)
+        write_extxyz(output, part.system, result)
         print(f"\nwrote positions and forces to {output}")
     return 0
 

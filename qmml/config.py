@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
 
@@ -23,6 +24,9 @@ class QMConfig(_Strict):
     basis: str = "6-31g*"
     density_fit: bool = False
     conv_tol: float = Field(1e-9, gt=0)
+    guess: Literal["aspc", "previous", "default"] = Field(
+        "aspc", description="SCF initial guess: extrapolated from previous MD steps, the last density, or PySCF's")
+    guess_order: int = Field(3, ge=0, le=8)
     link: str | float = "scaled"
     boundary: Literal["none", "z1", "z2", "z3", "rc", "rcd", "shift"] = "rcd"
     buffer_A: float | None = Field(None, ge=0)
@@ -33,8 +37,62 @@ class QMConfig(_Strict):
 
 
 class EnvironmentConfig(_Strict):
-    type: Literal["fixed_charges"] = "fixed_charges"
+    type: Literal["fixed_charges", "ml"] = "fixed_charges"
+    model: str | None = Field(None, description="environment model: shipped name (water, organic) or .pt path")
+    scheme: Literal["additive", "subtractive"] = "additive"
+    total_charge: int | None = Field(None, description="charge of the whole system, e (default: from topology)")
     charge_radii_A: float | dict[str, float] | None = None
+    embedding_cutoff_A: float | None = Field(None, gt=0, description="switch embedding charges off beyond this, Å")
+    switch_width_A: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _model_for_ml(self):
+        if self.type == "ml" and not self.model:
+            raise ValueError("type 'ml' needs model: (a shipped model name such as water, or a .pt file)")
+        if self.type == "fixed_charges" and self.scheme == "subtractive":
+            raise ValueError("scheme 'subtractive' needs type: ml")
+        return self
+
+
+class MDConfig(_Strict):
+    """``task: md``: molecular dynamics written to a run folder."""
+
+    integrator: Literal["velocity_verlet", "langevin", "multiple_time_step"] = "langevin"
+    timestep_fs: float = Field(0.5, description="time step (the outer one for multiple_time_step), fs")
+    steps: int = Field(100, ge=1)
+    temperature_K: float = Field(300.0, description="thermostat and initial-velocity temperature, K")
+    initial_temperature_K: float | None = Field(None, description="initial velocities, K (default temperature_K)")
+    friction_per_ps: float = Field(5.0, ge=0, description="Langevin friction, 1/ps")
+    seed: int = 0
+    inner_steps: int = Field(4, ge=1, description="multiple_time_step: inner steps per outer step")
+    fast_model: str | None = Field(None, description="multiple_time_step: ML model of the QM region for the fast "
+                                   "force (default: the environment model)")
+    run_dir: str | None = Field(None, description="output folder (default: <job file stem>_run next to it)")
+    thermo_every: int = Field(1, ge=1)
+    trajectory: list[str] = Field(["trajectory.extxyz"], description="trajectory files (.extxyz, .dcd, .xtc)")
+    trajectory_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(50, ge=1)
+    progress: bool = True
+
+    @field_validator("timestep_fs")
+    @classmethod
+    def _timestep(cls, value):
+        if not 0 < value <= 10:
+            raise ValueError(f"{value} fs is not a molecular-dynamics time step; the unit is fs (0.5 to 2 is usual)")
+        return value
+
+    @field_validator("temperature_K", "initial_temperature_K")
+    @classmethod
+    def _temperature(cls, value):
+        if value is not None and not 0 <= value <= 5000:
+            raise ValueError(f"{value} K is outside 0-5000 K; the unit is kelvin (300 for room temperature)")
+        return value
+
+    @field_validator("trajectory", mode="before")
+    @classmethod
+    def _files(cls, value):
+        return [value] if isinstance(value, str) else value
+
 
 
 class JobConfig(_Strict):
@@ -44,9 +102,16 @@ class JobConfig(_Strict):
     guess_bonds: bool = False
     qm: QMConfig
     environment: EnvironmentConfig = EnvironmentConfig()
-    vdw: Literal["lj"] | None = "lj"
-    task: Literal["single_point"] = "single_point"
+    vdw: Literal["auto", "lj"] | None = "auto"
+    task: Literal["single_point", "md"] = "single_point"
     output: str | None = Field(None, description="extended XYZ file for positions and forces (never overwritten)")
+    md: MDConfig | None = None
+
+    @model_validator(mode="after")
+    def _md_settings(self):
+        if self.task == "md" and self.md is None:
+            self.md = MDConfig()
+        return self
 
     @field_validator("structure", mode="before")
     @classmethod
@@ -54,18 +119,48 @@ class JobConfig(_Strict):
         return [value] if isinstance(value, str) else value
 
 
-def load_config(path) -> tuple[JobConfig, Path]:
+def load_config(path, overrides=()) -> tuple[JobConfig, Path]:
     """Read and validate a job file; returns the config and the folder relative paths refer to.
+
+    Parameters
+    ----------
+    path : path
+    overrides : sequence of str
+        ``key=value`` settings applied on top of the file (dotted keys, YAML values), e.g.
+        ``md.steps=500``.
 
     Raises
     ------
     InputError
         One line naming the file, the key and the fix.
     """
-    return _load(path, JobConfig)
+    return _load(path, JobConfig, overrides)
 
 
-def _load(path, schema):
+def apply_overrides(data: dict, overrides, source: str) -> dict:
+    """``data`` with each ``dotted.key=value`` of ``overrides`` set (values parsed as YAML)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set {item!r}: expected key=value, e.g. md.steps=500")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise InputError(f"--set {item!r}: the value is not valid YAML") from None
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise InputError(f"--set {item!r}: '{part}' in {source} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _load(path, schema, overrides=()):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file; give the path of a YAML job file")
@@ -77,19 +172,44 @@ def _load(path, schema):
         raise InputError(f"{path}:{line} is not valid YAML ({getattr(err, 'problem', err)})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of keys (structure:, qm:, ...) at the top level")
+    data = apply_overrides(data, overrides, str(path))
     try:
         config = schema.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(k) for k in first["loc"]) or "(top level)"
-        if first["type"] == "extra_forbidden":
-            fix = "remove it or check its spelling"
-        elif first["type"] == "missing":
-            fix = "add it"
-        else:
-            fix = f"got {first.get('input')!r}"
-        raise InputError(f"{path}: key '{key}': {first['msg']}; {fix}") from None
+        raise InputError(f"{path}: {_explain(err.errors()[0], schema)}") from None
     return config, path.resolve().parent
+
+
+def _explain(error: dict, schema) -> str:
+    """One sentence: the key, what is wrong and the fix."""
+    loc = [str(k) for k in error["loc"]]
+    key = ".".join(loc) or "(top level)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        fix = "remove it or check its spelling"
+        known = _known_keys(schema, loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.5) if known else []
+        if close:
+            fix = f"did you mean '{close[0]}'? (units are part of the names, e.g. timestep_fs)"
+        return f"key '{key}': {message}; {fix}"
+    if error["type"] == "missing":
+        return f"key '{key}': {message}; add it"
+    if error["type"] == "value_error":
+        return f"key '{key}': {message}" if loc else message
+    return f"key '{key}': {message}; got {error.get('input')!r}"
+
+
+def _known_keys(schema, path) -> list[str]:
+    model = schema
+    for part in path:
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        candidates = [a for a in getattr(field.annotation, "__args__", ()) if isinstance(a, type)] + [field.annotation]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return list(model.model_fields)
 
 
 class ModelArchitectureConfig(_Strict):

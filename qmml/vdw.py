@@ -7,6 +7,12 @@ J. Am. Chem. Soc. 114, 10024 (1992)): per element a minimum-energy distance x (�
 
     E_ij = D_ij [ (x_ij / r)^12 - 2 (x_ij / r)^6 ].
 
+Polar hydrogens (bonded to N, O or S) take the CHARMM TIP3P hydrogen parameters instead of UFF's
+(x = 0.449 Å, D = 0.046 kcal/mol; MacKerell et al., J. Phys. Chem. B 102, 3586 (1998)): UFF's
+hydrogen is sized for C-H, and with it every hydrogen bond between the QM region and the
+environment (Cl- ... H-O, O-H ... O) would be pushed ~1 Å apart by several kcal/mol; as in
+biomolecular force fields, the heavy atoms' repulsion alone sets the hydrogen-bond distance.
+
 Pairs are QM atoms (not link atoms) with environment atoms; pairs closer than three bonds
 (1-2 and 1-3 across a cut bond) are excluded, as in force fields.
 """
@@ -28,6 +34,11 @@ UFF_PARAMETERS: dict[str, tuple[float, float]] = {
 }
 
 
+#: Polar hydrogens (bonded to one of these elements): CHARMM TIP3P H (x in Å, D in kcal/mol).
+POLAR_HYDROGEN_PARAMETERS = (0.449, 0.046)
+POLAR_HYDROGEN_PARTNERS = ("N", "O", "S")
+
+
 class LennardJones:
     """QM-environment Lennard-Jones with UFF parameters (see module docstring).
 
@@ -45,8 +56,14 @@ class LennardJones:
         if missing:
             raise InputError(f"no Lennard-Jones parameters for {', '.join(missing)}; pass "
                              "vdw_parameters={'El': (x_A, D_kcal_per_mol)} to the Hamiltonian")
-        x = np.array([table[e][0] for e in system.elements])
-        d = np.array([table[e][1] for e in system.elements]) * units.KCAL_PER_MOL_EV
+        params = [table[e] for e in system.elements]
+        if "H" not in (parameters or {}):  # explicit H parameters from the caller win
+            graph = system.bond_graph
+            for i in np.where(system.elements == "H")[0]:
+                if any(system.elements[j] in POLAR_HYDROGEN_PARTNERS for j in graph.neighbors(int(i))):
+                    params[i] = POLAR_HYDROGEN_PARAMETERS
+        x = np.array([p[0] for p in params])
+        d = np.array([p[1] for p in params]) * units.KCAL_PER_MOL_EV
         self.qm_atoms, self.env_atoms = partition.qm_atoms, partition.env_atoms
         self.box = system.box
         self.x = np.sqrt(np.outer(x[self.qm_atoms], x[self.env_atoms]))

@@ -35,16 +35,9 @@ def central_difference_forces(hamiltonian, positions, atoms=None, step_A=1e-3):
 def water_cluster(n_molecules: int = 20) -> qmml.System:
     """A GFN2-xTB-sampled water cluster from the shipped test set, one residue per molecule."""
     from qmml.ml import Dataset
-    from qmml.ml.labelling import molecules_from_distances
 
     dataset = Dataset.load(DATA / "datasets" / "water_test.npz")
-    frame = next(f for f in dataset if f.cell is None and len(f.elements) == 3 * n_molecules)
-    molecule = molecules_from_distances(frame.elements, frame.positions)
-    elements = ["O" if z == 8 else "H" for z in frame.elements]
-    bonds = [(i, j) for i in range(len(elements)) for j in range(i + 1, len(elements))
-             if molecule[i] == molecule[j] and "O" in (elements[i], elements[j])]
-    return qmml.System.from_arrays(elements, frame.positions, bonds=bonds, residues=molecule + 1,
-                                   resnames=["WAT"] * len(elements))
+    return next(f for f in dataset if f.cell is None and len(f.elements) == 3 * n_molecules).to_system("WAT")
 
 
 def butanol_in_waters(n_waters: int) -> qmml.System:

@@ -49,7 +49,7 @@ def test_run_single_point_writes_extxyz_and_never_overwrites(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("qm_extra, message", [
-    ("  chrage: 1\n", "key 'qm.chrage': Extra inputs are not permitted; remove it or check its spelling"),
+    ("  chrage: 1\n", "key 'qm.chrage': Extra inputs are not permitted; did you mean 'charge'?"),
     ("  boundary: rcdd\n", "key 'qm.boundary'"),
 ])
 def test_bad_config_key_is_named(tmp_path, capsys, qm_extra, message):

@@ -139,6 +139,24 @@ class MLEnvironment:
                                      energy_std=float(np.std(first.member_energies - qm_only.member_energies)))
 
 
+    def energy_and_forces(self, positions: np.ndarray, partition, scheme: str = "additive"):
+        """Energy (eV) and forces (eV/Å, all atoms) without any charge response, in one model call
+        per structure: the environment's part of a cheap reference potential."""
+        s = self._prepare(partition, scheme)
+        model, env = self.model, partition.env_atoms
+        if scheme == "additive":
+            p = model.predict(s["env_z"], positions[env], cell=s["cell"], groups=s["env_groups"],
+                              group_charges=s["group_charges"], molecules=s["env_molecules"])
+            forces = np.zeros_like(positions)
+            forces[env] = p.forces
+            return p.energy, forces
+        p = model.predict(partition.system.atomic_numbers, positions, cell=s["cell"], groups=s["groups"],
+                          group_charges=s["group_charges"], molecules=s["molecules"])
+        q = model.predict(s["qm_z"], partition.qm_positions(positions), groups=s["qm_groups"],
+                          group_charges=[partition.charge], molecules=s["qm_molecules"])
+        return p.energy - q.energy, p.forces - partition.qm_atom_forces(q.forces)
+
+
 def _atomic_number(symbol: str) -> int:
     from ..elements import ATOMIC_NUMBERS
 

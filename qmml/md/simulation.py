@@ -146,7 +146,7 @@ class Simulation:
 
         resume, self._resume = self._resume, None
         for reporter in self.reporters:
-            reporter.start(self, resume=None if resume is None else resume.get(str(reporter.path)))
+            reporter.start(self, resume=None if resume is None else resume.get(self._key(reporter)))
         if resume is None:
             self._report(self.state)
         signalled = []
@@ -188,6 +188,17 @@ class Simulation:
                 reporter.finish(self)
         return self
 
+    def _key(self, reporter) -> str:
+        """Where a reporter writes, relative to the checkpoint's folder when inside it (so a run
+        folder can be moved or copied and still continue)."""
+        path = reporter.path.resolve()
+        if self.checkpoint_path is not None:
+            try:
+                return str(path.relative_to(self.checkpoint_path.resolve().parent))
+            except ValueError:
+                pass
+        return str(path)
+
     def _report(self, state) -> None:
         for reporter in self.reporters:
             if reporter.due(state):
@@ -202,7 +213,7 @@ class Simulation:
             integrator_name=self.integrator.name,
             potential=potential_state(self.potential),
             integrator=self.integrator.state(),
-            reporters={str(r.path): r.bookmark() for r in self.reporters if r.handle is not None or
+            reporters={self._key(r): r.bookmark() for r in self.reporters if r.handle is not None or
                        getattr(r, "binary", False)},
             result={"scf_cycles": int(getattr(result, "scf_cycles", 0)),
                     "env_charges": getattr(result, "env_charges", None),

@@ -58,6 +58,26 @@ class Frame:
     molecule_charges: np.ndarray
     cell: np.ndarray | None = None
 
+    def to_system(self, resname: str = "MOL"):
+        """This structure as a `qmml.System` to simulate: bonds from covalent radii, one residue per
+        molecule (numbered from 1), the cell as the box, and each molecule's charge spread evenly
+        over its atoms as topology charges (so charged molecules keep their charge)."""
+        from ..elements import SYMBOLS
+        from ..system import System
+        from .labelling import bonds_from_distances
+
+        box = None
+        if self.cell is not None:
+            from MDAnalysis.lib.mdamath import triclinic_box
+
+            box = triclinic_box(*np.asarray(self.cell, dtype=np.float64))
+        counts = np.bincount(self.molecule)
+        charges = np.asarray(self.molecule_charges, float)[self.molecule] / counts[self.molecule]
+        return System.from_arrays([SYMBOLS[z - 1] for z in self.elements], self.positions, box=box,
+                                  bonds=bonds_from_distances(self.elements, self.positions, self.cell),
+                                  residues=self.molecule + 1, resnames=[resname] * len(self.elements),
+                                  charges=charges)
+
 
 @dataclass(eq=False)
 class Dataset:

@@ -33,8 +33,8 @@ class Label:
     charges: np.ndarray
 
 
-def molecules_from_distances(elements, positions_A, cell=None, scale: float = 1.2) -> np.ndarray:
-    """Molecule index of every atom from covalent-radius bonding (d < scale * (r_a + r_b)).
+def bonds_from_distances(elements, positions_A, cell=None, scale: float = 1.2) -> np.ndarray:
+    """Covalent bonds (n_bonds, 2) from covalent radii: d < scale * (r_a + r_b).
 
     Parameters
     ----------
@@ -57,10 +57,15 @@ def molecules_from_distances(elements, positions_A, cell=None, scale: float = 1.
     # alkali and alkaline-earth ions are never covalently bonded here
     ionic = np.isin(z, (3, 11, 19, 37, 55, 12, 20))
     bonded[ionic, :] = bonded[:, ionic] = False
+    return np.argwhere(np.triu(bonded))
+
+
+def molecules_from_distances(elements, positions_A, cell=None, scale: float = 1.2) -> np.ndarray:
+    """Molecule index of every atom: connected components of `bonds_from_distances`."""
     graph = nx.Graph()
-    graph.add_nodes_from(range(len(z)))
-    graph.add_edges_from(zip(*np.nonzero(np.triu(bonded))))
-    molecule = np.empty(len(z), dtype=np.int64)
+    graph.add_nodes_from(range(len(elements)))
+    graph.add_edges_from(map(tuple, bonds_from_distances(elements, positions_A, cell, scale)))
+    molecule = np.empty(len(elements), dtype=np.int64)
     for k, comp in enumerate(sorted(nx.connected_components(graph), key=min)):
         molecule[list(comp)] = k
     return molecule

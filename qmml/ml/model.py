@@ -212,6 +212,18 @@ class EnvironmentModel(nn.Module):
                 "n_channels": self.n_channels, "hidden": list(self.hidden), "n_members": len(self.members),
                 "coulomb_cutoff": self.coulomb_cutoff, "charge_groups": self.charge_groups}
 
+    def select_members(self, indices) -> "EnvironmentModel":
+        """A copy holding only the committee members ``indices`` (e.g. ``[0]``: one member, a third of
+        the cost of a three-member committee, for a cheap fast force)."""
+        import copy
+
+        indices = [int(i) for i in indices]
+        if not indices or any(not 0 <= i < len(self.members) for i in indices):
+            raise InputError(f"members {indices}: this model has members 0..{len(self.members) - 1}")
+        clone = copy.deepcopy(self)
+        clone.members = nn.ModuleList(clone.members[i] for i in indices)
+        return clone
+
     @property
     def dtype(self):
         return self.centres.dtype

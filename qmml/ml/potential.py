@@ -35,9 +35,13 @@ class MLPotential:
     total_charge : int, optional
         Charge of the whole system, e; default the rounded sum of the topology charges.  Required
         when the system has no topology charges and the model conserves charge per structure.
+    members : sequence of int, optional
+        Use only these committee members (``[0]`` for a cheap fast force); default all.
     """
 
-    def __init__(self, model, system, *, total_charge: int | None = None):
+    def __init__(self, model, system, *, total_charge: int | None = None, members=None):
+        if members is not None:
+            model = model.select_members(members)
         self.model, self.system = model, system
         model.species(system.atomic_numbers)
         molecules = system.molecule_index

@@ -1,0 +1,196 @@
+"""From a validated job configuration to the objects that run it (used by the CLI and tutorials).
+
+`start_md` writes a run folder: the resolved configuration (``config.yaml``, every path absolute, so
+the folder is self-contained), ``thermo.csv`` (+ ``thermo.png``), the trajectory files and
+``checkpoint.npz``.  Creating ``STOP`` in the folder ends the run cleanly; `restart_md` continues it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+
+from .config import JobConfig, load_config
+from .errors import InputError
+
+RESOLVED_CONFIG = "config.yaml"
+CHECKPOINT = "checkpoint.npz"
+THERMO = "thermo.csv"
+STOP_FILE = "STOP"
+
+
+def build_partition(config: JobConfig, root: Path):
+    from . import load_system, partition
+
+    system = load_system(*((root / s).resolve() for s in config.structure), guess_bonds=config.guess_bonds or None)
+    qm = config.qm
+    return partition(system, qm.selection, charge=qm.charge, multiplicity=qm.multiplicity, link=qm.link,
+                     boundary=qm.boundary, buffer_A=qm.buffer_A, complete=qm.complete,
+                     allow_polar_cuts=qm.allow_polar_cuts, allow_multiple_bond_cuts=qm.allow_multiple_bond_cuts,
+                     allow_multiple_links=qm.allow_multiple_links)
+
+
+def _model(name: str, root: Path, key: str):
+    from .ml import load_model
+
+    path = root / name
+    try:
+        return load_model(path if path.suffix == ".pt" else name)
+    except InputError as err:
+        raise InputError(f"key '{key}': {err}") from None
+
+
+def build_hamiltonian(config: JobConfig, root: Path, part):
+    from . import FixedCharges, Hamiltonian, PySCFEngine
+    from .environments.ml import MLEnvironment
+
+    qm, env = config.qm, config.environment
+    engine = PySCFEngine(qm.method, qm.basis, density_fit=qm.density_fit, conv_tol=qm.conv_tol, guess=qm.guess,
+                         guess_order=qm.guess_order)
+    if env.type == "ml":
+        environment = MLEnvironment(_model(env.model, root, "environment.model"), total_charge=env.total_charge)
+    else:
+        environment = FixedCharges()
+    return Hamiltonian(part, engine, environment, scheme=env.scheme, vdw=config.vdw,
+                       charge_radii_A=env.charge_radii_A, embedding_cutoff_A=env.embedding_cutoff_A,
+                       switch_width_A=env.switch_width_A)
+
+
+def build_integrator(config: JobConfig, root: Path, hamiltonian):
+    from .md import Langevin, MultipleTimeStep, VelocityVerlet
+    from .reference import MLReference
+
+    md = config.md
+    if md.integrator == "velocity_verlet":
+        return VelocityVerlet(md.timestep_fs)
+    if md.integrator == "langevin":
+        return Langevin(md.timestep_fs, md.temperature_K, md.friction_per_ps, md.seed)
+    if config.environment.type != "ml":
+        raise InputError("key 'md.integrator': multiple_time_step needs environment type 'ml' (its cheap force "
+                         "is the ML environment plus an ML model of the QM region)")
+    qm_model = _model(md.fast_model, root, "md.fast_model") if md.fast_model else None
+    try:
+        fast = MLReference(hamiltonian, qm_model, members=[0])
+    except InputError as err:
+        raise InputError(f"key 'md.fast_model': {err}") from None
+    return MultipleTimeStep(md.timestep_fs, md.inner_steps, fast)
+
+
+def _reporters(config: JobConfig, run_dir: Path):
+    from .md import ThermoLog, TrajectoryWriter
+
+    md = config.md
+    return [ThermoLog(run_dir / THERMO, every=md.thermo_every)] + [
+        TrajectoryWriter(run_dir / name, every=md.trajectory_every) for name in md.trajectory]
+
+
+def _resolved(config: JobConfig, root: Path, run_dir: Path) -> dict:
+    data = config.model_dump(mode="json")
+    data["md"]["run_dir"] = str(run_dir.resolve())
+    data["structure"] = [str((root / s).resolve()) for s in config.structure]
+    for section, key in (("environment", "model"), ("md", "fast_model")):
+        value = data.get(section) and data[section].get(key)
+        if value and value.endswith(".pt"):
+            data[section][key] = str((root / value).resolve())
+    return data
+
+
+def _write_resolved(run_dir: Path, data: dict) -> None:
+    import os
+
+    tmp = run_dir / f".{RESOLVED_CONFIG}.tmp"
+    tmp.write_text("# resolved by qmml run: every default filled in, paths absolute; 'qmml restart' reads this "
+                   "file\n" + yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, run_dir / RESOLVED_CONFIG)
+
+
+def default_run_dir(config_path: Path, config: JobConfig) -> Path:
+    root = Path(config_path).resolve().parent
+    return root / config.md.run_dir if config.md.run_dir else root / f"{Path(config_path).stem}_run"
+
+
+def start_md(config_path, overrides=(), *, log=print):
+    """Set up and run ``task: md`` from a job file into a fresh run folder; returns the Simulation."""
+    from .md import Simulation
+
+    config, root = load_config(config_path, overrides)
+    run_dir = default_run_dir(config_path, config)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise InputError(f"{config_path}: run folder {run_dir} already exists and is never overwritten; continue it "
+                         f"with 'qmml restart {run_dir}' or choose another with --set md.run_dir=NAME")
+    part = build_partition(config, root)
+    log(part.report())
+    ham = build_hamiltonian(config, root, part)
+    integrator = build_integrator(config, root, ham)
+    md = config.md
+    initial = md.temperature_K if md.initial_temperature_K is None else md.initial_temperature_K
+    # the first energy and forces are computed before anything is written, so a job that cannot
+    # start leaves no half-made run folder behind
+    sim = Simulation(ham, integrator, reporters=_reporters(config, run_dir), temperature_K=initial, seed=md.seed,
+                     checkpoint=run_dir / CHECKPOINT, checkpoint_every=md.checkpoint_every,
+                     stop_file=run_dir / STOP_FILE, progress=md.progress)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_resolved(run_dir, _resolved(config, root, run_dir))
+    log(_settings(config, run_dir, len(part.env_atoms)))
+    return _run(sim, md.steps, run_dir, log)
+
+
+def restart_md(run_dir, overrides=(), *, log=print):
+    """Continue the run in ``run_dir`` from its checkpoint up to ``md.steps`` (``--set md.steps=N`` extends it)."""
+    from .md import Simulation
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / RESOLVED_CONFIG
+    if not config_path.is_file():
+        raise InputError(f"{run_dir}: no {RESOLVED_CONFIG} there; give a run folder written by 'qmml run'")
+    for item in overrides:
+        if item.partition("=")[0].strip() not in ("md.steps", "md.progress"):
+            raise InputError(f"--set {item!r}: a restart may change only md.steps and md.progress (anything else "
+                             "would not continue the same run); start a new run instead")
+    config, root = load_config(config_path, overrides)
+    part = build_partition(config, root)
+    ham = build_hamiltonian(config, root, part)
+    integrator = build_integrator(config, root, ham)
+    md = config.md
+    sim = Simulation.restart(run_dir / CHECKPOINT, ham, integrator, reporters=_reporters(config, run_dir),
+                             checkpoint_every=md.checkpoint_every, stop_file=run_dir / STOP_FILE,
+                             progress=md.progress)
+    if overrides:  # a later plain 'qmml restart' continues to the new length
+        _write_resolved(run_dir, _resolved(config, root, run_dir))
+    remaining = md.steps - sim.state.step
+    if remaining <= 0:
+        log(f"{run_dir}: already at step {sim.state.step} of {md.steps}; extend with --set md.steps=N")
+        return sim
+    log(f"continuing {run_dir} from step {sim.state.step} ({sim.state.time_fs:.1f} fs) to step {md.steps}")
+    return _run(sim, remaining, run_dir, log)
+
+
+def _settings(config: JobConfig, run_dir: Path, n_env: int) -> str:
+    md, qm, env = config.md, config.qm, config.environment
+    what = f"{env.model} model ({env.scheme})" if env.type == "ml" else "fixed topology charges"
+    inner = f", {md.inner_steps} inner steps with {md.fast_model}" if md.integrator == "multiple_time_step" else ""
+    return (f"\nMD: {md.integrator}, {md.steps} steps of {md.timestep_fs} fs{inner}, {md.temperature_K} K; "
+            f"{qm.method}/{qm.basis} in {n_env} environment atoms ({what})\nwriting to {run_dir} "
+            f"(create {run_dir / STOP_FILE} to stop cleanly; continue with 'qmml restart {run_dir}')")
+
+
+def _run(sim, n_steps: int, run_dir: Path, log):
+    import numpy as np
+
+    from .md import read_thermo
+
+    start = time.perf_counter()
+    sim.run(n_steps)
+    elapsed = time.perf_counter() - start
+    thermo = read_thermo(run_dir / THERMO)
+    conserved = thermo["conserved_eV"]
+    lines = [f"\n{'stopped (' + sim.stopped_by + ')' if sim.stopped_by else 'done'}: step {sim.state.step}, "
+             f"{sim.state.time_fs:.1f} fs in {elapsed:.0f} s",
+             f"  mean temperature {np.mean(thermo['temperature_K']):.1f} K, mean SCF cycles "
+             f"{np.mean(thermo['scf_cycles'][1:]) if len(conserved) > 1 else 0:.1f}, conserved-energy change "
+             f"{conserved[-1] - conserved[0]:+.2e} eV",
+             f"  files: {', '.join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith('.')))}"]
+    log("\n".join(lines))
+    return sim
