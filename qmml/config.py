@@ -24,9 +24,10 @@ class QMConfig(_Strict):
     basis: str = "6-31g*"
     density_fit: bool = False
     conv_tol: float = Field(1e-9, gt=0)
-    guess: Literal["aspc", "previous", "default"] = Field(
-        "aspc", description="SCF initial guess: extrapolated from previous MD steps, the last density, or PySCF's")
-    guess_order: int = Field(3, ge=0, le=8)
+    guess: Literal["extrapolate", "previous", "default"] = Field(
+        "extrapolate", description="SCF initial guess: extrapolated from previous MD steps, the last density, "
+        "or PySCF's")
+    guess_order: int = Field(5, ge=1, le=8, description="densities the extrapolation uses")
     link: str | float = "scaled"
     boundary: Literal["none", "z1", "z2", "z3", "rc", "rcd", "shift"] = "rcd"
     buffer_A: float | None = Field(None, ge=0)

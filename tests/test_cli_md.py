@@ -66,7 +66,7 @@ def test_md_run_writes_the_run_folder(reference):
     names = {p.name for p in reference.iterdir()}
     assert {"config.yaml", "thermo.csv", "thermo.png", "trajectory.extxyz", "trajectory.xtc", "checkpoint.npz"} <= names
     resolved = yaml.safe_load((reference / "config.yaml").read_text())
-    assert resolved["md"]["run_dir"] == str(reference.resolve()) and resolved["qm"]["guess"] == "aspc"
+    assert resolved["md"]["run_dir"] == str(reference.resolve()) and resolved["qm"]["guess"] == "extrapolate"
     assert os.path.isabs(resolved["structure"][0])
     assert read_checkpoint(reference / "checkpoint.npz")[0].step == 40
     frame = (reference / "trajectory.extxyz").read_text().splitlines()[:3]

@@ -9,7 +9,7 @@ from qmml.errors import InputError
 from qmml.md import read_checkpoint, read_thermo
 from qmml.md.state import kinetic_energy
 from qmml.ml import Dataset
-from qmml.qm.guess import aspc_coefficients
+from qmml.qm.guess import extrapolation_coefficients
 
 from conftest import DATA, water_cluster
 
@@ -19,7 +19,7 @@ def water_model():
     return qmml.load_model("water")
 
 
-def qmml_water(model, n_molecules=6, basis="sto-3g", guess="aspc"):
+def qmml_water(model, n_molecules=6, basis="sto-3g", guess="extrapolate"):
     """One QM water (HF) in ML water: small, real, and fast."""
     system = water_cluster(n_molecules)
     part = qmml.partition(system, np.where(system.resids == 1)[0], charge=0, boundary="none")
@@ -80,17 +80,18 @@ def test_multiple_time_step_two_fs_outer_step_is_stable(water_model):
     assert np.ptp(totals) < 0.05 and 200 < sim.temperature() < 600
 
 
-def test_aspc_coefficients_extrapolate_lines_exactly():
-    for order in range(5):
-        b = aspc_coefficients(order)
-        j = np.arange(1, len(b) + 1)
-        assert abs(b.sum() - 1) < 1e-12 and abs((b * j).sum()) < 1e-12
-    assert np.allclose(aspc_coefficients(0), [2, -1]) and np.allclose(aspc_coefficients(1), [2.5, -2, 0.5])
+def test_extrapolation_is_exact_for_polynomials_of_its_degree():
+    t = np.arange(1, 7)
+    for n in range(1, 7):
+        w = extrapolation_coefficients(n)
+        for degree in range(n):
+            assert abs(w @ (-t[:n]) ** degree - 0 ** degree) < 1e-9  # D(t) = t^degree at t = 0
+    assert np.allclose(extrapolation_coefficients(3), [3, -3, 1])
 
 
 def test_extrapolated_guess_needs_fewer_scf_cycles(water_model):
     cycles = {}
-    for guess in ("default", "aspc"):
+    for guess in ("default", "extrapolate"):
         ham = qmml_water(water_model, 6, basis="3-21g", guess=guess)
         sim = qmml.Simulation(ham, qmml.VelocityVerlet(0.5), temperature_K=300, seed=1, progress=False)
         counts = []
@@ -98,7 +99,7 @@ def test_extrapolated_guess_needs_fewer_scf_cycles(water_model):
             sim.state = sim.integrator.step(ham, sim.state, sim.masses)
             counts.append(sim.state.result.scf_cycles)
         cycles[guess] = np.mean(counts[4:])
-    assert cycles["aspc"] <= 0.6 * cycles["default"], cycles
+    assert cycles["extrapolate"] <= 0.5 * cycles["default"], cycles
 
 
 def langevin_run(model, tmp_path, name, steps, *, restart=False, checkpoint_every=8):
@@ -156,7 +157,7 @@ def test_checkpoint_holds_state_rng_and_scf_history(water_model, tmp_path):
     state, sections = read_checkpoint(tmp_path / "one/checkpoint.npz")
     assert state.step == 4 and np.array_equal(state.positions, sim.state.positions)
     assert state.rng_state == sim.state.rng_state
-    assert len(sections["potential"]["scf_guess"]["densities"]) == 5  # ASPC order 3 keeps 5 densities
+    assert len(sections["potential"]["scf_guess"]["densities"]) == 5  # the start and 4 steps (5 are kept)
     with pytest.raises(InputError, match="never overwritten"):
         langevin_run(water_model, tmp_path, "one", 1)
 

@@ -3,11 +3,13 @@
     python data/scripts/make_sn2_water.py
 
 Builds the ion-dipole complex Cl- ... CH3-Cl (collinear, C...Cl- 3.2 Å), surrounds it with waters on a
-jittered lattice (radius 9 Å, data/scripts/make_structures.py), then relaxes the water around the
-fixed solute with the shipped `organic` model (which knows Cl and C): 400 steps of Langevin dynamics
-at 300 K, 0.5 fs, friction 20/ps.  Writes data/structures/sn2_water.{psf,pdb} (topology charges:
-Cl- -1, CH3Cl neutral OPLS-like, TIP3P water; only the totals are used by the ML environment).
-Deterministic for a given torch/numpy build.
+jittered lattice (radius 9 Å, data/scripts/make_structures.py), removes clashes by relaxing the water
+around the fixed solute with the shipped `organic` model (which knows Cl and C; 200 Langevin steps),
+then equilibrates everything with the main job's own Hamiltonian at a cheaper QM level (HF/3-21G,
+density fitting, in the ML water model; 600 steps of 0.5 fs Langevin dynamics at 300 K, friction
+20/ps).  Writes data/structures/sn2_water.{psf,pdb} (topology charges: Cl- -1, CH3Cl neutral
+OPLS-like, TIP3P water; only the totals are used by the ML environment).  Deterministic for a given
+torch/numpy/PySCF build; a few minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def solute_atoms():
             for n, e, q, p, r, i in rows]
 
 
-def relax_water(atoms, bonds, steps=400, seed=3):
+def relax_water(atoms, bonds, steps=200, seed=3):
     elements = [a["element"] for a in atoms]
     system = qmml.System.from_arrays(elements, [a["pos"] for a in atoms], bonds=bonds,
                                      charges=[a["charge"] for a in atoms])
@@ -61,6 +63,20 @@ def relax_water(atoms, bonds, steps=400, seed=3):
     return atoms
 
 
+def equilibrate(atoms, bonds, steps=600, seed=5):
+    elements = [a["element"] for a in atoms]
+    system = qmml.System.from_arrays(elements, [a["pos"] for a in atoms], bonds=bonds,
+                                     residues=[a["resid"] for a in atoms], resnames=[a["resname"] for a in atoms],
+                                     charges=[a["charge"] for a in atoms])
+    part = qmml.partition(system, "resname CLA MCL", charge=-1, boundary="none")
+    ham = qmml.Hamiltonian(part, qmml.PySCFEngine("hf", "3-21g", density_fit=True), qmml.load_model("water"))
+    sim = qmml.Simulation(ham, qmml.Langevin(0.5, 300.0, friction_per_ps=20.0, seed=seed), temperature_K=300,
+                          seed=seed, progress=True).run(steps)
+    for a, p in zip(atoms, sim.state.positions):
+        a["pos"] = p
+    return atoms
+
+
 def main():
     solute = solute_atoms()
     solute_bonds = [(1, 2), (1, 3), (1, 4), (1, 5)]
@@ -69,7 +85,7 @@ def main():
         a["resid"] = 3 + k // 3
     atoms = solute + waters
     bonds = solute_bonds + water_bonds(len(solute), len(waters) // 3)
-    atoms = relax_water(atoms, bonds)
+    atoms = equilibrate(relax_water(atoms, bonds), bonds)
     write_psf(OUT / "sn2_water.psf", atoms, bonds)
     write_pdb(OUT / "sn2_water.pdb", atoms, bonds)
     print(f"wrote {OUT}/sn2_water.psf/.pdb: Cl- + CH3Cl + {len(waters) // 3} waters ({len(atoms)} atoms)")

@@ -71,12 +71,12 @@ class PySCFEngine:
     grid_response : bool
         Include the movement of the DFT integration grid in the forces, so forces are the exact
         derivative of the energy (needed for energy conservation in NVE).
-    guess : {"aspc", "previous", "default"}
-        Initial density of each SCF: extrapolated from the last ``guess_order + 2`` converged
-        densities (always-stable predictor, `qmml.qm.guess`), the last density, or PySCF's default.
-        The SCF is converged to ``conv_tol`` either way; the guess only changes the cycle count.
+    guess : {"extrapolate", "previous", "default"}
+        Initial density of each SCF: a polynomial extrapolation of the last ``guess_order`` converged
+        densities (`qmml.qm.guess`), the last density, or PySCF's default guess.  The SCF is
+        converged to ``conv_tol`` either way; the guess only changes the cycle count.
     guess_order : int
-        Order K of the extrapolation.
+        Densities the extrapolation uses.
     **scf_options
         Set as attributes on the PySCF SCF object (e.g. ``grids_level=4`` for ``mf.grids.level``
         is spelled ``grids_level``; anything else such as ``init_guess="atom"`` directly).
@@ -89,7 +89,7 @@ class PySCFEngine:
     """
 
     def __init__(self, method: str = "b3lyp", basis="6-31g*", *, density_fit=False, conv_tol: float = 1e-9,
-                 max_cycle: int = 100, grid_response: bool = True, guess: str = "aspc", guess_order: int = 3,
+                 max_cycle: int = 100, grid_response: bool = True, guess: str = "extrapolate", guess_order: int = 5,
                  **scf_options):
         self.method = str(method).lower()
         self.basis = basis
@@ -272,3 +272,4 @@ class PySCFEngine:
             f"SCF of the QM region ({mol.natm} atoms, {self.method}/{self.basis}, charge {mol.charge}, "
             f"multiplicity {mol.spin + 1}) did not converge to {self.conv_tol:g} Eh in {self.max_cycle} cycles "
             f"with any of: {', '.join(tried)}; check the geometry, charge and multiplicity, or raise max_cycle")
+
