@@ -56,6 +56,10 @@ def main(argv=None) -> int:
     except QmmlError as err:
         print(f"qmml: error: {err}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        print("qmml: interrupted (an MD run's checkpoint holds its last completed step; continue with "
+              "'qmml restart RUN_DIR')", file=sys.stderr)
+        return 130
 
 
 def _partition(args) -> int:

@@ -72,7 +72,7 @@ def build_integrator(config: JobConfig, root: Path, hamiltonian):
                          "is the ML environment plus an ML model of the QM region)")
     qm_model = _model(md.fast_model, root, "md.fast_model") if md.fast_model else None
     try:
-        fast = MLReference(hamiltonian, qm_model, members=[0])
+        fast = MLReference(hamiltonian, qm_model)
     except InputError as err:
         raise InputError(f"key 'md.fast_model': {err}") from None
     return MultipleTimeStep(md.timestep_fs, md.inner_steps, fast)

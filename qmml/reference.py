@@ -40,7 +40,9 @@ class MLReference:
         Model for the QM centres; it must know their elements.  Default: the environment model
         (which suits the subtractive scheme, where it knows every element).
     members : sequence of int, optional
-        Committee members of ``qm_model`` to use (``[0]``: a third of the cost of three).
+        Committee members of ``qm_model`` to use (default all).  Fewer is cheaper but rougher: with one
+        member of `organic` the SN2 benchmark heated up and failed within 1 ps at a 2 fs outer step,
+        with all three it stayed stable.
     """
 
     def __init__(self, hamiltonian, qm_model=None, *, members=None):

@@ -71,7 +71,7 @@ def test_one_inner_step_multiple_time_step_is_velocity_verlet(water_model):
 
 def test_multiple_time_step_two_fs_outer_step_is_stable(water_model):
     ham = qmml_water(water_model, 20)
-    fast = qmml.MLReference(ham, qmml.load_model("organic"), members=[0])
+    fast = qmml.MLReference(ham, qmml.load_model("organic"))
     sim = qmml.Simulation(ham, qmml.MultipleTimeStep(2.0, 4, fast), temperature_K=300, seed=1, progress=False)
     totals = []
     for _ in range(50):
@@ -150,6 +150,22 @@ def test_restart_reproduces_the_uninterrupted_run(water_model, tmp_path):
     frames = [np.array([ts.positions.copy() for ts in mda.coordinates.DCD.DCDReader(str(tmp_path / f"{r}/traj.dcd"))])
               for r in ("whole", "split")]
     assert frames[0].shape == (9, 18, 3) and np.array_equal(frames[0], frames[1])
+
+
+def test_multiple_time_step_restart_continues_exactly(water_model, tmp_path):
+    def make():
+        ham = qmml_water(water_model)
+        return ham, qmml.MultipleTimeStep(2.0, 4, qmml.MLReference(ham, qmml.load_model("organic"), members=[0]))
+
+    ham, integrator = make()
+    whole = qmml.Simulation(ham, integrator, temperature_K=300, seed=2, progress=False).run(6)
+    ham, integrator = make()
+    qmml.Simulation(ham, integrator, temperature_K=300, seed=2, checkpoint=tmp_path / "c.npz", progress=False).run(3)
+    ham, integrator = make()
+    split = qmml.Simulation.restart(tmp_path / "c.npz", ham, integrator, progress=False).run(3)
+    assert split.state.step == 6 and np.abs(whole.state.positions - split.state.positions).max() < 1e-10
+    with pytest.raises(InputError, match="same integrator"):
+        qmml.Simulation.restart(tmp_path / "c.npz", ham, qmml.VelocityVerlet(0.5))
 
 
 def test_checkpoint_holds_state_rng_and_scf_history(water_model, tmp_path):

@@ -47,8 +47,7 @@ class MLEnvironment:
 
     # -- fixed per partition -------------------------------------------------------------
     def _prepare(self, partition, scheme: str) -> dict:
-        key = (id(partition), scheme)
-        if self._setup is not None and self._setup["key"] == key:
+        if self._setup is not None and self._setup["partition"] is partition and self._setup["scheme"] == scheme:
             return self._setup
         system = partition.system
         env = partition.env_atoms
@@ -76,7 +75,7 @@ class MLEnvironment:
             from MDAnalysis.lib.mdamath import triclinic_vectors
 
             cell = triclinic_vectors(system.box).astype(np.float64)
-        setup = {"key": key, "cell": cell, "env_groups": env_groups, "group_charges": group_charges}
+        setup = {"partition": partition, "scheme": scheme, "cell": cell, "env_groups": env_groups, "group_charges": group_charges}
         if scheme == "subtractive":
             n = system.n_atoms
             groups = np.full(n, -1)

@@ -161,9 +161,10 @@ class Simulation:
             for _ in range(int(n_steps)):
                 try:
                     self.state = self.integrator.step(self.potential, self.state, self.masses)
-                except Exception:
+                except BaseException as err:  # a failed SCF, Ctrl-C: keep the last completed step
                     self._checkpoint()
-                    log.error("step %d failed; the checkpoint holds step %d", self.state.step + 1, self.state.step)
+                    what = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+                    log.error("step %d %s; the checkpoint holds step %d", self.state.step + 1, what, self.state.step)
                     raise
                 self._report(self.state)
                 bar.update(1)
