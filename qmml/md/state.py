@@ -67,8 +67,19 @@ def temperature(masses: np.ndarray, velocities: np.ndarray, degrees_of_freedom: 
     return 2.0 * kinetic_energy(masses, velocities) / (degrees_of_freedom * units.BOLTZMANN_EV_PER_K)
 
 
+#: Independent random streams drawn from one user seed: the same seed for the initial velocities and
+#: the thermostat must not give the same numbers (the first random kick would then be parallel to
+#: the velocities and heat the system).
+STREAM_VELOCITIES, STREAM_THERMOSTAT = 0, 1
+
+
+def _stream(seed: int, purpose: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(purpose,))))
+
+
 def new_rng_state(seed: int) -> str:
-    return json.dumps(np.random.Generator(np.random.PCG64(seed)).bit_generator.state)
+    """State of the thermostat's random stream for ``seed``."""
+    return json.dumps(_stream(seed, STREAM_THERMOSTAT).bit_generator.state)
 
 
 def generator(rng_state: str) -> np.random.Generator:
@@ -86,7 +97,7 @@ def maxwell_boltzmann(masses: np.ndarray, temperature_K: float, seed: int) -> np
     """Velocities (Å/fs) drawn at ``temperature_K``, zero total momentum, rescaled to exactly that
     temperature over 3N - 3 degrees of freedom."""
     masses = np.asarray(masses, dtype=float)
-    gen = np.random.Generator(np.random.PCG64(seed))
+    gen = _stream(seed, STREAM_VELOCITIES)
     sigma = np.sqrt(units.BOLTZMANN_EV_PER_K * temperature_K / (masses * units.AMU_A2_PER_FS2_EV))
     v = gen.standard_normal((len(masses), 3)) * sigma[:, None]
     v -= (masses[:, None] * v).sum(0) / masses.sum()
