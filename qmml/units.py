@@ -31,3 +31,6 @@ AMU_KG = 1.66053906660e-27
 AMU_A2_PER_FS2_EV = AMU_KG * 1e-20 / 1e-30 / ELEMENTARY_CHARGE_C
 #: 1 Debye in e*Å (dipole moments).
 DEBYE_E_A = 0.20819434
+
+#: Femtoseconds in a picosecond (rates given per ps, time steps in fs).
+FS_PER_PS = 1000.0

@@ -127,7 +127,7 @@ class Langevin(VelocityVerlet):
         v = kick(state.velocities, state.forces, masses, h / 2)
         x = drift(state.positions, v, h / 2)
         before = kinetic_energy(masses, v)
-        v = thermostat(v, masses, h, self.temperature_K, self.friction_per_ps * 1e-3, gen)
+        v = thermostat(v, masses, h, self.temperature_K, self.friction_per_ps / units.FS_PER_PS, gen)
         heat = state.heat_eV + before - kinetic_energy(masses, v)
         x = drift(x, v, h / 2)
         result, forces, energy = _evaluate(potential, x)
