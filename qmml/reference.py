@@ -55,9 +55,7 @@ class MLReference:
         part = hamiltonian.partition
         model = hamiltonian.environment.model if qm_model is None else qm_model
         self.qm_model = model.select_members(members) if members is not None else model
-        from .elements import ATOMIC_NUMBERS
-
-        self.qm_z = np.array([ATOMIC_NUMBERS[e] for e in part.qm_elements])
+        self.qm_z = part.qm_atomic_numbers
         self.qm_model.species(self.qm_z)
         molecule = part.system.molecule_index
         self.qm_molecules = np.concatenate([molecule[part.qm_atoms], [molecule[lk.q1] for lk in part.links]])

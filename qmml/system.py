@@ -132,6 +132,15 @@ class System:
         return np.array([ATOMIC_NUMBERS[e] for e in self.elements], dtype=int)
 
     @cached_property
+    def cell(self) -> np.ndarray | None:
+        """Lattice vectors as rows (3, 3), Å, from ``box``; None for open boundaries."""
+        if self.box is None:
+            return None
+        from MDAnalysis.lib.mdamath import triclinic_vectors
+
+        return triclinic_vectors(self.box).astype(np.float64)
+
+    @cached_property
     def bond_graph(self) -> nx.Graph:
         """Atoms as nodes (0-based indices), covalent bonds as edges."""
         graph = nx.Graph()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ..ml.potential import charge_groups
 from .base import EnvironmentEvaluation
 
 
@@ -54,36 +55,24 @@ class MLEnvironment:
         self.model.species(system.atomic_numbers[env])  # clear error for unknown elements
         env_total = self._env_charge(partition)
         molecules = system.molecule_index
-        if self.model.charge_groups == "structure":
-            env_groups = np.zeros(len(env), dtype=int)
-            group_charges = np.array([env_total], dtype=float)
-        else:
-            _, env_groups = np.unique(molecules[env], return_inverse=True)
-            group_charges = np.zeros(env_groups.max() + 1 if len(env) else 0)
-            if system.charges is not None:
-                np.add.at(group_charges, env_groups, partition.env_topology_charges)
-                group_charges = np.round(group_charges)
-            excess = env_total - group_charges.sum()
-            if abs(excess) > 1e-9:
-                cut = np.unique(env_groups[np.isin(env, [lk.m1 for lk in partition.links])])
-                if len(cut) == 0:
-                    raise InputError(f"the environment should carry {env_total:+d} e but its molecules carry "
-                                     f"{group_charges.sum():+.0f} e; check total_charge= and the QM charge")
-                group_charges[cut[0]] += excess
-        cell = None
-        if system.box is not None:
-            from MDAnalysis.lib.mdamath import triclinic_vectors
-
-            cell = triclinic_vectors(system.box).astype(np.float64)
-        setup = {"partition": partition, "scheme": scheme, "cell": cell, "env_groups": env_groups, "group_charges": group_charges}
+        env_groups, group_charges = charge_groups(self.model, molecules[env], partition.env_topology_charges,
+                                                  env_total)
+        excess = env_total - group_charges.sum()  # only per-molecule groups can miss the total
+        if abs(excess) > 1e-9:
+            cut = np.unique(env_groups[np.isin(env, [lk.m1 for lk in partition.links])])
+            if len(cut) == 0:
+                raise InputError(f"the environment should carry {env_total:+d} e but its molecules carry "
+                                 f"{group_charges.sum():+.0f} e; check total_charge= and the QM charge")
+            group_charges[cut[0]] += excess  # the cut molecule's environment part takes the rest
+        setup = {"partition": partition, "scheme": scheme, "cell": system.cell, "env_groups": env_groups,
+                 "group_charges": group_charges}
         if scheme == "subtractive":
             n = system.n_atoms
             groups = np.full(n, -1)
             groups[env] = env_groups
             mol = molecules.copy()
             mol[partition.qm_atoms] = -1
-            qm_z = np.concatenate([system.atomic_numbers[partition.qm_atoms],
-                                   [_atomic_number(lk.element) for lk in partition.links]]).astype(int)
+            qm_z = partition.qm_atomic_numbers
             self.model.species(qm_z)  # the subtractive scheme needs a model that knows the QM elements too
             setup.update(groups=groups, molecules=mol, qm_z=qm_z,
                          qm_groups=np.zeros(len(qm_z), dtype=int), qm_molecules=np.full(len(qm_z), -1))
@@ -123,9 +112,7 @@ class MLEnvironment:
         z_all = partition.system.atomic_numbers
         call = dict(cell=s["cell"], groups=s["groups"], group_charges=s["group_charges"], molecules=s["molecules"])
         first = model.predict(z_all, positions, forces=False, **call)
-        qm_positions = partition.qm_positions(positions)
-        qm_call = dict(groups=s["qm_groups"], group_charges=[partition.charge], molecules=s["qm_molecules"])
-        qm_only = model.predict(s["qm_z"], qm_positions, **qm_call)
+        qm_only = self._qm_region(positions, partition, s)
 
         def forces(charge_gradient):
             phi = np.zeros(n_atoms)
@@ -137,6 +124,10 @@ class MLEnvironment:
                                      forces=forces,
                                      energy_std=float(np.std(first.member_energies - qm_only.member_energies)))
 
+    def _qm_region(self, positions, partition, s):
+        """The model's prediction for the QM centres by themselves (subtracted in that scheme)."""
+        return self.model.predict(s["qm_z"], partition.qm_positions(positions), groups=s["qm_groups"],
+                                  group_charges=[partition.charge], molecules=s["qm_molecules"])
 
     def energy_and_forces(self, positions: np.ndarray, partition, scheme: str = "additive"):
         """Energy (eV) and forces (eV/Å, all atoms) without any charge response, in one model call
@@ -151,12 +142,6 @@ class MLEnvironment:
             return p.energy, forces
         p = model.predict(partition.system.atomic_numbers, positions, cell=s["cell"], groups=s["groups"],
                           group_charges=s["group_charges"], molecules=s["molecules"])
-        q = model.predict(s["qm_z"], partition.qm_positions(positions), groups=s["qm_groups"],
-                          group_charges=[partition.charge], molecules=s["qm_molecules"])
+        q = self._qm_region(positions, partition, s)
         return p.energy - q.energy, p.forces - partition.qm_atom_forces(q.forces)
 
-
-def _atomic_number(symbol: str) -> int:
-    from ..elements import ATOMIC_NUMBERS
-
-    return ATOMIC_NUMBERS[symbol]

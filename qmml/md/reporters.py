@@ -159,10 +159,8 @@ class TrajectoryWriter(Reporter):
             props += ":velocities:R:3"
             columns.append(state.velocities)
         lattice = ""
-        if system.box is not None:
-            from MDAnalysis.lib.mdamath import triclinic_vectors
-
-            lattice = 'Lattice="' + " ".join(f"{x:.6f}" for x in triclinic_vectors(system.box).ravel()) + '" pbc="T T T" '
+        if system.cell is not None:
+            lattice = 'Lattice="' + " ".join(f"{x:.6f}" for x in system.cell.ravel()) + '" pbc="T T T" '
         lines = [str(system.n_atoms),
                  f'{lattice}Properties={props} step={state.step} time_fs={state.time_fs:.6f} '
                  f'energy={state.potential_energy:.10f} units="positions:Angstrom energy:eV charges:e time:fs"']

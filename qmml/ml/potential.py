@@ -24,6 +24,23 @@ class PotentialResult:
     energy_std: float = 0.0
 
 
+def charge_groups(model, molecules, topology_charges, total_charge: float):
+    """Charge groups of atoms and each group's charge (e), as ``model`` conserves charge.
+
+    Per structure: one group carrying ``total_charge``.  Per molecule: one group per distinct value
+    of ``molecules``, carrying its rounded topology charge (0 without topology charges); the caller
+    checks that these add up to what it expects.
+    """
+    if model.charge_groups == "structure":
+        return np.zeros(len(molecules), dtype=int), np.array([float(total_charge)])
+    _, groups = np.unique(molecules, return_inverse=True)
+    charges = np.zeros(groups.max() + 1 if len(groups) else 0)
+    if topology_charges is not None:
+        np.add.at(charges, groups, topology_charges)
+        charges = np.round(charges)
+    return groups, charges
+
+
 class MLPotential:
     """The environment model on all atoms of ``system``.
 
@@ -48,25 +65,14 @@ class MLPotential:
         if total_charge is None and system.charges is None and model.charge_groups == "structure":
             raise InputError(f"{system.source} has no topology charges: pass total_charge= (e) to MLPotential "
                              "(or total_charge: in the job file)")
-        if model.charge_groups == "structure":
-            self.groups = np.zeros(system.n_atoms, dtype=int)
-            total = total_charge if total_charge is not None else round(float(system.charges.sum()))
-            self.group_charges = np.array([float(total)])
-        else:
-            self.groups = molecules
-            self.group_charges = np.zeros(molecules.max() + 1)
-            if system.charges is not None:
-                np.add.at(self.group_charges, molecules, system.charges)
-                self.group_charges = np.round(self.group_charges)
-            if total_charge is not None and round(self.group_charges.sum()) != total_charge:
-                raise InputError(f"total_charge={total_charge} but the molecules of {system.source} carry "
-                                 f"{self.group_charges.sum():+.0f} e; check the topology charges")
+        total = total_charge if total_charge is not None else \
+            round(float(system.charges.sum())) if system.charges is not None else 0
+        self.groups, self.group_charges = charge_groups(model, molecules, system.charges, total)
+        if round(self.group_charges.sum()) != total:
+            raise InputError(f"the system's charge is {total:+d} e (total_charge or topology) but the molecules of "
+                             f"{system.source} carry {self.group_charges.sum():+.0f} e; check the topology charges")
         self.molecules = molecules
-        self.cell = None
-        if system.box is not None:
-            from MDAnalysis.lib.mdamath import triclinic_vectors
-
-            self.cell = triclinic_vectors(system.box).astype(np.float64)
+        self.cell = system.cell
 
     def __repr__(self) -> str:
         return f"MLPotential({self.system.n_atoms} atoms)"

@@ -55,6 +55,13 @@ class Partition:
         return [str(e) for e in self.system.elements[self.qm_atoms]] + [lk.element for lk in self.links]
 
     @property
+    def qm_atomic_numbers(self) -> np.ndarray:
+        """Atomic numbers of the QM centres: QM atoms, then link atoms."""
+        from ..elements import ATOMIC_NUMBERS
+
+        return np.array([ATOMIC_NUMBERS[e] for e in self.qm_elements], dtype=int)
+
+    @property
     def n_electrons(self) -> int:
         return int(self.system.atomic_numbers[self.qm_atoms].sum()) + len(self.links) - self.charge
 
