@@ -102,3 +102,20 @@ def test_ml_environment_rejects_an_inconsistent_total_charge(water_model):
     env = MLEnvironment(water_model, total_charge=1)
     with pytest.raises(InputError, match="total_charge"):
         env.evaluate(system.positions, part)
+
+
+@pytest.mark.parametrize("scheme", ["additive", "subtractive"])
+def test_ml_reference_forces_match_finite_differences(organic_model, water_model, scheme):
+    # the cheap force of multiple time steps must be the exact gradient of its energy too
+    system = butanol_in_waters(4)
+    # additive: the water model covers the environment, so the QM region is the whole butanol;
+    # subtractive: a cut C-C bond with a link atom, the organic model on everything
+    qm = "resname BUOH" if scheme == "additive" else "resname BUOH and name C3 C4 O1 H31 H32 H41 H42 HO1"
+    part = qmml.partition(system, qm, charge=0)
+    env_model = water_model if scheme == "additive" else organic_model
+    ham = qmml.Hamiltonian(part, qmml.PySCFEngine("hf", "sto-3g"), env_model, scheme=scheme)
+    reference = qmml.MLReference(ham, organic_model)
+    result = reference.compute(system.positions)
+    fd = central_difference_forces(reference, system.positions, step_A=FD_STEP_A)
+    assert np.abs(fd - result.forces).max() < 1e-4
+    assert np.abs(result.forces).max() > 0.1
