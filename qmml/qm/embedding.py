@@ -1,23 +1,32 @@
-"""Electrostatic embedding integrals: QM electrons and nuclei in the field of environment charges.
+"""Exact electrostatic embedding integrals: QM electrons and nuclei in the field of site charges.
 
-Pure functions in atomic units (Bohr, Hartree, e): the only place besides `qmml.qm.engine` that
-sees them.  A site j carries charge q_j, either a point or a normalized Gaussian
-rho_j(r) = q_j (zeta_j / pi)^(3/2) exp(-zeta_j |r - R_j|^2) with zeta_j = 1 / radius_j^2, whose
-potential is q_j erf(sqrt(zeta_j) r) / r (the convention of pyscf.qmmm).
+Pure functions and one small class in atomic units (Bohr, Hartree, e): besides `qmml.qm.engine` and
+`qmml.qm.far_field`, the only place that sees them.  A site j carries charge q_j, either a point or
+a normalized Gaussian rho_j(r) = q_j (zeta_j / pi)^(3/2) exp(-zeta_j |r - R_j|^2) with
+zeta_j = 1 / radius_j^2, whose potential is q_j erf(sqrt(zeta_j) r) / r (pyscf.qmmm's convention).
 
 Sign conventions: v_j(r) is the potential of a unit charge at site j; the electrons (charge -1)
 feel the one-electron operator h_ext = -sum_j q_j v_j.  PySCF's "ip" integrals differentiate the
 bra with respect to the electron coordinate, <grad mu| v |nu> = -d mu/dR_A.
+
+Cost.  Every site costs one set of potential integrals <mu|v_j|nu> before the SCF and one set of
+their derivatives after it; both force terms (QM centres and sites) and the site potential come out
+of that one derivative pass.  Sites are processed in blocks of bounded memory (`BLOCK_BYTES`), the
+integrals run on all OpenMP threads of libcint and the contractions are BLAS matrix-vector
+products.  The potential blocks of the first pass are kept, packed, up to `CACHE_BYTES`, so the
+site potential after the SCF costs no new integrals for them.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from pyscf import df, gto
+from pyscf import df, gto, lib
 from scipy.special import erf
 
-#: Memory for one block of three-index integrals, in bytes.
-BLOCK_BYTES = 256 * 1024**2
+#: Memory for one block of integrals, in bytes.
+BLOCK_BYTES = 128 * 1024**2
+#: Memory for potential integrals kept between the operator and the response pass, in bytes.
+CACHE_BYTES = 1024**3
 
 
 def _blocks(n_sites: int, nao: int, ncomp: int):
@@ -26,29 +35,122 @@ def _blocks(n_sites: int, nao: int, ncomp: int):
         yield i0, min(n_sites, i0 + step)
 
 
-def _site_potential_integrals(mol: gto.Mole, coords: np.ndarray, zetas: np.ndarray | None, deriv: bool):
-    """<mu|v_g|nu> with layout (g, mu, nu); with ``deriv`` also <grad mu|v_g|nu> as (3, g, mu, nu)."""
+def potential_integrals(mol: gto.Mole, coords: np.ndarray, zetas: np.ndarray | None = None) -> np.ndarray:
+    """<mu|v_g|nu>, shape (g, nao, nao), symmetric in mu, nu."""
     if zetas is None:
-        v = mol.intor("int1e_grids", grids=coords)
-        ip = mol.intor("int1e_grids_ip", grids=coords) if deriv else None
-        return v, ip
+        return mol.intor("int1e_grids", grids=coords, hermi=1)
     fakemol = gto.fakemol_for_charges(coords, zetas)
-    v = df.incore.aux_e2(mol, fakemol, intor="int3c2e", aosym="s1").transpose(2, 0, 1)
-    ip = None
-    if deriv:
-        ip = df.incore.aux_e2(mol, fakemol, intor="int3c2e_ip1", aosym="s1", comp=3).transpose(0, 3, 1, 2)
-    return v, ip
+    v = df.incore.aux_e2(mol, fakemol, intor="int3c2e", aosym="s1")
+    return np.ascontiguousarray(v.transpose(2, 0, 1))
 
 
-def embedding_operator(mol: gto.Mole, coords: np.ndarray, charges: np.ndarray,
-                       zetas: np.ndarray | None = None) -> np.ndarray:
-    """One-electron operator h_ext (nao, nao) of the site charges, in Hartree."""
-    nao = mol.nao
-    h = np.zeros((nao, nao))
-    for i0, i1 in _blocks(len(charges), nao, 1):
-        v, _ = _site_potential_integrals(mol, coords[i0:i1], None if zetas is None else zetas[i0:i1], False)
-        h -= np.einsum("gij,g->ij", v, charges[i0:i1])
-    return h
+def field_integrals(mol: gto.Mole, coords: np.ndarray, zetas: np.ndarray | None = None) -> np.ndarray:
+    """<grad mu|v_g|nu>, shape (3, g, nao, nao)."""
+    if zetas is None:
+        return mol.intor("int1e_grids_ip", grids=coords)
+    fakemol = gto.fakemol_for_charges(coords, zetas)
+    ip = df.incore.aux_e2(mol, fakemol, intor="int3c2e_ip1", aosym="s1", comp=3)
+    return np.ascontiguousarray(ip.transpose(0, 3, 1, 2))
+
+
+def _packed_density(dm: np.ndarray) -> np.ndarray:
+    """Lower triangle of dm with off-diagonal entries doubled: sum_ij D_ij V_ij = V_tril @ this."""
+    d = 2.0 * dm
+    d[np.diag_indices_from(d)] *= 0.5
+    return lib.pack_tril(d)
+
+
+class SiteIntegrals:
+    """Exact embedding integrals of one set of sites at one QM geometry.
+
+    Parameters
+    ----------
+    mol : pyscf.gto.Mole
+    coords : ndarray (n_sites, 3)
+        Site positions, Bohr.
+    zetas : ndarray (n_sites,), optional
+        Gaussian exponents (1/Bohr^2); None for point charges.
+    cache_bytes : int, optional
+        Memory for potential integrals kept from `operator` for `response`; default `CACHE_BYTES`.
+    """
+
+    def __init__(self, mol: gto.Mole, coords: np.ndarray, zetas: np.ndarray | None = None,
+                 cache_bytes: int | None = None):
+        self.mol = mol
+        self.coords = np.asarray(coords, dtype=float).reshape(-1, 3)
+        self.zetas = zetas
+        self.cache_bytes = CACHE_BYTES if cache_bytes is None else cache_bytes
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    def _zetas(self, i0, i1):
+        return None if self.zetas is None else self.zetas[i0:i1]
+
+    def operator(self, charges: np.ndarray) -> np.ndarray:
+        """h_ext = -sum_g q_g <mu|v_g|nu>, shape (nao, nao), Hartree."""
+        nao = self.mol.nao
+        h = np.zeros(nao * nao)
+        kept = 0
+        for i0, i1 in _blocks(len(self), nao, 1):
+            v = potential_integrals(self.mol, self.coords[i0:i1], self._zetas(i0, i1))
+            h -= charges[i0:i1] @ v.reshape(i1 - i0, -1)
+            packed_bytes = (i1 - i0) * nao * (nao + 1) * 4
+            if kept + packed_bytes <= self.cache_bytes:
+                self._cache[(i0, i1)] = lib.pack_tril(v)
+                kept += packed_bytes
+        return h.reshape(nao, nao)
+
+    def potential(self, dm: np.ndarray) -> np.ndarray:
+        """Potential of the electrons at each site, -sum_ij D_ij <i|v_g|j>, Hartree/e."""
+        return self.response(dm, np.zeros(len(self)), deriv=False)[2]
+
+    def response(self, dm: np.ndarray, charges: np.ndarray, deriv: bool = True):
+        """Derivatives of the electronic embedding energy E = tr(D h_ext) at a fixed density.
+
+        Returns
+        -------
+        grad_qm : ndarray (natm, 3) or None
+            Basis-function-centre derivative of E (the part a standard SCF gradient lacks), Hartree/Bohr.
+        grad_sites : ndarray (n_sites, 3) or None
+            dE/dR_g, Hartree/Bohr.
+        phi : ndarray (n_sites,)
+            Potential of the electrons at each site, Hartree/e.
+        """
+        mol, nao, n = self.mol, self.mol.nao, len(self)
+        phi = np.empty(n)
+        dm_flat = np.ascontiguousarray(dm).ravel()
+        dm_packed = _packed_density(dm)
+        grad_sites = np.empty((n, 3)) if deriv else None
+        grad_ao = np.zeros((3, nao))
+        for i0, i1 in _blocks(n, nao, 4 if deriv else 1):
+            g = i1 - i0
+            zetas = self._zetas(i0, i1)
+            if (i0, i1) in self._cache:
+                phi[i0:i1] = -(self._cache[(i0, i1)] @ dm_packed)
+            else:
+                phi[i0:i1] = -(potential_integrals(mol, self.coords[i0:i1], zetas).reshape(g, -1) @ dm_flat)
+            if not deriv:
+                continue
+            ip = field_integrals(mol, self.coords[i0:i1], zetas).reshape(3, g, nao * nao)
+            q = charges[i0:i1]
+            # sum_ij D_ij <d_x i|v_g|j> for each site, and sum_g q_g <d_x i|v_g|j> for each AO pair
+            site_field = ip.reshape(3 * g, -1) @ dm_flat
+            grad_sites[i0:i1] = -2.0 * (site_field.reshape(3, g) * q).T
+            weighted = np.stack([q @ ip[x] for x in range(3)]).reshape(3, nao, nao)
+            grad_ao += 2.0 * np.einsum("xij,ij->xi", weighted, dm)
+        if not deriv:
+            return None, None, phi
+        return ao_to_atoms(mol, grad_ao), grad_sites, phi
+
+
+def ao_to_atoms(mol: gto.Mole, grad_ao: np.ndarray) -> np.ndarray:
+    """Sum a per-AO gradient (3, nao) onto the atoms that carry the AOs: (natm, 3)."""
+    grad = np.zeros((mol.natm, 3))
+    for atom, (_, _, p0, p1) in enumerate(mol.aoslice_by_atom()):
+        grad[atom] = grad_ao[:, p0:p1].sum(axis=1)
+    return grad
 
 
 def _kernel(r: np.ndarray, zetas: np.ndarray | None):
@@ -85,40 +187,3 @@ def nuclear_terms(nuc_coords: np.ndarray, nuc_charges: np.ndarray, coords: np.nd
     grad_sites = np.einsum("aj,ajx->jx", pair, d)
     grad_nuclei = -np.einsum("aj,ajx->ax", pair, d)
     return float(phi @ charges), grad_nuclei, grad_sites, phi
-
-
-def electronic_terms(mol: gto.Mole, dm: np.ndarray, coords: np.ndarray, charges: np.ndarray,
-                     zetas: np.ndarray | None = None, deriv: bool = True):
-    """Response of the electronic embedding energy E = tr(D h_ext) at a fixed density.
-
-    With ``deriv=False`` only ``phi`` is computed (the gradients are returned as None).
-
-    Returns
-    -------
-    grad_qm : ndarray (natm, 3)
-        Basis-function-centre derivative of E (the part a standard SCF gradient lacks), Hartree/Bohr.
-    grad_sites : ndarray (n_sites, 3)
-        dE/dR_j, Hartree/Bohr.
-    phi : ndarray (n_sites,)
-        Potential of the electrons at each site, Hartree/e.
-    """
-    nao = mol.nao
-    n = len(charges)
-    phi = np.empty(n)
-    grad_sites = np.empty((n, 3))
-    grad_ao = np.zeros((3, nao))
-    for i0, i1 in _blocks(n, nao, 4 if deriv else 1):
-        v, ip = _site_potential_integrals(mol, coords[i0:i1], None if zetas is None else zetas[i0:i1], deriv)
-        phi[i0:i1] = -np.einsum("gij,ij->g", v, dm)
-        if not deriv:
-            continue
-        t = np.einsum("xgij,ij->xgi", ip, dm)  # (3, g, mu): sum_nu D <grad mu|v_g|nu>
-        q = charges[i0:i1]
-        grad_ao += 2.0 * np.einsum("xgi,g->xi", t, q)
-        grad_sites[i0:i1] = -2.0 * (t.sum(axis=2) * q[None, :]).T
-    if not deriv:
-        return None, None, phi
-    grad_qm = np.zeros((mol.natm, 3))
-    for atom, (_, _, p0, p1) in enumerate(mol.aoslice_by_atom()):
-        grad_qm[atom] = grad_ao[:, p0:p1].sum(axis=1)
-    return grad_qm, grad_sites, phi

@@ -1,0 +1,157 @@
+"""`ExternalField`: the embedding sites as one QM calculation sees them.
+
+Atomic units.  Every site interacts exactly with the QM nuclei.  With the electrons, a site
+interacts through exact integrals (`qmml.qm.embedding`) when it is near the expansion centre C (the
+mean of the QM centres) and through the multipole expansion (`qmml.qm.far_field`) when it is far.
+In between, over ``width`` Bohr, a quintic switch w(|R_g - C|) blends the two treatments so the
+energy stays smooth when a site crosses the cutoff:
+
+    E_el = sum_g q_g [w_g phi_exact(R_g) + (1 - w_g) phi_far(R_g)],
+
+i.e. the exact integrals see the charges w_g q_g and the expansion the charges (1 - w_g) q_g; the
+switch adds q_g (phi_exact - phi_far) dw_g/dR to the site and the opposite to the centre.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..units import BOHR_A as _BOHR_A
+from ..switching import switch
+from . import far_field
+from .embedding import SiteIntegrals, nuclear_terms
+
+
+@dataclass(frozen=True)
+class FieldResponse:
+    """Embedding terms after the SCF (atomic units).
+
+    nuclear_energy : float
+        Interaction of the QM nuclei with all sites, Hartree (the SCF energy holds the electronic part).
+    grad_qm, grad_sites : ndarray or None
+        dE/dR of the QM centres (beyond the SCF gradient) and of the sites, Hartree/Bohr.
+    potential : ndarray (n_sites,)
+        dE/dq_g: potential of the QM nuclei and electrons at each site, Hartree/e.
+    far_field : dict or None
+        For a far-field calculation: sites treated exactly / by expansion, and the error estimate and
+        bound of the expansion, Hartree.
+    """
+
+    nuclear_energy: float
+    grad_qm: np.ndarray | None
+    grad_sites: np.ndarray | None
+    potential: np.ndarray
+    far_field: dict | None = None
+
+
+class ExternalField:
+    """Sites of charge q at coords (Bohr) around the QM molecule ``mol``.
+
+    Parameters
+    ----------
+    mol : pyscf.gto.Mole
+    coords : ndarray (n, 3), Bohr
+    charges : ndarray (n,), e
+    zetas : ndarray (n,), optional
+        Gaussian exponents, 1/Bohr^2.
+    far_field : float, optional
+        Sites beyond this distance from the centre enter through the multipole expansion, Bohr;
+        None treats every site exactly.
+    width : float
+        Blending width inside ``far_field``, Bohr.
+    cache_bytes : int, optional
+        Memory for potential integrals kept from before to after the SCF (`qmml.qm.embedding.CACHE_BYTES`).
+    """
+
+    def __init__(self, mol, coords, charges, zetas=None, *, far_field=None, width=0.0, cache_bytes=None):
+        self.mol = mol
+        self.coords = coords
+        self.charges = charges
+        self.zetas = zetas
+        n = len(charges)
+        self.weight = np.ones(n)
+        self.weight_slope = np.zeros(n)
+        self.centre = mol.atom_coords().mean(axis=0)
+        self.radius = None
+        if far_field is not None:
+            self._split(far_field, width)
+        self.near = np.flatnonzero(self.weight > 0)
+        self.far = np.flatnonzero(self.weight < 1)
+        self.exact = SiteIntegrals(mol, coords[self.near], None if zetas is None else zetas[self.near], cache_bytes)
+        self._expansion = None
+
+    def _split(self, cutoff, width):
+        radius = far_field.density_radius(self.mol.atom_coords(), self.centre)
+        r_on = cutoff - width
+        if not r_on > radius:
+            raise InputError(f"far_field_A={cutoff * _BOHR_A:.2f} Å with width {width * _BOHR_A:.2f} Å starts the "
+                             f"multipole expansion at {r_on * _BOHR_A:.2f} Å from the QM centre, inside the QM "
+                             f"density (radius {radius * _BOHR_A:.2f} Å); raise far_field_A above "
+                             f"{(radius + width) * _BOHR_A:.1f} Å or use None")
+        self.radius = radius
+        distance = np.linalg.norm(self.coords - self.centre, axis=1)
+        self.distance = distance
+        self.weight, self.weight_slope = switch(distance, r_on, cutoff)
+        if self.zetas is not None:
+            far = self.weight < 1
+            reach = far_field.GAUSSIAN_POINT_RANGE / np.sqrt(self.zetas[far])
+            if np.any(distance[far] - radius < reach):
+                raise InputError(f"far_field_A={cutoff * _BOHR_A:.2f} Å: Gaussian charges this wide overlap the QM "
+                                 "density beyond the cutoff, where they are treated as points; raise far_field_A")
+
+    def operator(self) -> np.ndarray:
+        """The one-electron operator of all sites, (nao, nao), Hartree."""
+        h = self.exact.operator(self.charges[self.near] * self.weight[self.near])
+        if len(self.far):
+            q_far = self.charges[self.far] * (1.0 - self.weight[self.far])
+            self._expansion = far_field.local_expansion(self.coords[self.far], q_far, self.centre)
+            h = h + far_field.operator(far_field.moment_integrals(self.mol, self.centre), self._expansion)
+        return h
+
+    def response(self, dm: np.ndarray, deriv: bool = True) -> FieldResponse:
+        """Energy, gradients and site potential at the converged density ``dm`` (total, nao x nao)."""
+        mol, q = self.mol, self.charges
+        n = len(q)
+        nuc_coords, nuc_charges = mol.atom_coords(), mol.atom_charges().astype(float)
+        e_nuc, g_nuc_qm, g_nuc_sites, phi_nuc = nuclear_terms(nuc_coords, nuc_charges, self.coords, q, self.zetas)
+        near, far = self.near, self.far
+        phi_el = np.zeros(n)
+        grad_sites = g_nuc_sites.copy() if deriv else None
+        grad_qm = g_nuc_qm.copy() if deriv else None
+
+        phi_exact = np.zeros(n)
+        if len(near):
+            g_qm, g_sites, phi_exact[near] = self.exact.response(dm, q[near] * self.weight[near], deriv)
+            if deriv:
+                grad_qm += g_qm
+                grad_sites[near] += g_sites
+        phi_el[near] += self.weight[near] * phi_exact[near]
+        info = None if self.radius is None else {"n_exact": int(len(near)), "n_expanded": int(len(far)),
+                                                 "error_estimate": 0.0, "error_bound": 0.0}
+        if len(far):
+            ints = far_field.moment_integrals(mol, self.centre, deriv=deriv)
+            moments = far_field.electron_moments(ints, dm)
+            q_far = q[far] * (1.0 - self.weight[far])
+            phi_far = np.zeros(n)
+            phi_far[far], dphi = far_field.electron_potential(self.coords[far], self.centre, moments, deriv)
+            phi_el[far] += (1.0 - self.weight[far]) * phi_far[far]
+            if deriv:
+                grad_sites[far] += q_far[:, None] * dphi
+                grad_centre = -(q_far[:, None] * dphi).sum(axis=0)
+                grad_centre += far_field.centre_moment_gradient(self._expansion, moments)
+                grad_qm += far_field.basis_gradient(mol, ints, self._expansion, dm)
+                # the blend: dE/dR_g = q_g (phi_exact - phi_far) dw/dr * unit vector from C
+                blend = np.flatnonzero(self.weight_slope != 0)
+                if len(blend):
+                    unit = (self.coords[blend] - self.centre) / self.distance[blend, None]
+                    g_blend = (q[blend] * (phi_exact[blend] - phi_far[blend]) * self.weight_slope[blend])[:, None] * unit
+                    grad_sites[blend] += g_blend
+                    grad_centre -= g_blend.sum(axis=0)
+                grad_qm += grad_centre / mol.natm  # the centre is the mean of the QM centres
+            info["error_estimate"] = abs(far_field.octupole_estimate(self.coords[far], q_far, self.centre, moments[3]))
+            info["error_bound"] = far_field.error_bound(self.coords[far], q_far, self.centre, self.radius, moments[0])
+        return FieldResponse(e_nuc, grad_qm, grad_sites, phi_nuc + phi_el, info)
+
