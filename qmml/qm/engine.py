@@ -15,6 +15,7 @@ from .. import units
 from ..errors import InputError, SCFConvergenceError
 from .embedding import SiteIntegrals, nuclear_terms
 from .field import ExternalField
+from .gpu import GPUSiteIntegrals, resolve_device, to_device, to_host
 from .guess import DensityHistory
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,10 @@ class PySCFEngine:
     far_field_width_A : float
         Distance inside ``far_field_A`` over which the exact and expanded treatments are blended, so
         the energy stays smooth when sites cross the cutoff, Å.
+    device : {"cpu", "gpu", "auto"}
+        Where the SCF, gradient and embedding integrals run: "gpu" needs CUDA and gpu4pyscf
+        (`qmml.qm.gpu`), "auto" takes the GPU when both are there.  Results agree to the SCF
+        convergence threshold either way.
     **scf_options
         Set as attributes on the PySCF SCF object (e.g. ``grids_level=4`` for ``mf.grids.level``
         is spelled ``grids_level``; anything else such as ``init_guess="atom"`` directly).
@@ -104,7 +109,8 @@ class PySCFEngine:
 
     def __init__(self, method: str = "b3lyp", basis="6-31g*", *, density_fit=False, conv_tol: float = 1e-9,
                  max_cycle: int = 100, grid_response: bool = True, guess: str = "extrapolate", guess_order: int = 5,
-                 far_field_A: float | None = None, far_field_width_A: float = 2.0, **scf_options):
+                 far_field_A: float | None = None, far_field_width_A: float = 2.0, device: str = "cpu",
+                 **scf_options):
         self.method = str(method).lower()
         self.basis = basis
         self.density_fit = density_fit
@@ -117,6 +123,7 @@ class PySCFEngine:
             raise InputError(f"far_field_A={far_field_A} Å and far_field_width_A={far_field_width_A} Å: need "
                              "far_field_A > far_field_width_A >= 0")
         self.far_field_A = far_field_A
+        self.device = resolve_device(device)
         self.far_field_width_A = far_field_width_A
         if not self.is_hf:
             from pyscf import dft
@@ -132,7 +139,8 @@ class PySCFEngine:
         return self.method in _HF_NAMES
 
     def __repr__(self) -> str:
-        return f"PySCFEngine({self.method!r}, {self.basis!r}, density_fit={self.density_fit!r})"
+        device = "" if self.device == "cpu" else f", device={self.device!r}"
+        return f"PySCFEngine({self.method!r}, {self.basis!r}, density_fit={self.density_fit!r}{device})"
 
     # -- building ----------------------------------------------------------------------
     def build_molecule(self, elements, positions_A, charge: int, multiplicity: int) -> gto.Mole:
@@ -164,7 +172,7 @@ class PySCFEngine:
                 raise InputError(f"PySCFEngine: {type(mf).__name__} has no option {key!r}; check its spelling "
                                  "against the PySCF documentation")
             setattr(target, name, value)
-        return mf
+        return mf.to_gpu() if self.device == "gpu" else mf
 
     # -- computing ---------------------------------------------------------------------
     def compute(self, elements, positions_A, *, charge: int = 0, multiplicity: int = 1, site_positions=None,
@@ -207,11 +215,14 @@ class PySCFEngine:
         if len(q):
             far = None if self.far_field_A is None else self.far_field_A * units.ANGSTROM_BOHR
             field = ExternalField(mol, coords, q, zetas, far_field=far,
-                                  width=self.far_field_width_A * units.ANGSTROM_BOHR)
-            h_core = mf.get_hcore(mol) + field.operator()
+                                  width=self.far_field_width_A * units.ANGSTROM_BOHR,
+                                  integrals=GPUSiteIntegrals if self.device == "gpu" else SiteIntegrals)
+            h_core = to_host(mf.get_hcore(mol)) + field.operator()
+            if self.device == "gpu":
+                h_core = to_device(h_core)
             mf.get_hcore = lambda *args, **kwargs: h_core  # PySCF's documented way to change the Hamiltonian
         mf, strategy = self._converge(mf, mol)
-        dm = mf.make_rdm1()
+        dm = to_host(mf.make_rdm1())
         dm_total = dm if dm.ndim == 2 else dm[0] + dm[1]
         self.history.push(self._key(mol), dm)
 
@@ -222,7 +233,7 @@ class PySCFEngine:
             if not self.is_hf and hasattr(grad, "grid_response"):
                 grad.grid_response = self.grid_response
             grad.verbose = 0
-            grad_qm = grad.kernel()  # SCF gradient at the embedded density, QM-QM nuclear repulsion included
+            grad_qm = to_host(grad.kernel())  # SCF gradient at the embedded density, QM-QM nuclear repulsion included
         grad_sites = np.zeros((len(q), 3))
         phi = np.zeros(len(q))
         far_info = None
@@ -242,7 +253,8 @@ class PySCFEngine:
             probes = np.asarray(probe_positions, dtype=float).reshape(-1, 3) * units.ANGSTROM_BOHR
             zeros = np.zeros(len(probes))
             phi_nuc = nuclear_terms(mol.atom_coords(), mol.atom_charges().astype(float), probes, zeros)[3]
-            probe_potential = (phi_nuc + SiteIntegrals(mol, probes).potential(dm_total)) * units.HARTREE_EV
+            integrals = GPUSiteIntegrals if self.device == "gpu" else SiteIntegrals
+            probe_potential = (phi_nuc + integrals(mol, probes).potential(dm_total)) * units.HARTREE_EV
         force_unit = units.HARTREE_PER_BOHR_EV_PER_A
         return QMResult(
             energy=float(energy) * units.HARTREE_EV,
@@ -268,6 +280,8 @@ class PySCFEngine:
     def _converge(self, mf, mol):
         """Run the SCF; on failure retry with damping, a level shift, then second-order SCF."""
         dm0 = self._initial_density(mol)
+        if dm0 is not None and self.device == "gpu":
+            dm0 = to_device(dm0)
         tried = []
 
         def damping(m):

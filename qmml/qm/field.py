@@ -64,9 +64,12 @@ class ExternalField:
         Blending width inside ``far_field``, Bohr.
     cache_bytes : int, optional
         Memory for potential integrals kept from before to after the SCF (`qmml.qm.embedding.CACHE_BYTES`).
+    integrals : type
+        Exact integral backend: `SiteIntegrals` (CPU) or `qmml.qm.gpu.GPUSiteIntegrals`.
     """
 
-    def __init__(self, mol, coords, charges, zetas=None, *, far_field=None, width=0.0, cache_bytes=None):
+    def __init__(self, mol, coords, charges, zetas=None, *, far_field=None, width=0.0, cache_bytes=None,
+                 integrals=SiteIntegrals):
         self.mol = mol
         self.coords = coords
         self.charges = charges
@@ -80,7 +83,7 @@ class ExternalField:
             self._split(far_field, width)
         self.near = np.flatnonzero(self.weight > 0)
         self.far = np.flatnonzero(self.weight < 1)
-        self.exact = SiteIntegrals(mol, coords[self.near], None if zetas is None else zetas[self.near], cache_bytes)
+        self.exact = integrals(mol, coords[self.near], None if zetas is None else zetas[self.near], cache_bytes)
         self._expansion = None
 
     def _split(self, cutoff, width):
