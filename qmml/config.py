@@ -28,6 +28,11 @@ class QMConfig(_Strict):
         "extrapolate", description="SCF initial guess: extrapolated from previous MD steps, the last density, "
         "or PySCF's")
     guess_order: int = Field(5, ge=1, le=8, description="densities the extrapolation uses")
+    far_field_A: float | None = Field(None, gt=0, description="sites beyond this distance from the QM centre "
+                                      "enter through a multipole expansion, Å (None: exact for every site)")
+    far_field_width_A: float = Field(2.0, ge=0, description="blending width inside far_field_A, Å")
+    device: Literal["cpu", "gpu", "auto"] = Field("cpu", description="where the QM calculation runs "
+                                                  "('gpu' needs CUDA and gpu4pyscf)")
     link: str | float = "scaled"
     boundary: Literal["none", "z1", "z2", "z3", "rc", "rcd", "shift"] = "rcd"
     buffer_A: float | None = Field(None, ge=0)

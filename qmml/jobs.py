@@ -48,7 +48,8 @@ def build_hamiltonian(config: JobConfig, root: Path, part):
 
     qm, env = config.qm, config.environment
     engine = PySCFEngine(qm.method, qm.basis, density_fit=qm.density_fit, conv_tol=qm.conv_tol, guess=qm.guess,
-                         guess_order=qm.guess_order)
+                         guess_order=qm.guess_order, far_field_A=qm.far_field_A,
+                         far_field_width_A=qm.far_field_width_A, device=qm.device)
     if env.type == "ml":
         environment = MLEnvironment(_model(env.model, root, "environment.model"), total_charge=env.total_charge)
     else:

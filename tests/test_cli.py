@@ -70,3 +70,19 @@ def test_shipped_example_config_is_valid():
 
     config, root = load_config(DATA / "examples" / "butanol_in_water.yaml")
     assert all((root / s).is_file() for s in config.structure)
+
+
+def test_far_field_and_device_reach_the_engine_from_the_job_file():
+    from qmml.config import load_config
+    from qmml.errors import InputError
+    from qmml.jobs import build_hamiltonian, build_partition
+
+    job = DATA / "examples" / "sn2_in_water.yaml"
+    config, root = load_config(job, ["qm.far_field_A=12", "qm.far_field_width_A=3", "qm.device=auto"])
+    part = build_partition(config, root)
+    engine = build_hamiltonian(config, root, part).qm
+    assert (engine.far_field_A, engine.far_field_width_A) == (12.0, 3.0)
+    assert engine.device in ("cpu", "gpu")
+    config, root = load_config(job, ["qm.far_field_A=12", "qm.far_field_width_A=20"])
+    with pytest.raises(InputError, match="far_field_A"):
+        build_hamiltonian(config, root, part)

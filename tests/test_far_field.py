@@ -101,3 +101,20 @@ def test_far_field_cutoff_inside_the_qm_density_is_refused():
         engine(3.0, far_field_width_A=1.0).compute(elements, xyz, site_positions=sites, site_charges=charges)
     with pytest.raises(InputError, match="far_field_width_A"):
         engine(2.0, far_field_width_A=3.0)
+
+
+def test_hamiltonian_forces_with_far_field_and_ml_charges_match_finite_differences():
+    """Through the whole stack: ML charges (charge response via the blended site potential) + far field."""
+    from conftest import central_difference_forces, water_cluster
+
+    system = water_cluster(20)
+    part = qmml.partition(system, np.where(system.resids == 1)[0], charge=0, boundary="none")
+    qm = qmml.PySCFEngine("hf", "sto-3g", conv_tol=1e-11, far_field_A=5.5, far_field_width_A=1.5)
+    ham = qmml.Hamiltonian(part, qm, qmml.load_model("water"))
+    result = ham.compute(system.positions)
+    info = qm.compute(part.qm_elements, part.qm_positions(system.positions),
+                      site_positions=part.boundary.site_positions(system.positions),
+                      site_charges=result.site_charges, forces=False).far_field
+    assert info["n_expanded"] > 10 and info["n_exact"] > 10
+    fd = central_difference_forces(ham, system.positions, step_A=2e-4)
+    assert np.abs(fd - result.forces).max() < 1e-4

@@ -94,7 +94,8 @@ class GPUSiteIntegrals:
         if len(self) == 0:
             return np.zeros((self.mol.natm, 3)), np.zeros((0, 3)), phi
         dm_d, q_d = to_device(dm), to_device(charges)
-        # sum_nu D_mu,nu sum_g q_g <d mu|v_g|nu> (3, nao), and q_g sum D <mu|d v_g/dR_g|nu> (3, n_sites)
+        # sum_nu D_mu,nu sum_g q_g <d mu|v_g|nu> (3, nao), and dE/dR_g (3, n_sites): gpu4pyscf's ip2 contraction
+        # already carries the sign of the electrons (checked against the CPU path on an H100)
         ao = to_host(int1e_grids_ip1(self.mol, self._grids, charge_exponents=self._zetas, dm=dm_d, charges=q_d))
         sites = to_host(int1e_grids_ip2(self.mol, self._grids, charge_exponents=self._zetas, dm=dm_d, charges=q_d))
-        return ao_to_atoms(self.mol, 2.0 * ao), -sites.T, phi
+        return ao_to_atoms(self.mol, 2.0 * ao), sites.T.copy(), phi
