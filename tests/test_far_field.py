@@ -109,7 +109,7 @@ def test_hamiltonian_forces_with_far_field_and_ml_charges_match_finite_differenc
 
     system = water_cluster(20)
     part = qmml.partition(system, np.where(system.resids == 1)[0], charge=0, boundary="none")
-    qm = qmml.PySCFEngine("hf", "sto-3g", conv_tol=1e-11, far_field_A=5.5, far_field_width_A=1.5)
+    qm = qmml.PySCFEngine("hf", "sto-3g", conv_tol=1e-11, far_field_A=6.5, far_field_width_A=1.5)
     ham = qmml.Hamiltonian(part, qm, qmml.load_model("water"))
     result = ham.compute(system.positions)
     info = qm.compute(part.qm_elements, part.qm_positions(system.positions),

@@ -1,29 +1,39 @@
-"""Far-field embedding: distant sites act on the QM electrons through a multipole expansion.
+"""Far-field embedding: distant sites act on the QM electrons through atom-centred multipole expansions.
 
-Atomic units (Bohr, Hartree, e).  Around the expansion centre C (the mean of the QM centres) the
-potential of a distant charge is expanded in s = r - C to second order,
+Atomic units (Bohr, Hartree, e).  The electron density is split into atomic shares,
 
-    1/|r - R_g| ~ f(x_g) + s . grad f(x_g) + 1/2 s s : grad grad f(x_g),   x_g = C - R_g,  f = 1/|x|,
+    rho_A(r) = sum_{mu on A} sum_nu D_mu,nu mu(r) nu(r),        sum_A rho_A = rho,
 
-so the sites enter the one-electron operator through the overlap, dipole and quadrupole integrals,
+and the potential of a distant charge is expanded about each atom A to second order in s = r - R_A,
 
-    h_far = -(T0 S + T1_a <s_a> + 1/2 T2_ab <s_a s_b>),    T_n = sum_g q_g grad^n f(x_g),
+    1/|r - R_g| ~ f(x) + s . grad f(x) + 1/2 s s : grad grad f(x),    x = R_A - R_g,  f = 1/|x|.
 
-and each site sees the electrons through their monopole, dipole and quadrupole about C.  The cost is
-O(n_sites) array work plus three one-electron integrals, independent of the number of sites.  The
-QM nuclei are point charges and always interact exactly with every site (`qmml.qm.embedding`).
+Each share is compact about its atom (products with neighbours reach half a bond out), so the
+truncation error is far smaller than that of one expansion about the molecule's centre.  The sites
+enter the one-electron operator through overlap, dipole and quadrupole integrals about each atom,
 
-Forces are the exact derivatives of this approximate energy: the sites through grad^3 f, the basis
-function centres through <grad mu|s^n|nu> (int1e_ipovlp, int1e_irp, int1e_irrp) and the expansion
-centre, which moves with the QM centres, through the C-dependence of T_n and of the moments.
+    H_mu,nu = -sum_n (1/n!) T_A,n . <mu|s^n|nu>   (mu on A),    h_far = (H + H^T) / 2,
+    T_A,n = sum_g q_g grad^n f(R_A - R_g),
 
-Error.  For electrons inside a sphere of radius a about C, the electronic potential of the truncated
-expansion differs from the exact one at distance R > a by at most N_e a^3 / (R^3 (R - a)) per unit
-charge (the remainder of the multipole series of N_e electrons), so
-|E_far - E_exact| <= sum_g |q_g| N_e a^3 / (R_g^3 (R_g - a))  (`error_bound`); qmml takes
-a = max_A |R_A - C| + `DENSITY_MARGIN_BOHR`.  The leading neglected term, the electronic octupole,
-is evaluated as well (`octupole_estimate`) and is the realistic size of the error: near-neutral
-molecules cancel most of the bound.
+and each site sees every share through its monopole, dipole and quadrupole M_A,n.  The cost is
+O(n_atoms n_sites) array work plus one-electron integrals per atom, independent of the QM density's
+size.  The QM nuclei are point charges and always interact exactly with every site
+(`qmml.qm.embedding`).
+
+Forces are the exact derivatives of this approximate energy: the sites through grad^3 f; each atom
+through its T_A,n (the expansion point moves with it); and the basis functions through
+<mu|s^n|grad nu> (int1e_ipovlp, int1e_irp, int1e_irrp: moving atom A carries mu and the origin,
+which by translation invariance is minus the motion of nu's atom).
+
+Error.  With Q_A = sum_{mu on A, nu} |D_mu,nu| >= integral |rho_A| and a_A the radius about R_A that
+holds rho_A (taken as the distance to the farthest QM centre plus `DENSITY_MARGIN_BOHR`), the
+remainder of each share's multipole series bounds the error,
+
+    |E_far - E_exact| <= sum_g |q_g| sum_A Q_A a_A^3 / (R_gA^3 (R_gA - a_A))        (`error_bound`).
+
+The bound ignores cancellation (between shares and between the charges of a neutral molecule) and is
+therefore loose; the leading neglected term, the atomic octupoles (`octupole_estimate`), is the
+realistic size of the error.
 """
 
 from __future__ import annotations
@@ -31,9 +41,7 @@ from __future__ import annotations
 import numpy as np
 from pyscf import gto
 
-from .embedding import ao_to_atoms
-
-#: Distance beyond the outermost QM centre inside which the electron density is taken to lie, Bohr.
+#: Distance beyond the farthest QM centre inside which an atom's density share is taken to lie, Bohr.
 DENSITY_MARGIN_BOHR = 4.0
 #: A Gaussian site of exponent zeta acts as a point charge (to 1e-16) beyond this many 1/sqrt(zeta).
 GAUSSIAN_POINT_RANGE = 6.0
@@ -61,83 +69,115 @@ def coulomb_tensors(x: np.ndarray, order: int) -> list[np.ndarray]:
     return out[: order + 1]
 
 
-def moment_integrals(mol: gto.Mole, centre: np.ndarray, deriv: bool = False) -> dict:
-    """<mu|s^n|nu> (n = 0..3) about ``centre`` and, with ``deriv``, <grad mu|s^n|nu> (n = 0..2)."""
+def atom_integrals(mol: gto.Mole, deriv: bool = False) -> list[dict]:
+    """Per atom A, the rows mu on A of <mu|s^n|nu> (n = 0..3, s = r - R_A) and, with ``deriv``,
+    of <mu|s^n|grad nu> (n = 0..2) as arrays (..., 3, n_mu, nao) with the derivative axis before the AOs."""
     nao = mol.nao
-    with mol.with_common_orig(centre):
-        ints = {0: mol.intor("int1e_ovlp"), 1: mol.intor("int1e_r"),
-                2: mol.intor("int1e_rr").reshape(3, 3, nao, nao),
-                3: mol.intor("int1e_rrr").reshape(3, 3, 3, nao, nao)}
-        if deriv:
-            # <mu| s_a d_x |nu> transposed is <d_x mu| s_a |nu>
-            ints["ip0"] = mol.intor("int1e_ipovlp")
-            ints["ip1"] = mol.intor("int1e_irp").reshape(3, 3, nao, nao).swapaxes(-1, -2)
-            ints["ip2"] = mol.intor("int1e_irrp").reshape(3, 3, 3, nao, nao).swapaxes(-1, -2)
-    return ints
+    out = []
+    for atom, (_, _, p0, p1) in enumerate(mol.aoslice_by_atom()):
+        with mol.with_common_orig(mol.atom_coord(atom)):
+            ints = {0: mol.intor("int1e_ovlp")[p0:p1], 1: mol.intor("int1e_r")[:, p0:p1],
+                    2: mol.intor("int1e_rr").reshape(3, 3, nao, nao)[:, :, p0:p1],
+                    3: mol.intor("int1e_rrr").reshape(3, 3, 3, nao, nao)[:, :, :, p0:p1]}
+            if deriv:
+                ints["d0"] = -mol.intor("int1e_ipovlp")[:, p0:p1]  # <mu|d_x nu> = -<d_x mu|nu>
+                ints["d1"] = mol.intor("int1e_irp").reshape(3, 3, nao, nao)[:, :, p0:p1]
+                ints["d2"] = mol.intor("int1e_irrp").reshape(3, 3, 3, nao, nao)[:, :, :, p0:p1]
+        ints["rows"] = (p0, p1)
+        out.append(ints)
+    return out
 
 
-def electron_moments(ints: dict, dm: np.ndarray) -> list[np.ndarray]:
-    """Electron number, dipole, quadrupole and octupole moments about the centre (positive, in e Bohr^n)."""
-    return [np.einsum("...ij,ij->...", ints[n], dm) for n in range(4)]
+def atom_moments(ints: list[dict], dm: np.ndarray) -> list[np.ndarray]:
+    """Monopole, dipole, quadrupole and octupole of each atom's electron share (positive, e Bohr^n):
+    arrays (natm,), (natm, 3), (natm, 3, 3), (natm, 3, 3, 3)."""
+    moments = [[], [], [], []]
+    for a in ints:
+        d = dm[a["rows"][0]:a["rows"][1]]
+        for n in range(4):
+            moments[n].append(np.einsum("...ij,ij->...", a[n], d))
+    return [np.array(m) for m in moments]
 
 
-def density_radius(atom_coords: np.ndarray, centre: np.ndarray) -> float:
-    """Radius a of the sphere about the centre taken to hold the QM electron density, Bohr."""
-    return float(np.max(np.linalg.norm(atom_coords - centre, axis=1))) + DENSITY_MARGIN_BOHR
+def local_expansions(coords: np.ndarray, charges: np.ndarray, centres: np.ndarray, order: int = 3) -> list[np.ndarray]:
+    """T_A,n = sum_g q_g grad^n f(R_A - R_g) for n = 0..order: arrays (natm,), (natm, 3), ..."""
+    per_atom = [[np.tensordot(charges, t, axes=(0, 0)) for t in coulomb_tensors(c[None, :] - coords, order)]
+                for c in centres]
+    return [np.array([t[n] for t in per_atom]) for n in range(order + 1)]
 
 
-def local_expansion(coords: np.ndarray, charges: np.ndarray, centre: np.ndarray, order: int = 2) -> list[np.ndarray]:
-    """T_n = sum_g q_g grad^n f(C - R_g) for n = 0..order."""
-    tensors = coulomb_tensors(centre[None, :] - coords, order)
-    return [np.tensordot(charges, t, axes=(0, 0)) for t in tensors]
-
-
-def operator(ints: dict, expansion: list[np.ndarray]) -> np.ndarray:
+def operator(ints: list[dict], expansion: list[np.ndarray], nao: int) -> np.ndarray:
     """h_far (nao, nao), Hartree."""
-    t0, t1, t2 = expansion[:3]
-    return -(t0 * ints[0] + np.einsum("a,aij->ij", t1, ints[1]) + 0.5 * np.einsum("ab,abij->ij", t2, ints[2]))
+    h = np.zeros((nao, nao))
+    for atom, a in enumerate(ints):
+        t0, t1, t2 = expansion[0][atom], expansion[1][atom], expansion[2][atom]
+        p0, p1 = a["rows"]
+        h[p0:p1] -= t0 * a[0] + np.einsum("a,aij->ij", t1, a[1]) + 0.5 * np.einsum("ab,abij->ij", t2, a[2])
+    return 0.5 * (h + h.T)
 
 
-def electron_potential(coords: np.ndarray, centre: np.ndarray, moments: list[np.ndarray], deriv: bool = True):
+def electron_potential(coords: np.ndarray, centres: np.ndarray, moments: list[np.ndarray], deriv: bool = True):
     """Truncated potential of the electrons at each site and its gradient with respect to the site.
 
     Returns phi (n,), Hartree/e, and dphi/dR_g (n, 3), Hartree/(e Bohr) (None without ``deriv``).
     """
-    m0, m1, m2 = moments[:3]
-    tensors = coulomb_tensors(centre[None, :] - coords, 3 if deriv else 2)
-    phi = -(m0 * tensors[0] + tensors[1] @ m1 + 0.5 * np.einsum("nab,ab->n", tensors[2], m2))
-    if not deriv:
-        return phi, None
-    # d f(C - R_g)/dR_g = -grad f, so each order moves up by one with a sign change
-    dphi = m0 * tensors[1] + np.einsum("nab,b->na", tensors[2], m1) + 0.5 * np.einsum("nabc,bc->na", tensors[3], m2)
+    phi = np.zeros(len(coords))
+    dphi = np.zeros((len(coords), 3)) if deriv else None
+    for atom, centre in enumerate(centres):
+        m0, m1, m2 = moments[0][atom], moments[1][atom], moments[2][atom]
+        t = coulomb_tensors(centre[None, :] - coords, 3 if deriv else 2)
+        phi -= m0 * t[0] + t[1] @ m1 + 0.5 * np.einsum("nab,ab->n", t[2], m2)
+        if deriv:
+            # d f(R_A - R_g)/dR_g = -grad f, so each order moves up by one with a sign change
+            dphi += m0 * t[1] + np.einsum("nab,b->na", t[2], m1) + 0.5 * np.einsum("nabc,bc->na", t[3], m2)
     return phi, dphi
 
 
-def centre_moment_gradient(expansion: list[np.ndarray], moments: list[np.ndarray]) -> np.ndarray:
-    """dE/dC through the moments' dependence on the centre at fixed density (s = r - C), Hartree/Bohr."""
-    t1, t2 = expansion[1], expansion[2]
-    m0, m1 = moments[0], moments[1]
-    return m0 * t1 + t2 @ m1
+def atom_gradient(mol: gto.Mole, ints: list[dict], expansion: list[np.ndarray], moments: list[np.ndarray],
+                  dm: np.ndarray) -> np.ndarray:
+    """dE_far/dR of the QM atoms at fixed density and sites (natm, 3), Hartree/Bohr: each expansion point
+    moving with its atom, and the basis functions moving with theirs."""
+    grad = np.zeros((mol.natm, 3))
+    ao_atom = np.repeat(np.arange(mol.natm), [p1 - p0 for _, _, p0, p1 in mol.aoslice_by_atom()])
+    for atom, a in enumerate(ints):
+        t = [expansion[n][atom] for n in range(4)]
+        m0, m1, m2 = moments[0][atom], moments[1][atom], moments[2][atom]
+        grad[atom] -= m0 * t[1] + t[2] @ m1 + 0.5 * np.einsum("xbc,bc->x", t[3], m2)
+        p0, p1 = a["rows"]
+        # sum_n c_n . <mu|s^n|d_x nu> with c_n = -T_n / n!
+        k = -(t[0] * a["d0"] + np.einsum("a,axij->xij", t[1], a["d1"]) + 0.5 * np.einsum("ab,abxij->xij", t[2], a["d2"]))
+        weighted = k * dm[p0:p1][None]  # (3, n_mu, nao)
+        grad[atom] += weighted.sum(axis=(1, 2))
+        np.subtract.at(grad, ao_atom, weighted.sum(axis=1).T)
+    return grad
 
 
-def basis_gradient(mol: gto.Mole, ints: dict, expansion: list[np.ndarray], dm: np.ndarray) -> np.ndarray:
-    """tr(D dh_far/dR_A) from the moving basis functions (centre and expansion fixed), (natm, 3)."""
-    t0, t1, t2 = expansion[:3]
-    bra = -(t0 * ints["ip0"] + np.einsum("a,axij->xij", t1, ints["ip1"])
-            + 0.5 * np.einsum("ab,abxij->xij", t2, ints["ip2"]))  # <d_x mu|h_far|nu>
-    grad_ao = -2.0 * np.einsum("xij,ij->xi", bra, dm)
-    return ao_to_atoms(mol, grad_ao)
+def octupole_estimate(expansion: list[np.ndarray], moments: list[np.ndarray]) -> float:
+    """The first neglected term, -(1/6) sum_A T_A,3 ... M_A,3, Hartree."""
+    return float(-np.einsum("nabc,nabc->", expansion[3], moments[3]) / 6.0)
 
 
-def octupole_estimate(coords: np.ndarray, charges: np.ndarray, centre: np.ndarray, octupole: np.ndarray) -> float:
-    """The first neglected term of the expansion, -sum_g q_g (1/6) M3 ... grad^3 f(x_g), Hartree."""
-    t3 = np.tensordot(charges, coulomb_tensors(centre[None, :] - coords, 3)[3], axes=(0, 0))
-    return float(-np.einsum("abc,abc->", t3, octupole) / 6.0)
+def share_sizes(mol: gto.Mole, dm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q_A = sum_{mu on A, nu} |D_mu,nu| (e) and the radius a_A holding rho_A (Bohr) for each atom."""
+    coords = mol.atom_coords()
+    q = np.array([np.abs(dm[p0:p1]).sum() for _, _, p0, p1 in mol.aoslice_by_atom()])
+    span = np.linalg.norm(coords[:, None] - coords[None], axis=2).max(axis=1)
+    return q, span + DENSITY_MARGIN_BOHR
 
 
-def error_bound(coords: np.ndarray, charges: np.ndarray, centre: np.ndarray, radius: float, n_electrons: float) -> float:
-    """Upper bound on |E_far - E_exact| for electrons inside ``radius`` of the centre, Hartree."""
-    if len(charges) == 0:
-        return 0.0
-    r = np.linalg.norm(coords - centre, axis=1)
-    return float(np.sum(np.abs(charges) * n_electrons * radius**3 / (r**3 * (r - radius))))
+def expansion_start(atom_coords: np.ndarray, centre: np.ndarray) -> float:
+    """Smallest distance from ``centre`` beyond which every site lies outside every atom's share radius, Bohr."""
+    span = np.linalg.norm(atom_coords[:, None] - atom_coords[None], axis=2).max(axis=1)
+    return float(np.max(np.linalg.norm(atom_coords - centre, axis=1) + span)) + DENSITY_MARGIN_BOHR
+
+
+def error_bound(coords: np.ndarray, charges: np.ndarray, centres: np.ndarray, shares: np.ndarray,
+                radii: np.ndarray) -> float:
+    """Upper bound on |E_far - E_exact| (Hartree); inf if a site lies inside an atom's share radius."""
+    total = 0.0
+    for centre, share, radius in zip(centres, shares, radii):
+        r = np.linalg.norm(coords - centre, axis=1)
+        if np.any(r <= radius):
+            return float("inf")
+        total += float(np.sum(np.abs(charges) * share * radius**3 / (r**3 * (r - radius))))
+    return total

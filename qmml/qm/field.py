@@ -2,7 +2,8 @@
 
 Atomic units.  Every site interacts exactly with the QM nuclei.  With the electrons, a site
 interacts through exact integrals (`qmml.qm.embedding`) when it is near the expansion centre C (the
-mean of the QM centres) and through the multipole expansion (`qmml.qm.far_field`) when it is far.
+mean of the QM centres) and through atom-centred multipole expansions (`qmml.qm.far_field`) when it
+is far.
 In between, over ``width`` Bohr, a quintic switch w(|R_g - C|) blends the two treatments so the
 energy stays smooth when a site crosses the cutoff:
 
@@ -87,21 +88,22 @@ class ExternalField:
         self._expansion = None
 
     def _split(self, cutoff, width):
-        radius = far_field.density_radius(self.mol.atom_coords(), self.centre)
+        start = far_field.expansion_start(self.mol.atom_coords(), self.centre)
         r_on = cutoff - width
-        if not r_on > radius:
+        if not r_on > start:
             raise InputError(f"far_field_A={cutoff * _BOHR_A:.2f} Å with width {width * _BOHR_A:.2f} Å starts the "
-                             f"multipole expansion at {r_on * _BOHR_A:.2f} Å from the QM centre, inside the QM "
-                             f"density (radius {radius * _BOHR_A:.2f} Å); raise far_field_A above "
-                             f"{(radius + width) * _BOHR_A:.1f} Å or use None")
-        self.radius = radius
+                             f"multipole expansion at {r_on * _BOHR_A:.2f} Å from the QM centre, where the QM "
+                             f"density still reaches (it needs {start * _BOHR_A:.2f} Å for this QM region); raise "
+                             f"far_field_A above {(start + width) * _BOHR_A:.1f} Å or use None")
+        self.radius = start
         distance = np.linalg.norm(self.coords - self.centre, axis=1)
         self.distance = distance
         self.weight, self.weight_slope = switch(distance, r_on, cutoff)
         if self.zetas is not None:
             far = self.weight < 1
             reach = far_field.GAUSSIAN_POINT_RANGE / np.sqrt(self.zetas[far])
-            if np.any(distance[far] - radius < reach):
+            density_edge = np.max(np.linalg.norm(self.mol.atom_coords() - self.centre, axis=1))
+            if np.any(distance[far] - density_edge - far_field.DENSITY_MARGIN_BOHR < reach):
                 raise InputError(f"far_field_A={cutoff * _BOHR_A:.2f} Å: Gaussian charges this wide overlap the QM "
                                  "density beyond the cutoff, where they are treated as points; raise far_field_A")
 
@@ -110,8 +112,8 @@ class ExternalField:
         h = self.exact.operator(self.charges[self.near] * self.weight[self.near])
         if len(self.far):
             q_far = self.charges[self.far] * (1.0 - self.weight[self.far])
-            self._expansion = far_field.local_expansion(self.coords[self.far], q_far, self.centre)
-            h = h + far_field.operator(far_field.moment_integrals(self.mol, self.centre), self._expansion)
+            self._expansion = far_field.local_expansions(self.coords[self.far], q_far, self.mol.atom_coords())
+            h = h + far_field.operator(far_field.atom_integrals(self.mol), self._expansion, self.mol.nao)
         return h
 
     def response(self, dm: np.ndarray, deriv: bool = True) -> FieldResponse:
@@ -135,26 +137,25 @@ class ExternalField:
         info = None if self.radius is None else {"n_exact": int(len(near)), "n_expanded": int(len(far)),
                                                  "error_estimate": 0.0, "error_bound": 0.0}
         if len(far):
-            ints = far_field.moment_integrals(mol, self.centre, deriv=deriv)
-            moments = far_field.electron_moments(ints, dm)
+            atoms = nuc_coords
+            ints = far_field.atom_integrals(mol, deriv=deriv)
+            moments = far_field.atom_moments(ints, dm)
             q_far = q[far] * (1.0 - self.weight[far])
             phi_far = np.zeros(n)
-            phi_far[far], dphi = far_field.electron_potential(self.coords[far], self.centre, moments, deriv)
+            phi_far[far], dphi = far_field.electron_potential(self.coords[far], atoms, moments, deriv)
             phi_el[far] += (1.0 - self.weight[far]) * phi_far[far]
             if deriv:
                 grad_sites[far] += q_far[:, None] * dphi
-                grad_centre = -(q_far[:, None] * dphi).sum(axis=0)
-                grad_centre += far_field.centre_moment_gradient(self._expansion, moments)
-                grad_qm += far_field.basis_gradient(mol, ints, self._expansion, dm)
+                grad_qm += far_field.atom_gradient(mol, ints, self._expansion, moments, dm)
                 # the blend: dE/dR_g = q_g (phi_exact - phi_far) dw/dr * unit vector from C
                 blend = np.flatnonzero(self.weight_slope != 0)
                 if len(blend):
                     unit = (self.coords[blend] - self.centre) / self.distance[blend, None]
                     g_blend = (q[blend] * (phi_exact[blend] - phi_far[blend]) * self.weight_slope[blend])[:, None] * unit
                     grad_sites[blend] += g_blend
-                    grad_centre -= g_blend.sum(axis=0)
-                grad_qm += grad_centre / mol.natm  # the centre is the mean of the QM centres
-            info["error_estimate"] = abs(far_field.octupole_estimate(self.coords[far], q_far, self.centre, moments[3]))
-            info["error_bound"] = far_field.error_bound(self.coords[far], q_far, self.centre, self.radius, moments[0])
+                    grad_qm -= g_blend.sum(axis=0) / mol.natm  # C is the mean of the QM centres
+            info["error_estimate"] = abs(far_field.octupole_estimate(self._expansion, moments))
+            info["error_bound"] = far_field.error_bound(self.coords[far], q_far, atoms,
+                                                        *far_field.share_sizes(mol, dm))
         return FieldResponse(e_nuc, grad_qm, grad_sites, phi_nuc + phi_el, info)
 
