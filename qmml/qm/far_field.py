@@ -47,28 +47,6 @@ DENSITY_MARGIN_BOHR = 4.0
 GAUSSIAN_POINT_RANGE = 6.0
 
 
-def coulomb_tensors(x: np.ndarray, order: int) -> list[np.ndarray]:
-    """Cartesian derivatives of f(x) = 1/|x| up to ``order`` (<= 3) for each row of x (n, 3).
-
-    Returns [f (n,), grad f (n, 3), grad^2 f (n, 3, 3), grad^3 f (n, 3, 3, 3)][: order + 1].
-    """
-    r2 = np.einsum("ni,ni->n", x, x)
-    inv = 1.0 / np.sqrt(r2)
-    inv3 = inv / r2
-    out = [inv, -x * inv3[:, None]]
-    if order >= 2:
-        inv5 = inv3 / r2
-        eye = np.eye(3)
-        out.append(3.0 * inv5[:, None, None] * x[:, :, None] * x[:, None, :] - inv3[:, None, None] * eye)
-    if order >= 3:
-        inv7 = inv5 / r2
-        xxx = x[:, :, None, None] * x[:, None, :, None] * x[:, None, None, :]
-        dx = (np.einsum("ab,nc->nabc", eye, x) + np.einsum("ac,nb->nabc", eye, x)
-              + np.einsum("bc,na->nabc", eye, x))
-        out.append(-15.0 * inv7[:, None, None, None] * xxx + 3.0 * inv5[:, None, None, None] * dx)
-    return out[: order + 1]
-
-
 def atom_integrals(mol: gto.Mole, deriv: bool = False) -> list[dict]:
     """Per atom A, the rows mu on A of <mu|s^n|nu> (n = 0..3, s = r - R_A) and, with ``deriv``,
     of <mu|s^n|grad nu> (n = 0..2) as arrays (..., 3, n_mu, nao) with the derivative axis before the AOs."""
@@ -99,11 +77,34 @@ def atom_moments(ints: list[dict], dm: np.ndarray) -> list[np.ndarray]:
     return [np.array(m) for m in moments]
 
 
-def local_expansions(coords: np.ndarray, charges: np.ndarray, centres: np.ndarray, order: int = 3) -> list[np.ndarray]:
-    """T_A,n = sum_g q_g grad^n f(R_A - R_g) for n = 0..order: arrays (natm,), (natm, 3), ..."""
-    per_atom = [[np.tensordot(charges, t, axes=(0, 0)) for t in coulomb_tensors(c[None, :] - coords, order)]
-                for c in centres]
-    return [np.array([t[n] for t in per_atom]) for n in range(order + 1)]
+def _inverse_powers(x: np.ndarray):
+    r2 = np.einsum("ni,ni->n", x, x)
+    inv = 1.0 / np.sqrt(r2)
+    inv3 = inv / r2
+    inv5 = inv3 / r2
+    return inv, inv3, inv5, inv5 / r2
+
+
+def local_expansions(coords: np.ndarray, charges: np.ndarray, centres: np.ndarray) -> list[np.ndarray]:
+    """T_A,n = sum_g q_g grad^n f(R_A - R_g) for n = 0..3, f = 1/|x|: arrays (natm,), (natm, 3), ...
+
+    Uses grad f = -x/r^3, grad^2 f = 3 x x / r^5 - I / r^3 and
+    grad^3 f = -15 x x x / r^7 + 3 (I x + x I + ...) / r^5, contracted over the sites with BLAS.
+    """
+    eye = np.eye(3)
+    out = [[], [], [], []]
+    for centre in centres:
+        x = centre[None, :] - coords
+        inv, inv3, inv5, inv7 = _inverse_powers(x)
+        xx = (x[:, :, None] * x[:, None, :]).reshape(-1, 9)
+        s3, s5 = charges @ inv3, (charges * inv5) @ x
+        out[0].append(charges @ inv)
+        out[1].append(-((charges * inv3) @ x))
+        out[2].append(3.0 * ((charges * inv5) @ xx).reshape(3, 3) - s3 * eye)
+        t3 = -15.0 * (((charges * inv7)[:, None] * x).T @ xx).reshape(3, 3, 3)
+        t3 += 3.0 * (np.einsum("ab,c->abc", eye, s5) + np.einsum("ac,b->abc", eye, s5) + np.einsum("bc,a->abc", eye, s5))
+        out[3].append(t3)
+    return [np.array(t) for t in out]
 
 
 def operator(ints: list[dict], expansion: list[np.ndarray], nao: int) -> np.ndarray:
@@ -120,16 +121,25 @@ def electron_potential(coords: np.ndarray, centres: np.ndarray, moments: list[np
     """Truncated potential of the electrons at each site and its gradient with respect to the site.
 
     Returns phi (n,), Hartree/e, and dphi/dR_g (n, 3), Hartree/(e Bohr) (None without ``deriv``).
+    The moment contractions of grad^n f are written out, so no (n, 3, 3, 3) array is formed.
     """
     phi = np.zeros(len(coords))
     dphi = np.zeros((len(coords), 3)) if deriv else None
     for atom, centre in enumerate(centres):
         m0, m1, m2 = moments[0][atom], moments[1][atom], moments[2][atom]
-        t = coulomb_tensors(centre[None, :] - coords, 3 if deriv else 2)
-        phi -= m0 * t[0] + t[1] @ m1 + 0.5 * np.einsum("nab,ab->n", t[2], m2)
+        x = centre[None, :] - coords
+        inv, inv3, inv5, inv7 = _inverse_powers(x)
+        x_m1 = x @ m1
+        m2_x = x @ m2
+        x_m2_x = np.einsum("na,na->n", m2_x, x)
+        trace = np.trace(m2)
+        # M0 f + M1 . grad f + 1/2 M2 : grad^2 f
+        phi -= m0 * inv - x_m1 * inv3 + 0.5 * (3.0 * x_m2_x * inv5 - trace * inv3)
         if deriv:
-            # d f(R_A - R_g)/dR_g = -grad f, so each order moves up by one with a sign change
-            dphi += m0 * t[1] + np.einsum("nab,b->na", t[2], m1) + 0.5 * np.einsum("nabc,bc->na", t[3], m2)
+            # d f(R_A - R_g)/dR_g = -grad f: M0 grad f + grad^2 f . M1 + 1/2 grad^3 f : M2
+            dphi += (-m0 * inv3)[:, None] * x
+            dphi += 3.0 * (x_m1 * inv5)[:, None] * x - inv3[:, None] * m1
+            dphi += 0.5 * ((-15.0 * x_m2_x * inv7 + 3.0 * trace * inv5)[:, None] * x + 6.0 * inv5[:, None] * m2_x)
     return phi, dphi
 
 
