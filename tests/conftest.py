@@ -32,6 +32,15 @@ def central_difference_forces(hamiltonian, positions, atoms=None, step_A=1e-3):
     return out
 
 
+def charges_around(n: int, r_min_A: float, r_max_A: float, seed: int):
+    """n point charges (uniform in +-0.8 e, net zero) at random directions r_min..r_max Å from the origin."""
+    rng = np.random.default_rng(seed)
+    direction = rng.normal(size=(n, 3))
+    xyz = direction / np.linalg.norm(direction, axis=1)[:, None] * rng.uniform(r_min_A, r_max_A, (n, 1))
+    charges = rng.uniform(-0.8, 0.8, n)
+    return xyz, charges - charges.mean()
+
+
 def water_cluster(n_molecules: int = 20) -> qmml.System:
     """A GFN2-xTB-sampled water cluster from the shipped test set, one residue per molecule."""
     from qmml.ml import Dataset

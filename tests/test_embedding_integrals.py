@@ -9,6 +9,7 @@ import pytest
 from pyscf import gto, scf
 from pyscf.qmmm import itrf
 
+from conftest import charges_around
 import qmml
 from qmml import units
 from qmml.qm import embedding
@@ -16,12 +17,8 @@ from qmml.qm import embedding
 QM_XYZ = np.array([[0.0, 0.0, 0.0], [0.76, 0.58, 0.0], [-0.76, 0.58, 0.0]])
 
 
-def sites(n=300, seed=3):
-    rng = np.random.default_rng(seed)
-    direction = rng.normal(size=(n, 3))
-    xyz = direction / np.linalg.norm(direction, axis=1)[:, None] * rng.uniform(2.5, 12.0, (n, 1))
-    charges = rng.uniform(-0.8, 0.8, n)
-    return xyz, charges - charges.mean()
+def sites():
+    return charges_around(300, 2.5, 12.0, seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import charges_around
 
 import qmml
 from qmml.qm.gpu import gpu_available
@@ -11,12 +12,8 @@ pytestmark = pytest.mark.skipif(not gpu_available(), reason="needs CUDA and gpu4
 WATER = (["O", "H", "H"], np.array([[0.0, 0.0, 0.0], [0.76, 0.58, 0.0], [-0.76, 0.58, 0.0]]))
 
 
-def sites(n=400, seed=5):
-    rng = np.random.default_rng(seed)
-    d = rng.normal(size=(n, 3))
-    xyz = d / np.linalg.norm(d, axis=1)[:, None] * rng.uniform(2.5, 20.0, (n, 1))
-    q = rng.uniform(-0.8, 0.8, n)
-    return xyz, q - q.mean()
+def sites(n=400):
+    return charges_around(n, 2.5, 20.0, seed=5)
 
 
 @pytest.mark.parametrize("method", ["hf", "b3lyp"])

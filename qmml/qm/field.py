@@ -3,8 +3,7 @@
 Atomic units.  Every site interacts exactly with the QM nuclei.  With the electrons, a site
 interacts through exact integrals (`qmml.qm.embedding`) when it is near the expansion centre C (the
 mean of the QM centres) and through atom-centred multipole expansions (`qmml.qm.far_field`) when it
-is far.
-In between, over ``width`` Bohr, a quintic switch w(|R_g - C|) blends the two treatments so the
+is far.  In between, over ``width`` Bohr, a quintic switch w(|R_g - C|) blends the two treatments so the
 energy stays smooth when a site crosses the cutoff:
 
     E_el = sum_g q_g [w_g phi_exact(R_g) + (1 - w_g) phi_far(R_g)],
