@@ -34,3 +34,8 @@ DEBYE_E_A = 0.20819434
 
 #: Femtoseconds in a picosecond (rates given per ps, time steps in fs).
 FS_PER_PS = 1000.0
+
+#: e^2 / (eV Å fs) -> S/m: Green-Kubo conductivity from currents in e Å/fs, volumes in Å^3 and k_B T in eV.
+CONDUCTIVITY_S_PER_M = ELEMENTARY_CHARGE_C * 1e25
+#: Å^2/fs -> cm^2/s (diffusion coefficients).
+A2_PER_FS_CM2_PER_S = 1e-16 / 1e-15

@@ -1,0 +1,105 @@
+"""Transport: mean squared displacement, diffusion coefficients and Green-Kubo ionic conductivity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import units
+from ..errors import InputError
+
+
+def mean_squared_displacement(universe, select: str = "all", *, timestep_fs: float | None = None):
+    """Einstein MSD of a selection (MDAnalysis ``EinsteinMSD``), averaged over atoms and time origins.
+
+    Positions must be unwrapped (continuous across periodic boundaries).
+
+    Returns
+    -------
+    lag_fs : ndarray
+        Lag times, fs (``timestep_fs`` between frames, default the trajectory's own dt).
+    msd_A2 : ndarray
+        MSD, Å^2.
+    """
+    from MDAnalysis.analysis.msd import EinsteinMSD
+
+    if len(universe.select_atoms(select)) == 0:
+        raise InputError(f"mean_squared_displacement: selection {select!r} matches no atoms")
+    msd = EinsteinMSD(universe, select=select, msd_type="xyz", fft=False).run()
+    dt_fs = timestep_fs if timestep_fs is not None else universe.trajectory.dt * units.FS_PER_PS
+    lag_fs = np.arange(msd.n_frames) * dt_fs
+    return lag_fs, np.asarray(msd.results.timeseries)
+
+
+@dataclass(frozen=True)
+class Diffusion:
+    """Self-diffusion coefficient from the slope of the MSD, D = slope / 6 (three dimensions).
+
+    Attributes
+    ----------
+    A2_per_fs : float
+    cm2_per_s : float
+    stderr_A2_per_fs : float
+        Standard error of the fitted slope / 6.
+    """
+
+    A2_per_fs: float
+    cm2_per_s: float
+    stderr_A2_per_fs: float
+
+
+def diffusion_coefficient(lag_fs, msd_A2, *, fit_from_fs: float, fit_to_fs: float) -> Diffusion:
+    """Fit MSD = 6 D t + c over the linear (diffusive) window [fit_from_fs, fit_to_fs]."""
+    lag_fs, msd_A2 = np.asarray(lag_fs, float), np.asarray(msd_A2, float)
+    window = (lag_fs >= fit_from_fs) & (lag_fs <= fit_to_fs)
+    if window.sum() < 3:
+        raise InputError(f"diffusion_coefficient: the fit window {fit_from_fs}-{fit_to_fs} fs holds "
+                         f"{int(window.sum())} points; choose a window inside 0-{lag_fs[-1]:g} fs with at least 3")
+    (slope, _), cov = np.polyfit(lag_fs[window], msd_A2[window], 1, cov=True)
+    d = slope / 6.0
+    return Diffusion(float(d), float(d * units.A2_PER_FS_CM2_PER_S), float(np.sqrt(cov[0, 0]) / 6.0))
+
+
+def current_autocorrelation(current, max_lag: int) -> np.ndarray:
+    """<J(0) . J(t)> averaged over time origins, for lags 0..max_lag frames (units of J squared)."""
+    j = np.asarray(current, dtype=float).reshape(len(current), -1)
+    n = len(j)
+    if not 0 < max_lag < n:
+        raise InputError(f"current_autocorrelation: max_lag={max_lag} must lie between 1 and {n - 1} frames")
+    return np.array([np.einsum("ti,ti->", j[: n - lag], j[lag:]) / (n - lag) for lag in range(max_lag + 1)])
+
+
+@dataclass(frozen=True)
+class Conductivity:
+    """Green-Kubo ionic conductivity, sigma = 1/(3 V k_B T) int_0^t <J(0).J(t')> dt'.
+
+    Attributes
+    ----------
+    S_per_m : float
+        Conductivity at the end of the integration window.
+    lag_fs, acf, running_S_per_m : ndarray
+        Lags (fs), the current autocorrelation ((e Å/fs)^2) and the running integral (S/m), to check
+        that the integral has reached its plateau.
+    """
+
+    S_per_m: float
+    lag_fs: np.ndarray
+    acf: np.ndarray
+    running_S_per_m: np.ndarray
+
+
+def green_kubo_conductivity(current_e_A_per_fs, *, timestep_fs: float, volume_A3: float, temperature_K: float,
+                            max_lag: int) -> Conductivity:
+    """Ionic conductivity from the total charge current J(t) = sum_i q_i v_i (e Å/fs, shape (n_frames, 3)).
+
+    For a qmml trajectory J is ``(charges[:, :, None] * velocities).sum(axis=1)``; with ML charges that
+    change along the run, the current uses the charges of each frame.
+    """
+    acf = current_autocorrelation(current_e_A_per_fs, max_lag)
+    lag_fs = np.arange(max_lag + 1) * timestep_fs
+    steps = np.diff(lag_fs)
+    running = np.concatenate([[0.0], np.cumsum(0.5 * (acf[1:] + acf[:-1]) * steps)])  # trapezoid, (e Å/fs)^2 fs
+    kT = units.BOLTZMANN_EV_PER_K * temperature_K
+    running_S_per_m = running / (3.0 * volume_A3 * kT) * units.CONDUCTIVITY_S_PER_M
+    return Conductivity(float(running_S_per_m[-1]), lag_fs, acf, running_S_per_m)
