@@ -78,3 +78,32 @@ def test_energy_drift_from_arrays_and_thermo_csv(tmp_path):
     assert energy_drift(thermo=csv, n_atoms=100) == drift
     with pytest.raises(InputError, match="no such thermo file"):
         energy_drift(thermo=tmp_path / "missing.csv", n_atoms=1)
+
+
+def test_hydrogen_bonds_follow_geometry_and_charges():
+    """A water dimer: linear O-H...O at 2.9 Å (one bond), pulled apart (none), bent to 100 degrees (none)."""
+    from qmml.analysis import hydrogen_bonds
+
+    def dimer(separation, bend_deg):
+        donor = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])  # O, H (pointing +x), H
+        b = np.radians(bend_deg)
+        acceptor_o = donor[0] + separation * np.array([np.cos(np.pi - b), np.sin(np.pi - b), 0.0]) \
+            if bend_deg != 180 else np.array([separation, 0.0, 0.0])
+        acceptor = acceptor_o + np.array([[0.0, 0.0, 0.0], [0.3, 0.9, 0.0], [0.3, -0.9, 0.0]])
+        return np.vstack([donor, acceptor])
+
+    frames = np.stack([dimer(2.9, 180), dimer(5.0, 180), dimer(2.9, 100)])
+    u = universe(frames, box=30.0)
+    u.add_TopologyAttr("masses", [16.0, 1.008, 1.008] * 2)
+    tip3p = [-0.834, 0.417, 0.417] * 2
+    result = hydrogen_bonds(u, charges=tip3p)
+    np.testing.assert_array_equal(result.count_by_frame, [1, 0, 0])
+    assert result.table[0, 1:4].astype(int).tolist() == [0, 1, 3]
+    assert result.table[0, 4] == pytest.approx(2.9, abs=1e-3)
+    # the same geometry with the charges of a non-polar molecule has no donors or acceptors
+    assert hydrogen_bonds(u, charges=[-0.1, 0.05, 0.05] * 2).count_by_frame.sum() == 0
+    bare = universe(frames, box=30.0)
+    with pytest.raises(InputError, match="charges"):
+        hydrogen_bonds(bare)
+    explicit = hydrogen_bonds(bare, donors="index 0", hydrogens="index 1 2", acceptors="index 3")
+    np.testing.assert_array_equal(explicit.count_by_frame, [1, 0, 0])

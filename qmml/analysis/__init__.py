@@ -1,13 +1,14 @@
-"""Analysis of qmml runs: energy drift, structure and transport.
+"""Analysis of qmml runs: energy drift, structure (RDF, hydrogen bonds) and transport.
 
 Public units: Å, fs, eV, e, K.  Trajectory analyses take an MDAnalysis Universe (``qmml.load_system``
 keeps one, or ``MDAnalysis.Universe(topology, trajectory)``); array functions take plain arrays.
 """
 
 from .energy import EnergyDrift, energy_drift
+from .hbonds import HydrogenBonds, hydrogen_bonds
 from .structure import radial_distribution
 from .transport import (Conductivity, Diffusion, current_autocorrelation, diffusion_coefficient,
                         green_kubo_conductivity, mean_squared_displacement)
 
-__all__ = ["EnergyDrift", "energy_drift", "radial_distribution", "mean_squared_displacement", "Diffusion",
+__all__ = ["EnergyDrift", "energy_drift", "radial_distribution", "HydrogenBonds", "hydrogen_bonds", "mean_squared_displacement", "Diffusion",
            "diffusion_coefficient", "current_autocorrelation", "Conductivity", "green_kubo_conductivity"]
