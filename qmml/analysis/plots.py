@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..units import FS_PER_PS
+
 
 def _axes(ax):
     if ax is None:
@@ -28,10 +30,10 @@ def plot_rdf(r_A, g, *, label=None, ax=None):
 def plot_msd(lag_fs, msd_A2, diffusion=None, *, fit_from_fs=None, label=None, ax=None):
     """MSD (Å^2) against lag (ps), with the fitted 6 D t line when ``diffusion`` is given."""
     ax = _axes(ax)
-    ax.plot(lag_fs / 1000.0, msd_A2, label=label or "MSD")
+    ax.plot(lag_fs / FS_PER_PS, msd_A2, label=label or "MSD")
     if diffusion is not None:
         start = fit_from_fs or 0.0
-        ax.plot(lag_fs / 1000.0, 6.0 * diffusion.A2_per_fs * (lag_fs - start) + _msd_at(lag_fs, msd_A2, start),
+        ax.plot(lag_fs / FS_PER_PS, 6.0 * diffusion.A2_per_fs * (lag_fs - start) + _msd_at(lag_fs, msd_A2, start),
                 "--", label=f"D = {diffusion.cm2_per_s:.2e} cm²/s")
     ax.set(xlabel="lag time (ps)", ylabel="MSD (Å²)")
     ax.legend()
