@@ -47,23 +47,30 @@ DENSITY_MARGIN_BOHR = 4.0
 GAUSSIAN_POINT_RANGE = 6.0
 
 
-def atom_integrals(mol: gto.Mole, deriv: bool = False) -> list[dict]:
-    """Per atom A, the rows mu on A of <mu|s^n|nu> (n = 0..3, s = r - R_A) and, with ``deriv``,
-    of <mu|s^n|grad nu> (n = 0..2) as arrays (..., 3, n_mu, nao) with the derivative axis before the AOs."""
+def atom_integrals(mol: gto.Mole) -> list[dict]:
+    """Per atom A, the rows mu on A of <mu|s^n|nu> for n = 0..2 (s = r - R_A): what the operator needs."""
     nao = mol.nao
     out = []
     for atom, (_, _, p0, p1) in enumerate(mol.aoslice_by_atom()):
         with mol.with_common_orig(mol.atom_coord(atom)):
-            ints = {0: mol.intor("int1e_ovlp")[p0:p1], 1: mol.intor("int1e_r")[:, p0:p1],
-                    2: mol.intor("int1e_rr").reshape(3, 3, nao, nao)[:, :, p0:p1],
-                    3: mol.intor("int1e_rrr").reshape(3, 3, 3, nao, nao)[:, :, :, p0:p1]}
-            if deriv:
-                ints["d0"] = -mol.intor("int1e_ipovlp")[:, p0:p1]  # <mu|d_x nu> = -<d_x mu|nu>
-                ints["d1"] = mol.intor("int1e_irp").reshape(3, 3, nao, nao)[:, :, p0:p1]
-                ints["d2"] = mol.intor("int1e_irrp").reshape(3, 3, 3, nao, nao)[:, :, :, p0:p1]
-        ints["rows"] = (p0, p1)
-        out.append(ints)
+            out.append({0: mol.intor("int1e_ovlp")[p0:p1], 1: mol.intor("int1e_r")[:, p0:p1],
+                        2: mol.intor("int1e_rr").reshape(3, 3, nao, nao)[:, :, p0:p1], "rows": (p0, p1)})
     return out
+
+
+def add_response_integrals(mol: gto.Mole, ints: list[dict], deriv: bool) -> list[dict]:
+    """Add to `atom_integrals` what the response needs: <mu|s^3|nu> (the octupole estimate) and, with
+    ``deriv``, <mu|s^n|grad nu> for n = 0..2 as arrays (..., 3, n_mu, nao)."""
+    nao = mol.nao
+    for atom, a in enumerate(ints):
+        p0, p1 = a["rows"]
+        with mol.with_common_orig(mol.atom_coord(atom)):
+            a[3] = mol.intor("int1e_rrr").reshape(3, 3, 3, nao, nao)[:, :, :, p0:p1]
+            if deriv:
+                a["d0"] = -mol.intor("int1e_ipovlp")[:, p0:p1]  # <mu|d_x nu> = -<d_x mu|nu>
+                a["d1"] = mol.intor("int1e_irp").reshape(3, 3, nao, nao)[:, :, p0:p1]
+                a["d2"] = mol.intor("int1e_irrp").reshape(3, 3, 3, nao, nao)[:, :, :, p0:p1]
+    return ints
 
 
 def atom_moments(ints: list[dict], dm: np.ndarray) -> list[np.ndarray]:
@@ -167,18 +174,20 @@ def octupole_estimate(expansion: list[np.ndarray], moments: list[np.ndarray]) ->
     return float(-np.einsum("nabc,nabc->", expansion[3], moments[3]) / 6.0)
 
 
+def share_radii(atom_coords: np.ndarray) -> np.ndarray:
+    """Radius a_A about each atom taken to hold its share rho_A: the farthest QM centre + the margin, Bohr."""
+    return np.linalg.norm(atom_coords[:, None] - atom_coords[None], axis=2).max(axis=1) + DENSITY_MARGIN_BOHR
+
+
 def share_sizes(mol: gto.Mole, dm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Q_A = sum_{mu on A, nu} |D_mu,nu| (e) and the radius a_A holding rho_A (Bohr) for each atom."""
-    coords = mol.atom_coords()
     q = np.array([np.abs(dm[p0:p1]).sum() for _, _, p0, p1 in mol.aoslice_by_atom()])
-    span = np.linalg.norm(coords[:, None] - coords[None], axis=2).max(axis=1)
-    return q, span + DENSITY_MARGIN_BOHR
+    return q, share_radii(mol.atom_coords())
 
 
 def expansion_start(atom_coords: np.ndarray, centre: np.ndarray) -> float:
     """Smallest distance from ``centre`` beyond which every site lies outside every atom's share radius, Bohr."""
-    span = np.linalg.norm(atom_coords[:, None] - atom_coords[None], axis=2).max(axis=1)
-    return float(np.max(np.linalg.norm(atom_coords - centre, axis=1) + span)) + DENSITY_MARGIN_BOHR
+    return float(np.max(np.linalg.norm(atom_coords - centre, axis=1) + share_radii(atom_coords)))
 
 
 def error_bound(coords: np.ndarray, charges: np.ndarray, centres: np.ndarray, shares: np.ndarray,

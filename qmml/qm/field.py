@@ -112,7 +112,8 @@ class ExternalField:
         if len(self.far):
             q_far = self.charges[self.far] * (1.0 - self.weight[self.far])
             self._expansion = far_field.local_expansions(self.coords[self.far], q_far, self.mol.atom_coords())
-            h = h + far_field.operator(far_field.atom_integrals(self.mol), self._expansion, self.mol.nao)
+            self._atom_ints = far_field.atom_integrals(self.mol)
+            h = h + far_field.operator(self._atom_ints, self._expansion, self.mol.nao)
         return h
 
     def response(self, dm: np.ndarray, deriv: bool = True) -> FieldResponse:
@@ -137,7 +138,7 @@ class ExternalField:
                                                  "error_estimate": 0.0, "error_bound": 0.0}
         if len(far):
             atoms = nuc_coords
-            ints = far_field.atom_integrals(mol, deriv=deriv)
+            ints = far_field.add_response_integrals(mol, self._atom_ints, deriv)
             moments = far_field.atom_moments(ints, dm)
             q_far = q[far] * (1.0 - self.weight[far])
             phi_far = np.zeros(n)
