@@ -171,7 +171,7 @@ def main():
     rows = []
     for method in args.methods:
         qmml_cold(method, args.device, geometries[0], None, None)  # warm-up: the first step of a process is slow
-        gas, t_gas, m_gas, _ = qmml_run(method, args.device, geometries, None, None)
+        gas, t_gas, _, _ = qmml_run(method, args.device, geometries, None, None)
         gas_cold, t_gas_cold, _ = qmml_cold(method, args.device, geometries[-1], None, None)
         print(f"{method} gas phase: cold {t_gas_cold:.2f} s ({gas_cold.scf_cycles} cycles), "
               f"MD {t_gas:.2f} s ({gas.scf_cycles} cycles)", flush=True)

@@ -43,7 +43,7 @@ def main():
         gas, t_gas, _, _ = qmml_run(method, "gpu", geometries, None, None)
         for n in args.sizes:
             xyz, q = water_charges(n, geometries[0].mean(axis=0))
-            gpu, t_gpu, mem_gpu, _ = qmml_run(method, "gpu", geometries, xyz, q)
+            gpu, t_gpu, _, _ = qmml_run(method, "gpu", geometries, xyz, q)
             far, t_far, _, _ = qmml_run(method, "gpu", geometries, xyz, q, args.far_field_A)
             row = dict(method=method, n=len(q), gpu=t_gpu, far=t_far, gas=t_gas, cycles=gpu.scf_cycles,
                        far_dE=abs(far.energy - gpu.energy) / units.HARTREE_EV)
