@@ -9,17 +9,21 @@ __version__ = "0.1.0"  # before the imports: submodules record it in files they 
 from .environments import FixedCharges
 from .errors import InputError, PartitionError, QmmlError, SCFConvergenceError
 from .hamiltonian import Hamiltonian, Result
-from .md import Langevin, MultipleTimeStep, Simulation, ThermoLog, TrajectoryWriter, VelocityVerlet
+from .md import (CollectiveVariableLog, Langevin, MultipleTimeStep, Simulation, ThermoLog, TrajectoryWriter,
+                 VelocityVerlet)
 from .ml import EnvironmentModel, MLPotential, load_model
 from .reference import MLReference
 from .partition import Partition, partition
-from .qm import PySCFEngine
+from .optimization import Optimization, optimize
+from .qm import PySCFEngine, QMPotential
+from .restraints import HarmonicRestraint, Restrained
 from .system import System, load_system
 
 
 __all__ = [
-    "System", "load_system", "Partition", "partition", "PySCFEngine", "FixedCharges", "Hamiltonian", "Result",
+    "System", "load_system", "Partition", "partition", "PySCFEngine", "QMPotential", "FixedCharges", "Hamiltonian", "Result",
     "EnvironmentModel", "MLPotential", "MLReference", "load_model",
     "Simulation", "VelocityVerlet", "Langevin", "MultipleTimeStep", "ThermoLog", "TrajectoryWriter",
+    "CollectiveVariableLog", "optimize", "Optimization", "Restrained", "HarmonicRestraint",
     "QmmlError", "InputError", "PartitionError", "SCFConvergenceError",
 ]

@@ -3,10 +3,10 @@
 from .checkpoint import read_checkpoint, write_checkpoint
 from .integrators import Langevin, MultipleTimeStep, VelocityVerlet
 from .plot import plot_thermo, read_thermo
-from .reporters import ThermoLog, TrajectoryWriter
+from .reporters import CollectiveVariableLog, ThermoLog, TrajectoryWriter
 from .simulation import Simulation
 from .state import MDState, kinetic_energy, maxwell_boltzmann, temperature
 
-__all__ = ["MDState", "VelocityVerlet", "Langevin", "MultipleTimeStep", "Simulation", "ThermoLog",
+__all__ = ["MDState", "VelocityVerlet", "Langevin", "MultipleTimeStep", "Simulation", "ThermoLog", "CollectiveVariableLog",
            "TrajectoryWriter", "read_checkpoint", "write_checkpoint", "plot_thermo", "read_thermo",
            "kinetic_energy", "maxwell_boltzmann", "temperature"]

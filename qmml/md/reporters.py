@@ -7,6 +7,8 @@ half-written frames.  A fresh run never overwrites an existing file.
 
 * `ThermoLog`: CSV, one row per report, units in the column names; a plot of energies and
   temperature at the end.
+* `CollectiveVariableLog`: CSV of collective variables (distances, ...) and the restraint energy,
+  the input of umbrella-sampling analyses.
 * `TrajectoryWriter`: extended XYZ (region and charges per atom by default), or DCD/XTC through
   MDAnalysis.
 """
@@ -115,6 +117,37 @@ class ThermoLog(Reporter):
             from .plot import plot_thermo
 
             plot_thermo(self.path, self.path.with_suffix(".png"))
+
+
+class CollectiveVariableLog(Reporter):
+    """CSV of collective variables along a run: step, time (fs), one column per variable (named
+    ``<name>_A`` for distance-like variables, Å) and the restraint energy (eV, 0 without restraints).
+
+    Parameters
+    ----------
+    path : path
+    variables : sequence of collective variables
+        E.g. `qmml.colvars.DistanceDifference`; their ``name`` attributes must differ.
+    every : int
+    """
+
+    def __init__(self, path, variables, every: int = 1):
+        super().__init__(path, every)
+        self.variables = list(variables)
+        names = [v.name for v in self.variables]
+        if not names or len(set(names)) != len(names):
+            raise InputError(f"CollectiveVariableLog: give at least one variable, with distinct names (got {names})")
+
+    def _header(self, simulation) -> None:
+        self.handle.write(",".join(["step", "time_fs", *(f"{v.name}_A" for v in self.variables),
+                                    "restraint_eV"]) + "\n")
+
+    def report(self, simulation, state) -> None:
+        values = [v.value(state.positions) for v in self.variables]
+        bias = getattr(state.result, "details", {}).get("restraint_energy", 0.0)
+        self.handle.write(f"{state.step},{state.time_fs:.6f}," + ",".join(f"{v:.8f}" for v in values)
+                          + f",{bias:.10f}\n")
+        self.handle.flush()
 
 
 class TrajectoryWriter(Reporter):

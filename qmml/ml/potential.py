@@ -7,7 +7,7 @@ the model was trained (`EnvironmentModel.charge_groups`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,7 @@ class PotentialResult:
     forces: np.ndarray | None
     charges: np.ndarray
     energy_std: float = 0.0
+    details: dict = field(default_factory=dict)
 
 
 def charge_groups(model, molecules, topology_charges, total_charge: float):

@@ -1,5 +1,6 @@
 """The quantum region: PySCF engine and embedding integrals."""
 
 from .engine import PySCFEngine, QMResult
+from .potential import QMPotential, QMPotentialResult
 
-__all__ = ["PySCFEngine", "QMResult"]
+__all__ = ["PySCFEngine", "QMResult", "QMPotential", "QMPotentialResult"]
