@@ -1,5 +1,7 @@
 """Analysis functions on constructed trajectories with known answers."""
 
+import importlib.util
+
 import MDAnalysis as mda
 import numpy as np
 import pytest
@@ -33,6 +35,9 @@ def test_random_walk_gives_its_diffusion_coefficient():
     plot_msd(lag, msd, d, fit_from_fs=20)
     with pytest.raises(InputError, match="fit window"):
         diffusion_coefficient(lag, msd, fit_from_fs=5000, fit_to_fs=6000)
+    if importlib.util.find_spec("tidynamics") is not None:  # the FFT path (analysis extra) agrees
+        np.testing.assert_allclose(mean_squared_displacement(u, fft=True)[1], mean_squared_displacement(u, fft=False)[1],
+                                   rtol=1e-4, atol=1e-8)
 
 
 def test_ideal_gas_rdf_is_one():
@@ -107,3 +112,36 @@ def test_hydrogen_bonds_follow_geometry_and_charges():
         hydrogen_bonds(bare)
     explicit = hydrogen_bonds(bare, donors="index 0", hydrogens="index 1 2", acceptors="index 3")
     np.testing.assert_array_equal(explicit.count_by_frame, [1, 0, 0])
+
+
+def test_umbrella_sampling_recovers_a_known_double_well():
+    """Exact samples of each biased window of U(s) = 0.25 eV (s^2 - 1)^2 (s in Å): MBAR gives U back."""
+    pytest.importorskip("pymbar")
+    from qmml.analysis import umbrella_free_energy
+
+    rng = np.random.default_rng(7)
+    kT = units.BOLTZMANN_EV_PER_K * 300.0
+    grid = np.linspace(-2.2, 2.2, 20001)
+    well = 0.25 * (grid**2 - 1.0) ** 2
+    centres, k = np.linspace(-1.6, 1.6, 17), 2.0
+    samples = []
+    for c in centres:
+        p = np.exp(-(well + 0.5 * k * (grid - c) ** 2 - (well + 0.5 * k * (grid - c) ** 2).min()) / kT)
+        cdf = np.cumsum(p) / p.sum()
+        samples.append(np.interp(rng.uniform(size=3000), cdf, grid))
+    edges = np.linspace(-1.5, 1.5, 31)
+    profile = umbrella_free_energy(samples, centres, k, temperature_K=300.0, bins=edges)
+    # a histogram estimates -kT ln of the Boltzmann factor averaged over each bin
+    exact = np.array([-kT * np.log(np.mean(np.exp(-0.25 * (np.linspace(a, b, 201) ** 2 - 1.0) ** 2 / kT)))
+                      for a, b in zip(edges[:-1], edges[1:])])
+    exact -= exact.min()
+    np.testing.assert_allclose(profile.free_energy_eV, exact, atol=0.01)  # the barrier is 0.25 eV
+    assert np.all(profile.uncertainty_eV < 0.01) and np.all(profile.samples_per_bin > 0)
+    # a wrong temperature gives a visibly wrong profile: the check can fail
+    wrong = umbrella_free_energy(samples, centres, k, temperature_K=600.0, bins=edges)
+    assert np.abs(wrong.free_energy_eV - exact).max() > 0.05
+    from qmml.analysis.plots import plot_free_energy
+
+    plot_free_energy(profile)
+    with pytest.raises(InputError, match="2 windows of samples but 3 centres"):
+        umbrella_free_energy(samples[:2], centres[:3], k, temperature_K=300.0)

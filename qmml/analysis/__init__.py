@@ -5,10 +5,11 @@ keeps one, or ``MDAnalysis.Universe(topology, trajectory)``); array functions ta
 """
 
 from .energy import EnergyDrift, energy_drift
+from .free_energy import FreeEnergyProfile, umbrella_free_energy
 from .hbonds import HydrogenBonds, hydrogen_bonds
 from .structure import radial_distribution
 from .transport import (Conductivity, Diffusion, current_autocorrelation, diffusion_coefficient,
                         green_kubo_conductivity, mean_squared_displacement)
 
-__all__ = ["EnergyDrift", "energy_drift", "radial_distribution", "HydrogenBonds", "hydrogen_bonds", "mean_squared_displacement", "Diffusion",
+__all__ = ["EnergyDrift", "energy_drift", "FreeEnergyProfile", "umbrella_free_energy", "radial_distribution", "HydrogenBonds", "hydrogen_bonds", "mean_squared_displacement", "Diffusion",
            "diffusion_coefficient", "current_autocorrelation", "Conductivity", "green_kubo_conductivity"]

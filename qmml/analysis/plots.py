@@ -55,3 +55,14 @@ def plot_conductivity(result, *, ax=None):
     twin.plot(result.lag_fs, result.running_S_per_m, color="C1")
     twin.set_ylabel("running σ (S/m)", color="C1")
     return ax
+
+
+def plot_free_energy(profile, *, label="free energy", xlabel="collective variable (Å)", ax=None):
+    """A `FreeEnergyProfile` (eV) with its one-standard-error band against the variable (Å)."""
+    ax = _axes(ax)
+    line, = ax.plot(profile.bin_centres, profile.free_energy_eV, label=label)
+    ax.fill_between(profile.bin_centres, profile.free_energy_eV - profile.uncertainty_eV,
+                    profile.free_energy_eV + profile.uncertainty_eV, color=line.get_color(), alpha=0.25, lw=0)
+    ax.set(xlabel=xlabel, ylabel="energy (eV)")
+    ax.legend()
+    return ax

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,10 +11,13 @@ from .. import units
 from ..errors import InputError
 
 
-def mean_squared_displacement(universe, select: str = "all", *, timestep_fs: float | None = None):
+def mean_squared_displacement(universe, select: str = "all", *, timestep_fs: float | None = None,
+                              fft: bool | None = None):
     """Einstein MSD of a selection (MDAnalysis ``EinsteinMSD``), averaged over atoms and time origins.
 
-    Positions must be unwrapped (continuous across periodic boundaries).
+    Positions must be unwrapped (continuous across periodic boundaries).  ``fft`` uses the O(N log N)
+    algorithm through tidynamics (``pip install 'qmml[analysis]'``); the default uses it when
+    tidynamics is installed, the direct O(N^2) sum otherwise (same result).
 
     Returns
     -------
@@ -26,7 +30,11 @@ def mean_squared_displacement(universe, select: str = "all", *, timestep_fs: flo
 
     if len(universe.select_atoms(select)) == 0:
         raise InputError(f"mean_squared_displacement: selection {select!r} matches no atoms")
-    msd = EinsteinMSD(universe, select=select, msd_type="xyz", fft=False).run()
+    if fft is None:
+        fft = importlib.util.find_spec("tidynamics") is not None
+    elif fft and importlib.util.find_spec("tidynamics") is None:
+        raise InputError("mean_squared_displacement(fft=True) needs tidynamics: pip install 'qmml[analysis]'")
+    msd = EinsteinMSD(universe, select=select, msd_type="xyz", fft=bool(fft)).run()
     dt_fs = timestep_fs if timestep_fs is not None else universe.trajectory.dt * units.FS_PER_PS
     lag_fs = np.arange(msd.n_frames) * dt_fs
     return lag_fs, np.asarray(msd.results.timeseries)
