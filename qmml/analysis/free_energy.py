@@ -8,6 +8,7 @@ WHAM.  Needs ``pip install 'qmml[tutorials]'`` (pymbar).  Units: Å, eV, K.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,9 @@ def umbrella_free_energy(samples, centres, force_constants, *, temperature_K: fl
     -------
     FreeEnergyProfile
     """
+    pymbar_log = logging.getLogger("pymbar")
+    if pymbar_log.level == logging.NOTSET:  # its import banners (JAX, timeseries caveats) are not the user's concern
+        pymbar_log.setLevel(logging.ERROR)
     try:
         import pymbar
         from pymbar import timeseries

@@ -60,7 +60,7 @@ def plot_conductivity(result, *, ax=None):
 def plot_free_energy(profile, *, label="free energy", xlabel="collective variable (Å)", ax=None):
     """A `FreeEnergyProfile` (eV) with its one-standard-error band against the variable (Å)."""
     ax = _axes(ax)
-    line, = ax.plot(profile.bin_centres, profile.free_energy_eV, label=label)
+    line, = ax.plot(profile.bin_centres, profile.free_energy_eV, ".-", label=label)  # dots: bins between gaps
     ax.fill_between(profile.bin_centres, profile.free_energy_eV - profile.uncertainty_eV,
                     profile.free_energy_eV + profile.uncertainty_eV, color=line.get_color(), alpha=0.25, lw=0)
     ax.set(xlabel=xlabel, ylabel="energy (eV)")
