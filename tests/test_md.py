@@ -207,6 +207,10 @@ def test_bad_checkpoint_is_one_clear_error(tmp_path):
 
 
 def test_thermo_log_has_units_in_its_header_and_a_plot(water_model, tmp_path):
+    import matplotlib
+
+    backend = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands in for a notebook's inline backend: writing the plot must not replace it
     ham = qmml_water(water_model)
     qmml.Simulation(ham, qmml.VelocityVerlet(0.5), reporters=[qmml.ThermoLog(tmp_path / "t.csv")],
                     temperature_K=300, progress=False).run(3)
@@ -214,6 +218,8 @@ def test_thermo_log_has_units_in_its_header_and_a_plot(water_model, tmp_path):
     assert header.startswith("step,time_fs,potential_eV,kinetic_eV,total_eV,temperature_K,conserved_eV,scf_cycles")
     assert len(read_thermo(tmp_path / "t.csv")["step"]) == 4
     assert (tmp_path / "t.png").stat().st_size > 1000
+    assert matplotlib.get_backend() == "svg"
+    matplotlib.use(backend)
 
 
 def test_thermostat_noise_is_independent_of_the_initial_velocities(water_model):

@@ -7,10 +7,7 @@ from ..units import FS_PER_PS
 
 def _axes(ax):
     if ax is None:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # whatever backend the session has (headless ones need no display)
 
         _, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
     return ax

@@ -15,14 +15,12 @@ def read_thermo(path) -> dict[str, np.ndarray]:
 
 def plot_thermo(csv_path, png_path) -> Path:
     """Energies relative to their start (eV) and temperature (K) against time (fs); returns the PNG path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) stays
 
     log = read_thermo(csv_path)
     t = log["time_fs"]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    fig = Figure(figsize=(7, 6))
+    top, bottom = fig.subplots(2, 1, sharex=True)
     for name, label in (("potential_eV", "potential"), ("total_eV", "total"), ("conserved_eV", "conserved")):
         if len(log[name]):
             top.plot(t, log[name] - log[name][0], label=label)
@@ -34,5 +32,4 @@ def plot_thermo(csv_path, png_path) -> Path:
     fig.tight_layout()
     png_path = Path(png_path)
     fig.savefig(png_path, dpi=100)
-    plt.close(fig)
     return png_path

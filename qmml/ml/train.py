@@ -267,12 +267,10 @@ def _write_history(history, path):
 
 def plot_learning_curve(history, path):
     """Training and validation loss per epoch (log scale), one line per committee member."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) stays
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    axes = fig.subplots(1, 2)
     for m in sorted({h["member"] for h in history}):
         rows = [h for h in history if h["member"] == m]
         ep = [h["epoch"] for h in rows]
@@ -284,4 +282,3 @@ def plot_learning_curve(history, path):
     axes[1].set_xlabel("epoch"), axes[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
