@@ -1,4 +1,4 @@
-"""The test suite executes every notebook here (nbmake) with the fast settings.
+"""The test suite executes every notebook in tutorials/ (nbmake) with the fast settings.
 
 Each notebook reads ``QMML_TUTORIAL_FAST``; the kernels nbmake starts inherit this process's environment.
 Export ``QMML_TUTORIAL_FAST=0`` to run the full settings under pytest instead.
