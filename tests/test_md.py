@@ -155,6 +155,17 @@ def test_restart_reproduces_the_uninterrupted_run(water_model, tmp_path):
     assert frames[0].shape == (9, 18, 3) and np.array_equal(frames[0], frames[1])
 
 
+def test_a_second_run_call_continues_the_output_of_the_first(water_model, tmp_path):
+    whole = langevin_run(water_model, tmp_path, "whole", 25)
+    twice = langevin_run(water_model, tmp_path, "twice", 13).run(12)
+    assert twice.state.step == 25
+    assert np.abs(whole.state.positions - twice.state.positions).max() < 1e-10
+    assert_same_extxyz(tmp_path / "whole/traj.extxyz", tmp_path / "twice/traj.extxyz")
+    a, b = (thermo_without_wall(tmp_path / f"{r}/thermo.csv") for r in ("whole", "twice"))
+    assert a.shape == b.shape == (9, 26) and np.abs(a - b).max() < 1e-8
+    assert (tmp_path / "whole/traj.dcd").read_bytes() == (tmp_path / "twice/traj.dcd").read_bytes()
+
+
 def test_multiple_time_step_restart_continues_exactly(water_model, tmp_path):
     def make():
         ham = qmml_water(water_model)

@@ -141,7 +141,9 @@ class Simulation:
 
     # -- running --------------------------------------------------------------------------
     def run(self, n_steps: int) -> "Simulation":
-        """Advance ``n_steps`` steps (fewer if stopped by SIGTERM or the stop file); returns self."""
+        """Advance ``n_steps`` steps (fewer if stopped by SIGTERM or the stop file); returns self.
+
+        Calling it again continues the run: reporters append to their files."""
         from tqdm.auto import tqdm
 
         resume, self._resume = self._resume, None
@@ -185,6 +187,9 @@ class Simulation:
             bar.close()
             if previous_handler is not None:
                 signal.signal(signal.SIGTERM, previous_handler)
+            # a further run() continues these files where this one ended, as a restart would
+            self._resume = {self._key(r): r.bookmark() for r in self.reporters
+                            if r.handle is not None or getattr(r, "binary", False)}
             for reporter in self.reporters:
                 reporter.finish(self)
         return self

@@ -2,10 +2,15 @@
 
 Folder map: `neighbours` (cell lists), `model` (descriptor, networks, charges, predictions),
 `dataset` (storage), `labelling` (PySCF and GFN2-xTB reference data), `train`, `io` (model files),
-`committee` (per-structure committee spread and error).
+`committee` (per-structure committee spread and error), `uncertainty` (committee spread of a running
+simulation), `cutout` (capped clusters around flagged atoms), `active` (active learning during
+dynamics), `adversarial` (uncertainty-maximizing displacements).
 """
 
+from .active import ActiveLearning, PySCFReference, Thresholds, XTBReference, label_clusters
+from .adversarial import AdversarialResult, adversarial_attack
 from .committee import committee_spread, predict_frames
+from .cutout import Cluster, cut_out
 from .dataset import Dataset, Frame
 from .io import ModelFileError, load_model, read_header, save_model
 from .labelling import Label, PySCFLabeller, XTBLabeller, esp_grid, molecules_from_distances, resp_charges
@@ -13,7 +18,10 @@ from .model import EnvironmentModel, Prediction
 from .neighbours import neighbour_list
 from .potential import MLPotential, PotentialResult
 from .train import TrainingOptions, evaluate, train
+from .uncertainty import Uncertainty, committee_uncertainty
 
 __all__ = ["Dataset", "Frame", "EnvironmentModel", "Prediction", "MLPotential", "PotentialResult", "neighbour_list", "load_model", "save_model",
            "read_header", "ModelFileError", "Label", "PySCFLabeller", "XTBLabeller", "esp_grid", "resp_charges",
-           "molecules_from_distances", "TrainingOptions", "train", "evaluate", "committee_spread", "predict_frames"]
+           "molecules_from_distances", "TrainingOptions", "train", "evaluate", "committee_spread", "predict_frames",
+           "ActiveLearning", "Thresholds", "XTBReference", "PySCFReference", "label_clusters", "Cluster", "cut_out",
+           "Uncertainty", "committee_uncertainty", "AdversarialResult", "adversarial_attack"]

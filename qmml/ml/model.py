@@ -150,6 +150,9 @@ class Prediction:
     energy_std, charges_std, forces_std
         Committee standard deviations (forces_std only with ``uncertainty=True``); zero for one member.
     member_energies : ndarray (n_members,)
+    member_charges : ndarray (n_members, n)
+        Each member's conserved charges, e (for the spread of quantities linear in the charges, such
+        as the embedding energy sum_j phi_j q_j).
     """
 
     energy: float
@@ -159,6 +162,7 @@ class Prediction:
     charges_std: np.ndarray
     forces_std: np.ndarray | None
     member_energies: np.ndarray
+    member_charges: np.ndarray | None = None
 
 
 class EnvironmentModel(nn.Module):
@@ -445,4 +449,5 @@ class EnvironmentModel(nn.Module):
         q_np = charges.detach().cpu().numpy().astype(np.float64)
         return Prediction(
             energy=float(m_e.mean()), charges=q_np.mean(0), forces=result_forces, energy_std=float(m_e.std()),
-            charges_std=q_np.std(0), forces_std=result_std if uncertainty else None, member_energies=m_e)
+            charges_std=q_np.std(0), forces_std=result_std if uncertainty else None, member_energies=m_e,
+            member_charges=q_np)

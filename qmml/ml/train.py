@@ -11,6 +11,7 @@ Neighbour lists of the (fixed) training structures are built once.
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import math
@@ -88,9 +89,12 @@ class _Batch:
         self.coulomb_pairs = (torch.cat(ci), torch.cat(cj), torch.cat(cs).to(dtype)) if ci else None
 
 
-def _member_forward(model: EnvironmentModel, member_index: int, batch: _Batch, create_graph: bool):
-    """Energies (frames), forces and conserved charges of one member on a batch (differentiable)."""
-    x = batch.positions.clone().requires_grad_(True)
+def _member_forward(model: EnvironmentModel, member_index: int, batch: _Batch, create_graph: bool, positions=None):
+    """Energies (frames), forces and conserved charges of one member on a batch (differentiable).
+
+    ``positions`` (a tensor that requires grad) replaces the batch's own, so that quantities built
+    from the forces can be differentiated with respect to it (adversarial sampling)."""
+    x = batch.positions.clone().requires_grad_(True) if positions is None else positions
     e_atom, raw = model.atomic_terms(batch.species, x, batch.i, batch.j, batch.shifts, 0, len(x),
                                      members=[member_index])
     q = model.conserve(raw, batch.species, batch.groups, batch.group_charges, members=[member_index])[0]
@@ -158,7 +162,7 @@ def evaluate(model: EnvironmentModel, dataset: Dataset, *, batch_size: int = 32)
 
 
 def train(train_set: Dataset, options: TrainingOptions | None = None, *, validation_set: Dataset | None = None,
-          history_path=None, plot_path=None) -> EnvironmentModel:
+          history_path=None, plot_path=None, initial: EnvironmentModel | None = None) -> EnvironmentModel:
     """Fit an `EnvironmentModel` to ``train_set``.
 
     Parameters
@@ -169,6 +173,11 @@ def train(train_set: Dataset, options: TrainingOptions | None = None, *, validat
         Default: ``options.validation_fraction`` of ``train_set``, held out at random.
     history_path, plot_path : path, optional
         CSV of the per-epoch losses and a PNG learning curve.
+    initial : EnvironmentModel, optional
+        Continue training a copy of this model (its architecture and committee size; the options'
+        architecture fields are ignored) instead of starting from random weights: retraining after
+        new data arrives (active learning) then costs a fraction of a fresh fit.  ``initial`` itself
+        is left unchanged.
 
     Returns
     -------
@@ -182,10 +191,15 @@ def train(train_set: Dataset, options: TrainingOptions | None = None, *, validat
                                                     seed=opts.seed)
     torch.manual_seed(opts.seed)
     elements = sorted(set(train_set.elements) | set(validation_set.elements))
-    model = EnvironmentModel(elements, cutoff=opts.cutoff, n_radial=opts.n_radial, n_channels=opts.n_channels,
-                             hidden=opts.hidden, n_members=opts.n_members, coulomb_cutoff=opts.coulomb_cutoff,
-                             charge_groups=opts.charge_groups)
+    if initial is None:
+        model = EnvironmentModel(elements, cutoff=opts.cutoff, n_radial=opts.n_radial, n_channels=opts.n_channels,
+                                 hidden=opts.hidden, n_members=opts.n_members, coulomb_cutoff=opts.coulomb_cutoff,
+                                 charge_groups=opts.charge_groups)
+    else:
+        initial.species(elements)  # clear error if the new data holds elements the model does not know
+        model = copy.deepcopy(initial)
     model = model.to(dtype)
+    n_members = len(model.members)
     rng = np.random.default_rng(opts.seed)
 
     def batches_of(ds, order):
@@ -195,11 +209,12 @@ def train(train_set: Dataset, options: TrainingOptions | None = None, *, validat
     val_batches = batches_of(validation_set, np.arange(len(validation_set)))
     history = []
     start = time.time()
-    for m in range(opts.n_members):
+    for m in range(n_members):
         member = model.members[m]
         order = rng.permutation(len(train_set))
         train_batches = batches_of(train_set, order)  # fixed batch composition, shuffled order per epoch
-        _initialize(model, member, train_batches, train_set, rng)
+        if initial is None:
+            _initialize(model, member, train_batches, train_set, rng)
         params = list(member.parameters())
         optimizer = torch.optim.Adam(params, lr=opts.learning_rate)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(2, opts.patience // 3))
@@ -208,7 +223,7 @@ def train(train_set: Dataset, options: TrainingOptions | None = None, *, validat
         bar = None
         if opts.progress:
             from tqdm.auto import tqdm
-            bar = tqdm(epochs, desc=f"member {m + 1}/{opts.n_members}", unit="epoch")
+            bar = tqdm(epochs, desc=f"member {m + 1}/{n_members}", unit="epoch")
             epochs = bar
         for epoch in epochs:
             member.train()
@@ -241,7 +256,7 @@ def train(train_set: Dataset, options: TrainingOptions | None = None, *, validat
             else:
                 stale += 1
             out_of_time = opts.max_minutes is not None and \
-                (time.time() - start) / 60 > opts.max_minutes * (m + 1) / opts.n_members
+                (time.time() - start) / 60 > opts.max_minutes * (m + 1) / n_members
             if stale >= opts.patience or optimizer.param_groups[0]["lr"] < 1e-6 or out_of_time:
                 break
         if bar is not None:

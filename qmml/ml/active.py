@@ -1,0 +1,288 @@
+"""Active learning during dynamics: label what the committee is unsure about, retrain, continue.
+
+`ActiveLearning` drives a `Simulation` whose potential holds a committee (an `MLPotential`, or a
+QM/ML `Hamiltonian` with an ML environment).  Every ``check_every`` steps it measures the committee
+spread (`qmml.ml.uncertainty`: per-atom forces, per-atom charges, and the embedding energy
+sum_j phi_j q~_j); above a threshold the structure around the flagged atoms is cut out and capped
+(`qmml.ml.cutout`) and queued.  When ``batch_size`` structures are queued, or at the end of every
+segment of ``segment_steps``, the queue is labelled with the reference method (in parallel through
+any `concurrent.futures.Executor`), added to the dataset, and the committee is retrained from its
+current weights; the new model replaces the old one in the running potential and the dynamics
+continue from the same state (positions, velocities, random-number state).
+
+Every round writes the dataset and the model, numbered, into ``directory``, and a CSV of the
+spreads at every check, so a crash loses at most one round's labels.
+
+Units: Å, eV, eV/Å, e, fs.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .cutout import Cluster, cut_out, minimum_image
+from .dataset import Dataset
+from .labelling import Label, PySCFLabeller, XTBLabeller
+from .train import TrainingOptions, evaluate, train
+from .uncertainty import committee_uncertainty, model_holder
+
+log = logging.getLogger(__name__)
+
+
+# -- reference methods for cut-out clusters (picklable, so they run in worker processes) ----------
+@dataclass(frozen=True)
+class XTBReference:
+    """GFN2-xTB (or GFN1-xTB) labels of a `Cluster` through tblite: energy, forces, Mulliken charges."""
+
+    method: str = "GFN2-xTB"
+    accuracy: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} (tblite), Mulliken charges"
+
+    def __call__(self, cluster: Cluster) -> Label:
+        return XTBLabeller(cluster.elements, charge=cluster.charge, method=self.method,
+                           accuracy=self.accuracy)(cluster.positions)
+
+
+@dataclass(frozen=True)
+class PySCFReference:
+    """HF/DFT labels of a `Cluster` through PySCF: energy, forces, RESP charges per molecule."""
+
+    method: str = "b3lyp"
+    basis: str = "6-31g*"
+    options: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}/{self.basis} (PySCF), RESP charges"
+
+    def __call__(self, cluster: Cluster) -> Label:
+        return PySCFLabeller(self.method, self.basis, **self.options)(
+            cluster.elements, cluster.positions, charge=cluster.charge, molecule=cluster.molecule,
+            molecule_charges=cluster.molecule_charges)
+
+
+def label_clusters(reference, clusters, *, executor=None, progress: bool = False) -> list[Label]:
+    """Labels of ``clusters`` by ``reference``, in order; through ``executor`` when given."""
+    if executor is None:
+        return [reference(c) for c in clusters]
+    from ..parallel import map_tasks
+
+    return map_tasks(reference, clusters, executor=executor, progress=progress)
+
+
+# -- the driver ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Thresholds:
+    """Committee spreads above which a structure is labelled.
+
+    Attributes
+    ----------
+    force_eV_A : float
+        Per-atom force spread |sigma_F,i|, eV/Å.  About 3x the model's validation force error is a
+        common choice: spreads below it are noise.
+    charge_e : float
+        Per-atom charge spread, e.
+    embedding_eV : float
+        Spread of the embedding energy sum_j phi_j q~_j, eV (QM/ML runs); the cut-out is then taken
+        around the QM region.
+    """
+
+    force_eV_A: float = 0.3
+    charge_e: float = 0.05
+    embedding_eV: float = 0.05
+
+
+_LOG_COLUMNS = ("step", "time_fs", "max_force_std_eV_A", "max_charge_std_e", "embedding_std_eV", "flagged_atoms",
+                "queued", "round")
+
+
+class ActiveLearning:
+    """Run dynamics, label uncertain structures, retrain the committee, continue.
+
+    Parameters
+    ----------
+    simulation : Simulation
+        Its potential holds the committee (`MLPotential`, or a `Hamiltonian` with an ML environment,
+        possibly `Restrained`).
+    reference : callable
+        ``reference(cluster) -> Label``, e.g. `XTBReference()` or `PySCFReference("b3lyp", "6-31g*")`;
+        use the method the model was trained on.
+    dataset : Dataset
+        The model's training data; labelled clusters are added to a copy of it.
+    directory : path
+        New (or empty) folder for ``uncertainty.csv``, ``dataset_roundNN.npz`` and
+        ``model_roundNN.pt``.
+    thresholds : Thresholds
+    check_every : int
+        Steps between uncertainty checks (each costs one committee evaluation with per-member forces).
+    batch_size : int
+        Queued structures that trigger labelling and retraining at once (in place).
+    segment_steps : int, optional
+        Also label and retrain whatever is queued every ``segment_steps`` steps.
+    radius_A : float, optional
+        Cut-out radius around flagged atoms, Å; default the model's cutoff.
+    training : TrainingOptions, optional
+        Retraining options (the architecture comes from the current model); default 60 epochs at
+        most with patience 15.
+    executor : concurrent.futures.Executor, optional
+        Runs the labelling jobs (see `qmml.parallel`); default serial.
+    max_rounds : int, optional
+        Stop retraining after this many rounds (the dynamics go on with the last model).
+    """
+
+    def __init__(self, simulation, reference, dataset: Dataset, directory, *, thresholds: Thresholds | None = None,
+                 check_every: int = 10, batch_size: int = 4, segment_steps: int | None = None,
+                 radius_A: float | None = None, training: TrainingOptions | None = None, executor=None,
+                 max_rounds: int | None = None):
+        self.simulation = simulation
+        self.holder = model_holder(simulation.potential)
+        if len(self.holder.model.members) < 2:
+            raise InputError("active learning needs a committee (two or more members) to measure uncertainty")
+        if not callable(reference):
+            raise InputError(f"reference={reference!r} is not callable: use XTBReference() or PySCFReference(...)")
+        for name, value in (("check_every", check_every), ("batch_size", batch_size)):
+            if int(value) < 1:
+                raise InputError(f"{name}={value} must be 1 or more")
+        if segment_steps is not None and int(segment_steps) < 1:
+            raise InputError(f"segment_steps={segment_steps} must be 1 or more steps (or None)")
+        self.directory = Path(directory)
+        if self.directory.exists() and any(self.directory.iterdir()):
+            raise InputError(f"{self.directory} is not empty and nothing in it is overwritten; choose a new folder")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.reference = reference
+        self.dataset = Dataset(list(dataset.frames), dict(dataset.metadata))
+        self.thresholds = thresholds or Thresholds()
+        self.check_every, self.batch_size = int(check_every), int(batch_size)
+        self.segment_steps = None if segment_steps is None else int(segment_steps)
+        self.radius_A = float(radius_A) if radius_A is not None else self.holder.model.cutoff
+        self.training = training or TrainingOptions(max_epochs=60, patience=15, progress=False)
+        self.executor = executor
+        self.max_rounds = max_rounds
+        self.queue: list[tuple[int, Cluster]] = []
+        self.rounds: list[dict] = []
+        self.checks: list[dict] = []
+        self._log_path = self.directory / "uncertainty.csv"
+        with open(self._log_path, "w", newline="") as fh:
+            csv.writer(fh).writerow(_LOG_COLUMNS)
+
+    # -- one check -----------------------------------------------------------------------
+    def check(self) -> dict:
+        """Measure the committee spread at the current state and queue a cut-out if it is too large."""
+        sim = self.simulation
+        state = sim.state
+        u = committee_uncertainty(sim.potential, state.positions, state.result)
+        t = self.thresholds
+        excess = np.maximum(u.force_std / t.force_eV_A, u.charge_std / t.charge_e)
+        flagged = np.flatnonzero(excess > 1)
+        centres = self._centres(flagged, excess, state.positions)
+        partition = getattr(sim.potential, "partition", None)
+        if u.embedding_std > t.embedding_eV and partition is not None:
+            centres = np.union1d(centres, partition.qm_atoms)  # the charges around the QM region
+        queued = False
+        if len(centres) and self._retraining_allowed():
+            cluster = cut_out(sim.system, state.positions, centres, radius_A=self.radius_A, atoms=u.model_atoms)
+            self.queue.append((state.step, cluster))
+            queued = True
+        row = {"step": state.step, "time_fs": state.time_fs, "max_force_std_eV_A": u.max_force_std,
+               "max_charge_std_e": u.max_charge_std, "embedding_std_eV": u.embedding_std,
+               "flagged_atoms": len(flagged), "queued": int(queued), "round": len(self.rounds)}
+        self.checks.append(row)
+        with open(self._log_path, "a", newline="") as fh:
+            csv.writer(fh).writerow([row[c] for c in _LOG_COLUMNS])
+        return row
+
+    def _centres(self, flagged, excess, positions):
+        """The flagged atoms near the most uncertain one: one cluster of bounded size per check (the
+        other uncertain regions are caught at later checks, if retraining has not fixed them)."""
+        if len(flagged) == 0:
+            return flagged
+        worst = flagged[np.argmax(excess[flagged])]
+        d = minimum_image(positions[flagged] - positions[worst], self.simulation.system.cell)
+        return flagged[np.linalg.norm(d, axis=1) < 2 * self.radius_A]
+
+    def _retraining_allowed(self) -> bool:
+        return self.max_rounds is None or len(self.rounds) < self.max_rounds
+
+    # -- labelling and retraining --------------------------------------------------------
+    def retrain(self) -> dict | None:
+        """Label the queued clusters, add them to the dataset, retrain, and swap the new model in."""
+        if not self.queue:
+            return None
+        start = time.perf_counter()
+        steps = [s for s, _ in self.queue]
+        clusters = [c for _, c in self.queue]
+        self.queue = []
+        labels = label_clusters(self.reference, clusters, executor=self.executor)
+        for cluster, label in zip(clusters, labels):
+            self.dataset.append(cluster.to_frame(label))
+        old = self.holder.model
+        new_frames = Dataset([c.to_frame(lb) for c, lb in zip(clusters, labels)])
+        before = evaluate(old, new_frames)
+        model = train(self.dataset, self.training, initial=old).to(old.dtype)
+        after = evaluate(model, new_frames)
+        self._install(model)
+        k = len(self.rounds) + 1
+        self.dataset.metadata = {**self.dataset.metadata, "active_learning_round": k}
+        self.dataset.save(self.directory / f"dataset_round{k:02d}.npz")
+        from .io import save_model
+
+        reference = getattr(self.reference, "name", repr(self.reference))
+        save_model(model, self.directory / f"model_round{k:02d}.pt", reference=reference,
+                   training_set_hash=self.dataset.hash(), metrics={"validation": model.training_report["validation"]},
+                   description=f"active-learning round {k}")
+        info = {"round": k, "step": self.simulation.state.step, "flagged_steps": steps, "new_structures": len(clusters),
+                "new_atoms": int(sum(len(c.elements) for c in clusters)), "dataset_frames": len(self.dataset),
+                "force_rmse_new_before_eV_A": before["force_rmse_eV_A"],
+                "force_rmse_new_after_eV_A": after["force_rmse_eV_A"], "seconds": time.perf_counter() - start}
+        self.rounds.append(info)
+        log.info("active learning round %d: %d structures labelled, force RMSE on them %.3f -> %.3f eV/Å", k,
+                 len(clusters), before["force_rmse_eV_A"], after["force_rmse_eV_A"])
+        return info
+
+    def _install(self, model) -> None:
+        """Put ``model`` into the running potential and redo the current step's forces with it."""
+        self.holder.model = model
+        sim = self.simulation
+        state = sim.state
+        result = sim.potential.compute(state.positions)
+        changes = {"forces": np.asarray(result.forces, float), "potential_energy": float(result.energy),
+                   "result": result}
+        fast = getattr(sim.integrator, "fast", None)
+        if fast is not None and "fast_forces" in state.extra:
+            changes["extra"] = {**state.extra, "fast_forces": np.asarray(fast.compute(state.positions).forces, float)}
+        sim.state = replace(state, **changes)
+
+    # -- running -------------------------------------------------------------------------
+    def run(self, n_steps: int) -> "ActiveLearning":
+        """Advance the simulation ``n_steps`` steps with checks and retraining; returns self."""
+        done = 0
+        since_segment = 0
+        while done < n_steps:
+            chunk = min(self.check_every, n_steps - done)
+            self.simulation.run(chunk)
+            done += chunk
+            since_segment += chunk
+            if self.simulation.stopped_by:
+                break
+            self.check()
+            segment_over = self.segment_steps is not None and since_segment >= self.segment_steps
+            if len(self.queue) >= self.batch_size or (segment_over and self.queue):
+                self.retrain()
+            if segment_over:
+                since_segment = 0
+        return self
+
+    @property
+    def model(self):
+        """The committee now in use."""
+        return self.holder.model

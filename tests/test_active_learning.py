@@ -1,0 +1,192 @@
+"""Active learning, committee uncertainty, cut-outs and adversarial sampling on real water models."""
+
+import numpy as np
+import pytest
+import torch
+
+import qmml
+from qmml.ml import Dataset, TrainingOptions, load_model, train
+from qmml.ml.active import ActiveLearning, Thresholds, XTBReference
+from qmml.ml.adversarial import _committee, adversarial_attack
+from qmml.ml.cutout import Cluster, cut_out
+from qmml.ml.train import evaluate
+from qmml.ml.uncertainty import committee_uncertainty
+from qmml.units import BOHR_A, BOLTZMANN_EV_PER_K
+
+from conftest import DATA, STRUCTURES, water_cluster
+
+pytest.importorskip("tblite")
+
+
+def _frames_of_size(dataset, n_atoms):
+    return [int(i) for i, f in enumerate(dataset.frames) if f.cell is None and len(f.elements) == n_atoms]
+
+
+@pytest.fixture(scope="module")
+def water_train():
+    return Dataset.load(DATA / "datasets" / "water_train.npz")
+
+
+@pytest.fixture(scope="module")
+def undertrained(water_train):
+    """A committee fitted to 16 four-water clusters for 40 epochs: deliberately undertrained."""
+    small = water_train[_frames_of_size(water_train, 12)[:16]]
+    model = train(small, TrainingOptions(n_members=3, max_epochs=40, patience=40, progress=False, seed=1))
+    return small, model.to(torch.float64)
+
+
+@pytest.mark.slow
+def test_active_learning_lowers_the_force_error_on_the_structures_it_visits(undertrained, water_train, tmp_path):
+    small, model = undertrained
+    system = water_train.frames[_frames_of_size(water_train, 24)[0]].to_system("HOH")  # 8 waters: unseen size
+    potential = qmml.MLPotential(model, system)
+    sim = qmml.Simulation(potential, qmml.Langevin(0.5, 300, friction_per_ps=10, seed=0), temperature_K=300,
+                          reporters=[qmml.ThermoLog(tmp_path / "thermo.csv", plot=False)], progress=False)
+    learner = ActiveLearning(sim, XTBReference(), small, tmp_path / "al", thresholds=Thresholds(force_eV_A=0.3),
+                             check_every=10, batch_size=4, max_rounds=3,
+                             training=TrainingOptions(max_epochs=30, patience=10, progress=False))
+    visited = []
+    for _ in range(7):
+        learner.run(20)
+        visited.append(sim.state.positions.copy())
+    assert sim.state.step == 140  # the run continued through every retraining
+    assert len(learner.rounds) == 3 and len(learner.model.members) == 3
+    assert learner.model is potential.model and learner.model is not model
+
+    # force error of the start and the final model on the visited structures, against GFN2-xTB itself
+    reference = XTBReference()
+    whole = [Cluster(system.atomic_numbers, x, system.molecule_index, np.zeros(8), np.arange(24), np.arange(24))
+             for x in visited]
+    labelled = Dataset([c.to_frame(reference(c)) for c in whole])
+    before = evaluate(model, labelled)["force_rmse_eV_A"]
+    after = evaluate(learner.model, labelled)["force_rmse_eV_A"]
+    assert before > 0.2, "the starting model is not undertrained: the test would prove nothing"
+    assert after < 0.6 * before, (before, after)
+
+    spreads = [c["max_force_std_eV_A"] for c in learner.checks]
+    assert np.mean(spreads[-3:]) < 0.7 * np.mean(spreads[:3])
+    # every round kept its data and model; the thermo log went on across the run() calls
+    round_3 = Dataset.load(tmp_path / "al" / "dataset_round03.npz")
+    assert len(round_3) == len(small) + 12
+    assert len(load_model(tmp_path / "al" / "model_round03.pt").members) == 3
+    rows = np.loadtxt(tmp_path / "thermo.csv", delimiter=",", skiprows=1)
+    assert list(rows[:, 0]) == list(range(141))
+    with pytest.raises(qmml.InputError, match="not empty"):
+        ActiveLearning(sim, XTBReference(), small, tmp_path / "al")
+
+
+def test_embedding_energy_spread_is_that_of_the_members_charges_in_the_qm_potential():
+    """sigma(sum_j phi_j q~_j) over the committee, with phi from the QM region: checked member by member."""
+    system = water_cluster(6)
+    model = load_model("water")
+    part = qmml.partition(system, [0, 1, 2], charge=0)
+    hamiltonian = qmml.Hamiltonian(part, qmml.PySCFEngine("hf", "sto-3g"), model)
+    x = system.positions
+    result = hamiltonian.compute(x)
+    u = committee_uncertainty(hamiltonian, x, result)
+    env = part.env_atoms
+    embedding, charges = [], []
+    for m in range(3):
+        one = qmml.Hamiltonian(part, qmml.PySCFEngine("hf", "sto-3g"), model.select_members([m]))
+        q = one.environment.evaluate(x, part).charges
+        charges.append(q)
+        embedding.append(float(np.dot(result.site_potential, part.boundary.site_charges(q))))
+    assert u.embedding_std == pytest.approx(np.std(embedding), rel=1e-6, abs=1e-9)
+    assert u.embedding_std > 1e-4
+    assert np.allclose(u.charge_std[env], np.std(charges, axis=0), atol=1e-9)
+    assert np.all(u.charge_std[part.qm_atoms] == 0) and np.all(u.force_std[part.qm_atoms] == 0)
+    assert set(u.model_atoms) == set(env)
+    with pytest.raises(qmml.InputError, match="committee"):
+        committee_uncertainty(qmml.MLPotential(model.select_members([0]), system), x)
+
+
+def test_cut_out_keeps_molecules_whole_across_the_periodic_boundary(water_train):
+    frame = next(f for f in water_train.frames if f.cell is not None)
+    system = frame.to_system("HOH")
+    cell = np.asarray(frame.cell)
+    x = system.positions
+    frac = x @ np.linalg.inv(cell)
+    centre = int(np.argmax(np.abs(frac - 0.5).max(1)))  # the atom nearest a face of the box
+    cluster = cut_out(system, x, [centre], radius_A=3.5)
+    # all atoms within 3.5 Å (minimum image) are in, and whole molecules with them
+    d = x - x[centre]
+    d = (d @ np.linalg.inv(cell) - np.round(d @ np.linalg.inv(cell))) @ cell
+    near = np.flatnonzero(np.linalg.norm(d, axis=1) < 3.5)
+    molecules = np.unique(system.molecule_index[near])
+    assert set(cluster.source) == set(np.flatnonzero(np.isin(system.molecule_index, molecules)))
+    assert cluster.n_caps == 0 and cluster.charge == 0
+    for m in range(cluster.molecule.max() + 1):
+        atoms = cluster.positions[cluster.molecule == m]
+        assert len(atoms) == 3 and np.linalg.norm(atoms[1:] - atoms[0], axis=1).max() < 1.2  # unwrapped water
+    assert np.linalg.norm(cluster.positions[cluster.source == centre] - x[centre]) < 1e-12
+
+
+def test_cut_out_caps_a_large_molecule_with_hydrogens_along_the_cut_bonds():
+    system = qmml.load_system(STRUCTURES / "peptide_water.psf", STRUCTURES / "peptide_water.pdb")
+    og = int(system.select("resname SER and name OG")[0])
+    cluster = cut_out(system, system.positions, [og], radius_A=3.0, max_whole_molecule=20)
+    assert cluster.n_caps > 0
+    from pyscf.data import radii
+
+    z = system.atomic_numbers
+    kept = set(cluster.source[cluster.source >= 0])
+    for k in np.flatnonzero(cluster.source < 0):
+        cap = cluster.positions[k]
+        parents = [a for a in kept if np.linalg.norm(system.positions[a] - cap) < 1.3]
+        assert len(parents) == 1
+        parent = parents[0]
+        outer = [b for a, b in np.vstack([system.bonds, system.bonds[:, ::-1]]) if a == parent and b not in kept]
+        along = [np.dot(cap - system.positions[parent], system.positions[b] - system.positions[parent])
+                 / (np.linalg.norm(cap - system.positions[parent]) * np.linalg.norm(system.positions[b] - system.positions[parent]))
+                 for b in outer]
+        assert max(along) == pytest.approx(1.0, abs=1e-9)  # on the cut bond
+        expected = (radii.COVALENT[z[parent]] + radii.COVALENT[1]) * BOHR_A
+        assert np.linalg.norm(cap - system.positions[parent]) == pytest.approx(expected)
+    waters = system.residue_index  # every water in the cluster is whole
+    for w in np.unique(waters[list(kept)]):
+        if system.resnames[system.residue_index == w][0] in ("TIP3", "WAT", "HOH"):
+            assert np.isin(np.flatnonzero(waters == w), list(kept)).all()
+    assert cluster.charge == round(cluster.charge)
+
+
+def test_adversarial_displacements_raise_the_spread_at_a_thermal_energy_cost(water_train):
+    """Schwalbe-Koda et al. (2021): more committee disagreement than a random displacement of the same
+    size, at a fraction of its energy, and further from the start at higher temperature."""
+    model = load_model("water")
+    frame = water_train.frames[_frames_of_size(water_train, 12)[20]]
+    system = frame.to_system("HOH")
+    start = qmml.optimize(qmml.MLPotential(model, system), frame.positions, fmax=0.01, max_steps=300,
+                          progress=False).positions
+    results = {}
+    for temperature in (300.0, 1000.0):
+        results[temperature] = adversarial_attack(model, frame.elements, start, molecule=frame.molecule,
+                                                  molecule_charges=frame.molecule_charges, temperature_K=temperature,
+                                                  steps=100, step_size_A=0.02, seed=0)
+    hot = results[1000.0]
+    kT = BOLTZMANN_EV_PER_K * 1000.0
+    assert hot.force_std_eV_A > 2.0 * hot.force_std_start_eV_A
+    assert 0 < hot.energy_change_eV < 2 * kT
+    random = np.random.default_rng(0).standard_normal(start.shape)
+    random *= hot.displacement_rms_A / np.sqrt(np.mean(np.sum(random**2, 1)))
+    e0, _ = _committee(model, frame, torch.as_tensor(start).requires_grad_(True))
+    e_random, var_random = _committee(model, frame, torch.as_tensor(start + random).requires_grad_(True))
+    assert float(e_random - e0) > 5 * hot.energy_change_eV
+    objective_random = np.log(float(var_random)) - float(e_random - e0) / kT
+    assert hot.history["objective"].max() > objective_random + 2
+    assert hot.displacement_rms_A > results[300.0].displacement_rms_A
+    assert hot.force_std_eV_A > results[300.0].force_std_eV_A
+    assert hot.cluster.positions.shape == start.shape
+
+
+def test_retraining_starts_from_the_current_weights_and_leaves_them_unchanged(undertrained, water_train):
+    small, model = undertrained
+    more = small + water_train[_frames_of_size(water_train, 24)[:8]]
+    before = [p.detach().clone() for p in model.parameters()]
+    warm_opts = TrainingOptions(max_epochs=1, progress=False)
+    cold_opts = TrainingOptions(n_members=3, max_epochs=1, progress=False)
+    train(more, warm_opts, initial=model)
+    train(more, cold_opts)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    warm = [row["validation_loss"] for row in warm_opts.history]
+    cold = [row["validation_loss"] for row in cold_opts.history]
+    assert len(warm) == 3 and max(warm) < 0.3 * min(cold), (warm, cold)
