@@ -190,3 +190,33 @@ def test_retraining_starts_from_the_current_weights_and_leaves_them_unchanged(un
     warm = [row["validation_loss"] for row in warm_opts.history]
     cold = [row["validation_loss"] for row in cold_opts.history]
     assert len(warm) == 3 and max(warm) < 0.3 * min(cold), (warm, cold)
+
+
+def test_active_learning_in_a_qmml_run_labels_the_environment_around_the_qm_region(undertrained, tmp_path):
+    """An embedding-energy flag cuts out the ML waters around the QM water (never the QM atoms), and the
+    retrained model drives the Hamiltonian from the same state on."""
+    small, model = undertrained
+    system = water_cluster(6)
+    part = qmml.partition(system, [0, 1, 2], charge=0)
+    hamiltonian = qmml.Hamiltonian(part, qmml.PySCFEngine("hf", "sto-3g"), model)
+    sim = qmml.Simulation(hamiltonian, qmml.Langevin(0.5, 300, seed=0), temperature_K=300, progress=False)
+    learner = ActiveLearning(sim, XTBReference(), small, tmp_path / "al", check_every=5, batch_size=2, max_rounds=1,
+                             thresholds=Thresholds(force_eV_A=100.0, charge_e=100.0, embedding_eV=1e-6),
+                             training=TrainingOptions(max_epochs=3, progress=False))
+    learner.run(10)
+    assert len(learner.rounds) == 1 and learner.rounds[0]["step"] == 10
+    # the state after retraining carries the new model's forces (to the SCF convergence), not the old one's
+    x = sim.state.positions
+    assert np.abs(sim.state.forces - hamiltonian.compute(x).forces).max() < 5e-4
+    old = qmml.Hamiltonian(part, qmml.PySCFEngine("hf", "sto-3g"), model).compute(x).forces
+    assert np.abs(sim.state.forces - old).max() > 0.01
+    learner.run(5)
+    assert sim.state.step == 15 and len(learner.rounds) == 1
+    assert hamiltonian.environment.model is learner.model is not model
+    new = Dataset.load(tmp_path / "al" / "dataset_round01.npz")[len(small):]
+    assert len(new) == 2
+    for frame in new.frames:  # whole ML waters only: the QM water is not the model's to learn
+        assert len(frame.elements) % 3 == 0 and len(frame.elements) <= 3 * 5
+        assert np.bincount(frame.elements)[1] == 2 * np.bincount(frame.elements)[8]
+    log = np.genfromtxt(tmp_path / "al" / "uncertainty.csv", delimiter=",", names=True)
+    assert np.all(log["embedding_std_eV"] > 1e-6) and list(log["step"]) == [5, 10, 15]
