@@ -265,21 +265,32 @@ class ActiveLearning:
     # -- running -------------------------------------------------------------------------
     def run(self, n_steps: int) -> "ActiveLearning":
         """Advance the simulation ``n_steps`` steps with checks and retraining; returns self."""
-        done = 0
-        since_segment = 0
-        while done < n_steps:
-            chunk = min(self.check_every, n_steps - done)
-            self.simulation.run(chunk)
-            done += chunk
-            since_segment += chunk
-            if self.simulation.stopped_by:
-                break
-            self.check()
-            segment_over = self.segment_steps is not None and since_segment >= self.segment_steps
-            if len(self.queue) >= self.batch_size or (segment_over and self.queue):
-                self.retrain()
-            if segment_over:
-                since_segment = 0
+        from tqdm.auto import tqdm
+
+        sim = self.simulation
+        shown, sim.progress = sim.progress, False  # one bar for the whole run, not one per chunk
+        bar = tqdm(total=int(n_steps), unit="step", disable=not shown, dynamic_ncols=True)
+        done = since_segment = 0
+        try:
+            while done < n_steps:
+                chunk = min(self.check_every, n_steps - done)
+                sim.run(chunk)
+                done += chunk
+                since_segment += chunk
+                bar.update(chunk)
+                if sim.stopped_by:
+                    break
+                row = self.check()
+                segment_over = self.segment_steps is not None and since_segment >= self.segment_steps
+                if len(self.queue) >= self.batch_size or (segment_over and self.queue):
+                    self.retrain()
+                if segment_over:
+                    since_segment = 0
+                bar.set_postfix(sigma_F=f"{row['max_force_std_eV_A']:.3f} eV/A", queued=len(self.queue),
+                                rounds=len(self.rounds))
+        finally:
+            bar.close()
+            sim.progress = shown
         return self
 
     @property
