@@ -15,9 +15,11 @@ from .ml import EnvironmentModel, MLPotential, load_model
 from .reference import MLReference
 from .partition import Partition, partition
 from .optimization import Optimization, optimize
+from .parallel import make_executor, map_tasks
 from .qm import PySCFEngine, QMPotential
 from .restraints import HarmonicRestraint, Restrained
 from .system import System, load_system
+from .umbrella import run_umbrella_windows
 
 
 __all__ = [
@@ -26,4 +28,5 @@ __all__ = [
     "Simulation", "VelocityVerlet", "Langevin", "MultipleTimeStep", "ThermoLog", "TrajectoryWriter",
     "CollectiveVariableLog", "optimize", "Optimization", "Restrained", "HarmonicRestraint",
     "QmmlError", "InputError", "PartitionError", "SCFConvergenceError",
+    "make_executor", "map_tasks", "run_umbrella_windows",
 ]

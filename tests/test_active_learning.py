@@ -6,7 +6,8 @@ import torch
 
 import qmml
 from qmml.ml import Dataset, TrainingOptions, load_model, train
-from qmml.ml.active import ActiveLearning, Thresholds, XTBReference
+from qmml.ml import LabellerSpec
+from qmml.ml.active import ActiveLearning, Thresholds
 from qmml.ml.adversarial import _committee, adversarial_attack
 from qmml.ml.cutout import Cluster, cut_out
 from qmml.ml.train import evaluate
@@ -42,7 +43,7 @@ def test_active_learning_lowers_the_force_error_on_the_structures_it_visits(unde
     potential = qmml.MLPotential(model, system)
     sim = qmml.Simulation(potential, qmml.Langevin(0.5, 300, friction_per_ps=10, seed=0), temperature_K=300,
                           reporters=[qmml.ThermoLog(tmp_path / "thermo.csv", plot=False)], progress=False)
-    learner = ActiveLearning(sim, XTBReference(), small, tmp_path / "al", thresholds=Thresholds(force_eV_A=0.3),
+    learner = ActiveLearning(sim, LabellerSpec("xtb"), small, tmp_path / "al", thresholds=Thresholds(force_eV_A=0.3),
                              check_every=10, batch_size=4, max_rounds=3,
                              training=TrainingOptions(max_epochs=30, patience=10, progress=False))
     visited = []
@@ -54,7 +55,7 @@ def test_active_learning_lowers_the_force_error_on_the_structures_it_visits(unde
     assert learner.model is potential.model and learner.model is not model
 
     # force error of the start and the final model on the visited structures, against GFN2-xTB itself
-    reference = XTBReference()
+    reference = LabellerSpec("xtb")
     whole = [Cluster(system.atomic_numbers, x, system.molecule_index, np.zeros(8), np.arange(24), np.arange(24))
              for x in visited]
     labelled = Dataset([c.to_frame(reference(c)) for c in whole])
@@ -72,7 +73,7 @@ def test_active_learning_lowers_the_force_error_on_the_structures_it_visits(unde
     rows = np.loadtxt(tmp_path / "thermo.csv", delimiter=",", skiprows=1)
     assert list(rows[:, 0]) == list(range(141))
     with pytest.raises(qmml.InputError, match="not empty"):
-        ActiveLearning(sim, XTBReference(), small, tmp_path / "al")
+        ActiveLearning(sim, LabellerSpec("xtb"), small, tmp_path / "al")
 
 
 def test_embedding_energy_spread_is_that_of_the_members_charges_in_the_qm_potential():
@@ -200,7 +201,7 @@ def test_active_learning_in_a_qmml_run_labels_the_environment_around_the_qm_regi
     part = qmml.partition(system, [0, 1, 2], charge=0)
     hamiltonian = qmml.Hamiltonian(part, qmml.PySCFEngine("hf", "sto-3g"), model)
     sim = qmml.Simulation(hamiltonian, qmml.Langevin(0.5, 300, seed=0), temperature_K=300, progress=False)
-    learner = ActiveLearning(sim, XTBReference(), small, tmp_path / "al", check_every=5, batch_size=2, max_rounds=1,
+    learner = ActiveLearning(sim, LabellerSpec("xtb"), small, tmp_path / "al", check_every=5, batch_size=2, max_rounds=1,
                              thresholds=Thresholds(force_eV_A=100.0, charge_e=100.0, embedding_eV=1e-6),
                              training=TrainingOptions(max_epochs=3, progress=False))
     learner.run(10)

@@ -7,13 +7,13 @@ simulation), `cutout` (capped clusters around flagged atoms), `active` (active l
 dynamics), `adversarial` (uncertainty-maximizing displacements).
 """
 
-from .active import ActiveLearning, PySCFReference, Thresholds, XTBReference, label_clusters
+from .active import ActiveLearning, Thresholds
 from .adversarial import AdversarialResult, adversarial_attack
 from .committee import committee_spread, predict_frames
 from .cutout import Cluster, cut_out
 from .dataset import Dataset, Frame
 from .io import ModelFileError, load_model, read_header, save_model
-from .labelling import Label, PySCFLabeller, XTBLabeller, esp_grid, molecules_from_distances, resp_charges
+from .labelling import Label, LabellerSpec, PySCFLabeller, XTBLabeller, esp_grid, molecules_from_distances, resp_charges
 from .model import EnvironmentModel, Prediction
 from .neighbours import neighbour_list
 from .potential import MLPotential, PotentialResult
@@ -23,5 +23,5 @@ from .uncertainty import Uncertainty, committee_uncertainty
 __all__ = ["Dataset", "Frame", "EnvironmentModel", "Prediction", "MLPotential", "PotentialResult", "neighbour_list", "load_model", "save_model",
            "read_header", "ModelFileError", "Label", "PySCFLabeller", "XTBLabeller", "esp_grid", "resp_charges",
            "molecules_from_distances", "TrainingOptions", "train", "evaluate", "committee_spread", "predict_frames",
-           "ActiveLearning", "Thresholds", "XTBReference", "PySCFReference", "label_clusters", "Cluster", "cut_out",
+           "ActiveLearning", "Thresholds", "LabellerSpec", "Cluster", "cut_out",
            "Uncertainty", "committee_uncertainty", "AdversarialResult", "adversarial_attack"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,55 +29,10 @@ import numpy as np
 from ..errors import InputError
 from .cutout import Cluster, cut_out, minimum_image
 from .dataset import Dataset
-from .labelling import Label, PySCFLabeller, XTBLabeller
 from .train import TrainingOptions, evaluate, train
 from .uncertainty import committee_uncertainty, model_holder
 
 log = logging.getLogger(__name__)
-
-
-# -- reference methods for cut-out clusters (picklable, so they run in worker processes) ----------
-@dataclass(frozen=True)
-class XTBReference:
-    """GFN2-xTB (or GFN1-xTB) labels of a `Cluster` through tblite: energy, forces, Mulliken charges."""
-
-    method: str = "GFN2-xTB"
-    accuracy: float = 1.0
-
-    @property
-    def name(self) -> str:
-        return f"{self.method} (tblite), Mulliken charges"
-
-    def __call__(self, cluster: Cluster) -> Label:
-        return XTBLabeller(cluster.elements, charge=cluster.charge, method=self.method,
-                           accuracy=self.accuracy)(cluster.positions)
-
-
-@dataclass(frozen=True)
-class PySCFReference:
-    """HF/DFT labels of a `Cluster` through PySCF: energy, forces, RESP charges per molecule."""
-
-    method: str = "b3lyp"
-    basis: str = "6-31g*"
-    options: dict = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return f"{self.method}/{self.basis} (PySCF), RESP charges"
-
-    def __call__(self, cluster: Cluster) -> Label:
-        return PySCFLabeller(self.method, self.basis, **self.options)(
-            cluster.elements, cluster.positions, charge=cluster.charge, molecule=cluster.molecule,
-            molecule_charges=cluster.molecule_charges)
-
-
-def label_clusters(reference, clusters, *, executor=None, progress: bool = False) -> list[Label]:
-    """Labels of ``clusters`` by ``reference``, in order; through ``executor`` when given."""
-    if executor is None:
-        return [reference(c) for c in clusters]
-    from ..parallel import map_tasks
-
-    return map_tasks(reference, clusters, executor=executor, progress=progress)
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -114,9 +69,9 @@ class ActiveLearning:
     simulation : Simulation
         Its potential holds the committee (`MLPotential`, or a `Hamiltonian` with an ML environment,
         possibly `Restrained`).
-    reference : callable
-        ``reference(cluster) -> Label``, e.g. `XTBReference()` or `PySCFReference("b3lyp", "6-31g*")`;
-        use the method the model was trained on.
+    reference : LabellerSpec or callable
+        ``LabellerSpec("xtb")``, ``LabellerSpec("pyscf", "b3lyp", "6-31g*")`` or any picklable
+        ``reference(cluster) -> Label``; use the method the model was trained on.
     dataset : Dataset
         The model's training data; labelled clusters are added to a copy of it.
     directory : path
@@ -134,8 +89,9 @@ class ActiveLearning:
     training : TrainingOptions, optional
         Retraining options (the architecture comes from the current model); default 60 epochs at
         most with patience 15.
-    executor : concurrent.futures.Executor, optional
-        Runs the labelling jobs (see `qmml.parallel`); default serial.
+    executor : concurrent.futures.Executor or str, optional
+        Runs the labelling jobs (`qmml.parallel.make_executor`, or a kind such as "process");
+        default serial, in this process.
     max_rounds : int, optional
         Stop retraining after this many rounds (the dynamics go on with the last model).
     """
@@ -149,7 +105,8 @@ class ActiveLearning:
         if len(self.holder.model.members) < 2:
             raise InputError("active learning needs a committee (two or more members) to measure uncertainty")
         if not callable(reference):
-            raise InputError(f"reference={reference!r} is not callable: use XTBReference() or PySCFReference(...)")
+            raise InputError(f"reference={reference!r} is not callable: use qmml.ml.LabellerSpec('xtb') or "
+                             "LabellerSpec('pyscf', method, basis)")
         for name, value in (("check_every", check_every), ("batch_size", batch_size)):
             if int(value) < 1:
                 raise InputError(f"{name}={value} must be 1 or more")
@@ -222,7 +179,9 @@ class ActiveLearning:
         steps = [s for s, _ in self.queue]
         clusters = [c for _, c in self.queue]
         self.queue = []
-        labels = label_clusters(self.reference, clusters, executor=self.executor)
+        from ..parallel import label_structures
+
+        labels = label_structures(self.reference, clusters, executor=self.executor or "serial", progress=False)
         for cluster, label in zip(clusters, labels):
             self.dataset.append(cluster.to_frame(label))
         old = self.holder.model
@@ -236,7 +195,7 @@ class ActiveLearning:
         self.dataset.save(self.directory / f"dataset_round{k:02d}.npz")
         from .io import save_model
 
-        reference = getattr(self.reference, "name", repr(self.reference))
+        reference = getattr(self.reference, "reference", repr(self.reference))
         save_model(model, self.directory / f"model_round{k:02d}.pt", reference=reference,
                    training_set_hash=self.dataset.hash(), metrics={"validation": model.training_report["validation"]},
                    description=f"active-learning round {k}")

@@ -13,14 +13,15 @@ Both return `Label` in eV, eV/Å and e.  Atomic units stay inside this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
 from pyscf.data import radii as _radii
 
 from .. import units
-from ..elements import SYMBOLS
+from ..elements import ATOMIC_NUMBERS, SYMBOLS
 from ..errors import InputError, QmmlError
 
 
@@ -229,3 +230,87 @@ class XTBLabeller:
                      -np.asarray(result.get("gradient")) * units.HARTREE_PER_BOHR_EV_PER_A,
                      np.asarray(result.get("charges"), dtype=float).copy())
 
+
+# -- a reference method as a picklable recipe -----------------------------------------------------
+@dataclass(frozen=True)
+class LabellerSpec:
+    """A reference method as a recipe, built in each worker: picklable where a labeller is not.
+
+    Parameters
+    ----------
+    kind : {"xtb", "pyscf"}
+        `qmml.ml.XTBLabeller` (tblite; energies, forces, Mulliken charges; periodic cells allowed)
+        or `qmml.ml.PySCFLabeller` (HF/DFT, RESP charges; open structures).
+    method : str, optional
+        "GFN2-xTB" (default for xtb) or "GFN1-xTB"; a PySCF method (default "b3lyp").
+    basis : str
+        PySCF basis (kind "pyscf").
+    options : dict
+        More keyword arguments: ``accuracy`` for xtb; `qmml.PySCFEngine` options (``density_fit``,
+        ``conv_tol``, ...) for pyscf.
+
+    Calling it labels one structure (see `label_structures`) and returns a `qmml.ml.Label`
+    (eV, eV/Å, e).
+    """
+
+    kind: str
+    method: str | None = None
+    basis: str = "6-31g*"
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in ("xtb", "pyscf"):
+            raise InputError(f"LabellerSpec: kind={self.kind!r} is not known; use 'xtb' (GFN2-xTB through tblite) "
+                             "or 'pyscf' (HF/DFT with RESP charges)")
+        if self.method is None:
+            object.__setattr__(self, "method", "GFN2-xTB" if self.kind == "xtb" else "b3lyp")
+
+    @property
+    def reference(self) -> str:
+        """The level of theory, as model files record it."""
+        if self.kind == "xtb":
+            return f"{self.method} (tblite), Mulliken charges"
+        return f"{self.method}/{self.basis} (PySCF), RESP charges"
+
+    def __call__(self, structure):
+        s = structure_fields(structure)
+        if self.kind == "xtb":
+            labeller = XTBLabeller(s["elements"], charge=s["charge"], multiplicity=s["multiplicity"], cell=s["cell"],
+                                   method=self.method, **self.options)
+            return labeller(s["positions"])
+        return PySCFLabeller(self.method, self.basis, **self.options)(
+            s["elements"], s["positions"], charge=s["charge"], multiplicity=s["multiplicity"], molecule=s["molecule"],
+            molecule_charges=s["molecule_charges"], cell=s["cell"])
+
+
+def structure_fields(structure) -> dict:
+    """Elements (atomic numbers), positions (Å), charge and the optional fields of one structure."""
+    if isinstance(structure, (tuple, list)) and len(structure) == 2:
+        structure = dict(zip(("elements", "positions"), structure))
+    get = structure.__getitem__ if isinstance(structure, dict) else functools.partial(getattr, structure)
+    try:
+        elements, positions = get("elements"), get("positions")
+    except (AttributeError, KeyError):
+        raise InputError(f"{repr(structure)[:80]} is not a structure; give qmml.ml.Frame "
+                         "objects, objects with elements and positions, or (elements, positions) pairs") from None
+    try:
+        elements = np.array([ATOMIC_NUMBERS[e.capitalize()] if isinstance(e, str) else int(e) for e in elements])
+    except KeyError as err:
+        raise InputError(f"unknown element {err.args[0]!r}; give element symbols such as 'O' or "
+                         "atomic numbers") from None
+    positions = np.asarray(positions, dtype=np.float64)
+    if positions.shape != (len(elements), 3):
+        raise InputError(f"positions have shape {positions.shape}, expected ({len(elements)}, 3)")
+
+    def optional(name, default=None):
+        try:
+            value = get(name)
+        except (AttributeError, KeyError):
+            return default
+        return default if value is None else value
+
+    molecule_charges = optional("molecule_charges")
+    charge = optional("charge", round(float(np.sum(molecule_charges))) if molecule_charges is not None else 0)
+    return {"elements": elements, "positions": positions, "charge": int(charge),
+            "multiplicity": int(optional("multiplicity", 1)), "molecule": optional("molecule"),
+            "molecule_charges": molecule_charges, "cell": optional("cell")}
