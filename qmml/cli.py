@@ -1,4 +1,5 @@
-"""Command line: ``qmml run JOB.yaml``, ``qmml restart RUN_DIR``, ``qmml partition ...``, ``qmml train``, ``qmml model-info``.
+"""Command line: ``qmml run JOB.yaml``, ``qmml restart RUN_DIR``, ``qmml partition ...``, ``qmml train``, ``qmml model-info``,
+``qmml ipi JOB.yaml --address NAME``.
 
 Input errors print one line (file, key or atom, fix) and exit with status 2; nothing is overwritten.
 """
@@ -39,6 +40,20 @@ def main(argv=None) -> int:
     train.add_argument("config", help="YAML training file (see data/models/*.yaml)")
     info = commands.add_parser("model-info", help="print the header of a model file or shipped model")
     info.add_argument("model", help="model name (water, organic) or .pt path")
+    ipi = commands.add_parser("ipi", help="serve the job's energies and forces to an i-PI server (path integrals)",
+                              description="Build the potential of a YAML job file (structure, qm, environment, vdw; "
+                              "task and md are ignored: i-PI moves the atoms) and serve it to i-PI over a socket "
+                              "until i-PI sends EXIT.  See docs/interfaces.md.")
+    ipi.add_argument("config", help="YAML job file (see data/examples/)")
+    ipi.add_argument("--address", default="qmml",
+                     help="i-PI's <address>: the unix socket name (default qmml) or, with --port, the host")
+    ipi.add_argument("--port", type=int, default=None, help="TCP port of an inet socket (default: a unix socket)")
+    ipi.add_argument("--sockets-prefix", default="/tmp/ipi_",
+                     help="where i-PI puts unix sockets (default /tmp/ipi_, i-PI's own default)")
+    ipi.add_argument("--connect-timeout", type=float, default=60.0, metavar="SECONDS",
+                     help="how long to wait for i-PI to open the socket (default 60)")
+    ipi.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a setting of the file, e.g. --set qm.basis=sto-3g (repeatable)")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -52,6 +67,8 @@ def main(argv=None) -> int:
             return _train(args.config)
         if args.command == "model-info":
             return _model_info(args.model)
+        if args.command == "ipi":
+            return _ipi(args)
         return _partition(args)
     except QmmlError as err:
         print(f"qmml: error: {err}", file=sys.stderr)
@@ -160,6 +177,27 @@ def _model_info(name) -> int:
     from .ml import read_header
 
     print(json.dumps(read_header(name), indent=2))
+    return 0
+
+
+def _ipi(args) -> int:
+    from .config import load_config
+    from .interfaces.ipi import IPIClient
+    from .jobs import build_hamiltonian, build_partition
+
+    config, root = load_config(args.config, args.overrides)
+    part = build_partition(config, root)
+    print(part.report())
+    hamiltonian = build_hamiltonian(config, root, part)
+    client = IPIClient(hamiltonian, args.address, port=args.port, sockets_prefix=args.sockets_prefix,
+                       connect_timeout_s=args.connect_timeout)
+    what = (f"the {config.environment.model} model" if config.environment.type == "ml"
+            else "fixed topology charges")
+    print(f"\nserving energies and forces of {hamiltonian.qm.method}/{config.qm.basis} in {what} to i-PI at the "
+          f"{client.where} ...", flush=True)
+    start = time.perf_counter()
+    n = client.run()
+    print(f"i-PI sent EXIT: {n} force evaluations in {time.perf_counter() - start:.1f} s")
     return 0
 
 
