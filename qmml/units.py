@@ -39,3 +39,12 @@ FS_PER_PS = 1000.0
 CONDUCTIVITY_S_PER_M = ELEMENTARY_CHARGE_C * 1e25
 #: Å^2/fs -> cm^2/s (diffusion coefficients).
 A2_PER_FS_CM2_PER_S = 1e-16 / 1e-15
+
+#: Planck constant h in eV*s (exact since 2019).
+PLANCK_EV_S = 6.62607015e-34 / ELEMENTARY_CHARGE_C
+#: Reduced Planck constant hbar in eV*fs (ring-polymer spring frequencies, quantum kinetic energies).
+HBAR_EV_FS = PLANCK_EV_S * 1e15 / (2.0 * 3.141592653589793)
+#: Speed of light in cm/fs (exact).
+SPEED_OF_LIGHT_CM_PER_FS = 2.99792458e-5
+#: 1 cm^-1 (wavenumber) -> eV: h*c.
+INVERSE_CM_EV = PLANCK_EV_S * SPEED_OF_LIGHT_CM_PER_FS * 1e15

@@ -2,6 +2,7 @@
 
 from .checkpoint import read_checkpoint, write_checkpoint
 from .integrators import Langevin, MultipleTimeStep, VelocityVerlet
+from .pimd import PathIntegralLangevin, with_isotopes
 from .plot import plot_thermo, read_thermo
 from .reporters import CollectiveVariableLog, ThermoLog, TrajectoryWriter
 from .simulation import Simulation
@@ -9,4 +10,4 @@ from .state import MDState, kinetic_energy, maxwell_boltzmann, temperature
 
 __all__ = ["MDState", "VelocityVerlet", "Langevin", "MultipleTimeStep", "Simulation", "ThermoLog", "CollectiveVariableLog",
            "TrajectoryWriter", "read_checkpoint", "write_checkpoint", "plot_thermo", "read_thermo",
-           "kinetic_energy", "maxwell_boltzmann", "temperature"]
+           "kinetic_energy", "maxwell_boltzmann", "temperature", "PathIntegralLangevin", "with_isotopes"]

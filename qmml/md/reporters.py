@@ -82,7 +82,10 @@ class ThermoLog(Reporter):
     temperature (K), SCF cycles, committee energy spread (eV) and wall time (s).
 
     The conserved quantity is total energy plus the heat the thermostat removed; in NVE it is the
-    total energy and its drift measures integration error.
+    total energy and its drift measures integration error.  An integrator may define it otherwise
+    (``conserved_energy(state, masses)``, e.g. the ring-polymer Hamiltonian of path-integral MD) and
+    add columns after ``wall_s`` (``thermo_columns`` names, ``thermo_values(state, masses)`` values,
+    e.g. the quantum kinetic-energy estimators).
 
     Parameters
     ----------
@@ -97,18 +100,24 @@ class ThermoLog(Reporter):
         self.plot = plot
 
     def _header(self, simulation) -> None:
-        self.handle.write(",".join(THERMO_COLUMNS) + "\n")
+        extra = tuple(getattr(simulation.integrator, "thermo_columns", ()))
+        self.handle.write(",".join(THERMO_COLUMNS + extra) + "\n")
 
     def report(self, simulation, state) -> None:
         kinetic = simulation.kinetic_energy(state)
         result = state.result
+        integrator = simulation.integrator
+        conserved = (integrator.conserved_energy(state, simulation.masses) if hasattr(integrator, "conserved_energy")
+                     else state.potential_energy + kinetic + state.heat_eV)
         values = (state.step, state.time_fs, state.potential_energy, kinetic, state.potential_energy + kinetic,
-                  simulation.temperature(state), state.potential_energy + kinetic + state.heat_eV,
+                  simulation.temperature(state), conserved,
                   getattr(result, "scf_cycles", 0),
                   getattr(result, "env_energy_std", getattr(result, "energy_std", 0.0)),
                   time.perf_counter() - simulation.wall_start)
+        extra = integrator.thermo_values(state, simulation.masses) if getattr(integrator, "thermo_columns", ()) else ()
         self.handle.write(f"{values[0]},{values[1]:.6f}," + ",".join(f"{v:.10f}" for v in values[2:7])
-                          + f",{values[7]},{values[8]:.6g},{values[9]:.3f}\n")
+                          + f",{values[7]},{values[8]:.6g},{values[9]:.3f}" + "".join(f",{v:.10f}" for v in extra)
+                          + "\n")
         self.handle.flush()  # a crash loses at most the row being written
 
     def finish(self, simulation) -> None:

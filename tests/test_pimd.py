@@ -1,0 +1,265 @@
+"""Path-integral MD: quantum kinetic energies of harmonic oscillators against the exact values, the
+classical limit, ring-polymer contraction, restarts, and a contracted run of the ML water model."""
+
+from collections import namedtuple
+
+import numpy as np
+import pytest
+
+import qmml
+from qmml import units
+from qmml.errors import InputError
+from qmml.md import read_thermo
+from qmml.md.pimd import contraction_matrix, normal_modes
+
+from conftest import water_cluster
+
+KT_300 = units.BOLTZMANN_EV_PER_K * 300.0
+Result = namedtuple("Result", "energy forces")
+
+
+class Oscillators:
+    """Independent 3D oscillators about the system's positions: V = sum_i k_i |x_i - x0_i|^2 / 2
+    + c_i |x_i - x0_i|^4 - f . (x_i - x0_i) (k in eV/Å^2, c in eV/Å^4, uniform force f in eV/Å)."""
+
+    def __init__(self, system, k, quartic=0.0, field=(0.0, 0.0, 0.0)):
+        self.system = system
+        self.k = np.broadcast_to(np.asarray(k, float), (system.n_atoms,))[:, None]
+        self.c = np.broadcast_to(np.asarray(quartic, float), (system.n_atoms,))[:, None]
+        self.field = np.broadcast_to(np.asarray(field, float), (system.n_atoms, 3))
+
+    def compute(self, positions):
+        d = positions - self.system.positions
+        r2 = np.einsum("ia,ia->i", d, d)[:, None]
+        curvature = self.k + 4.0 * self.c * r2
+        energy = float(np.einsum("ia,ia->", 0.5 * self.k + self.c * r2, r2) - np.einsum("ia,ia->", self.field, d))
+        return Result(energy, self.field - curvature * d)
+
+
+def hydrogens(n):
+    x = np.zeros((n, 3))
+    x[:, 0] = 3.0 * np.arange(n)
+    return qmml.System.from_arrays(["H"] * n, x)
+
+
+def omega_per_fs(wavenumber):
+    return wavenumber * units.INVERSE_CM_EV / units.HBAR_EV_FS
+
+
+def exact_kinetic(wavenumber):
+    """(hbar w / 4) coth(beta hbar w / 2): quantum kinetic energy per degree of freedom, eV."""
+    hw = wavenumber * units.INVERSE_CM_EV
+    return hw / 4.0 / np.tanh(hw / (2.0 * KT_300))
+
+
+def ring_polymer_kinetic(omega_modes_sq, n_beads):
+    """Exact P-bead value for harmonic curvatures ``omega_modes_sq`` (1/fs^2) acting on each normal mode."""
+    harmonic = normal_modes(n_beads)[1]
+    omega_k = 2.0 * n_beads * KT_300 / units.HBAR_EV_FS * np.sin(np.pi * harmonic / n_beads)
+    return KT_300 / 2.0 * (1.0 + np.sum(omega_modes_sq[1:] / (omega_modes_sq[1:] + omega_k[1:] ** 2)))
+
+
+def sample_kinetic(potential, integrator, steps, skip):
+    """Mean centroid-virial and primitive kinetic energies per degree of freedom of every atom, eV, and
+    the final simulation."""
+    sim = qmml.Simulation(potential, integrator, temperature_K=300, seed=2, progress=False)
+    total = np.zeros((2, potential.system.n_atoms))
+    for n in range(steps):
+        sim.state = integrator.step(potential, sim.state, sim.masses)
+        if n >= skip:
+            total += [integrator.kinetic_energy_per_atom(sim.state, sim.masses, e) for e in ("virial", "primitive")]
+    return total / (3 * (steps - skip)), sim
+
+
+def test_centroid_virial_kinetic_energy_of_oscillators_is_quantum():
+    # 3 x 64 independent 3D oscillators at 1000, 1600 (deuterium) and 3700 cm^-1, 64 beads: the P-bead
+    # value is within 1% of exact for 3700 cm^-1, and 0.25 ps give means to 0.4% (1 sigma over seeds 0-5)
+    wavenumbers, per = (1000.0, 1600.0, 3700.0), 64
+    system = qmml.with_isotopes(hydrogens(3 * per), {i: "D" for i in range(per, 2 * per)})
+    omega = np.repeat([omega_per_fs(w) for w in wavenumbers], per)
+    potential = Oscillators(system, system.masses * units.AMU_A2_PER_FS2_EV * omega ** 2)
+    integrator = qmml.PathIntegralLangevin(0.25, 300.0, 64, centroid_friction_per_ps=10.0, seed=4)
+    (kinetic, primitive), sim = sample_kinetic(potential, integrator, 1200, 200)
+    for g, wavenumber in enumerate(wavenumbers):
+        measured, exact = kinetic[g * per:(g + 1) * per].mean(), exact_kinetic(wavenumber)
+        finite = ring_polymer_kinetic(np.full(64, omega[g * per] ** 2), 64)
+        print(f"{wavenumber:.0f} cm^-1: centroid-virial {1e3 * measured:.2f} meV, primitive "
+              f"{1e3 * primitive[g * per:(g + 1) * per].mean():.2f}, exact {1e3 * exact:.2f}, "
+              f"64 beads {1e3 * finite:.2f}, classical {1e3 * KT_300 / 2:.2f}")
+        assert abs(measured / exact - 1) < 0.02
+        assert abs(measured / finite - 1) < 0.015
+        assert abs(KT_300 / 2 / exact - 1) > 0.2  # the classical value fails by far
+        assert abs(primitive[g * per:(g + 1) * per].mean() / exact - 1) < 0.1  # its variance grows with P
+    assert sim.temperature() == pytest.approx(300.0, rel=0.15)  # the centroid is classical
+
+
+def test_one_bead_is_classical_langevin():
+    # anharmonic, so a difference in any sub-step would show; the same seeds give the same random numbers
+    system = hydrogens(10)
+    potential = Oscillators(system, 5.0, quartic=2.0)
+    runs = [qmml.Simulation(potential, integrator, temperature_K=300, seed=1, progress=False).run(200)
+            for integrator in (qmml.Langevin(0.5, 300.0, friction_per_ps=5.0, seed=3),
+                               qmml.PathIntegralLangevin(0.5, 300.0, 1, centroid_friction_per_ps=5.0, seed=3))]
+    classical, pimd = (sim.state for sim in runs)
+    assert np.array_equal(classical.positions, pimd.positions)
+    assert np.array_equal(classical.velocities, pimd.velocities)
+    assert classical.potential_energy == pimd.potential_energy and classical.heat_eV == pimd.heat_eV
+    assert runs[1].integrator.conserved_energy(pimd, runs[1].masses) == \
+        pytest.approx(classical.potential_energy + runs[0].kinetic_energy() + classical.heat_eV, abs=1e-12)
+    # and a one-bead path integral has no quantum kinetic energy beyond the classical 3 kT / 2 per atom
+    assert np.allclose(runs[1].integrator.kinetic_energy_per_atom(pimd, runs[1].masses), 1.5 * KT_300)
+
+
+def test_contraction_matrix_keeps_the_lowest_normal_modes():
+    t = contraction_matrix(12, 12)
+    assert np.abs(t - np.eye(12)).max() < 1e-14
+    assert np.allclose(contraction_matrix(8, 1), 1.0 / 8)  # the centroid
+    for p, pc in ((8, 4), (9, 4), (8, 3), (16, 6)):
+        t = contraction_matrix(p, pc)
+        assert np.allclose(t @ t.T, pc / p * np.eye(pc))
+        # a smooth ring (the lowest Fourier components) is sampled exactly at the contracted beads
+        tau = np.arange(p) / p
+        ring = 1.0 + np.cos(2 * np.pi * tau) - 0.5 * np.sin(2 * np.pi * tau)
+        tau_c = np.arange(pc) / pc
+        assert np.allclose(t @ ring, 1.0 + np.cos(2 * np.pi * tau_c) - 0.5 * np.sin(2 * np.pi * tau_c))
+    with pytest.raises(InputError, match="contracted_beads"):
+        qmml.PathIntegralLangevin(0.5, 300.0, 4, contracted_beads=5)
+
+
+def test_full_contraction_is_no_contraction():
+    system = hydrogens(6)
+    full, cheap = Oscillators(system, 8.0, quartic=3.0), Oscillators(system, 4.0)
+    runs = [qmml.Simulation(full, qmml.PathIntegralLangevin(0.5, 300.0, 8, seed=5, **options), temperature_K=300,
+                            seed=1, progress=False).run(100).state
+            for options in ({}, {"cheap": cheap, "contracted_beads": 8})]
+    assert np.abs(runs[0].extra["bead_positions"] - runs[1].extra["bead_positions"]).max() < 1e-10
+
+
+def test_one_contracted_bead_puts_the_correction_on_the_centroid():
+    system = hydrogens(4)
+    full, cheap = Oscillators(system, 8.0, quartic=30.0), Oscillators(system, 8.0)
+    integrator = qmml.PathIntegralLangevin(0.5, 300.0, 8, seed=2, cheap=cheap, contracted_beads=1)
+    state = qmml.Simulation(full, integrator, temperature_K=300, seed=1, progress=False).run(30).state
+    beads, centroid = state.extra["bead_positions"], state.positions
+    assert np.ptp(beads, axis=0).max() > 0.05  # a spread-out ring, where bead and centroid forces differ
+    quartic = full.compute(centroid).forces - cheap.compute(centroid).forces
+    expected = np.array([cheap.compute(x).forces for x in beads]) + quartic
+    assert np.abs(state.extra["bead_forces"] - expected).max() < 1e-12
+
+
+def test_contracted_oscillators_have_the_contracted_quantum_kinetic_energy():
+    # cheap: 1400 cm^-1 on 32 beads; full: 1600 cm^-1 on 2 contracted beads.  The difference acts on
+    # the modes that survive contraction, so the kinetic energy is the analytic value for that mix,
+    # far from both uncontracted values.  With cheap = full + a uniform field (a smooth difference, as
+    # contraction intends) the contracted run has the full quantum kinetic energy.
+    per, p, pc = 24, 32, 2
+    system = hydrogens(2 * per)
+    w_full, w_cheap = omega_per_fs(1600.0), omega_per_fs(1400.0)
+    k = system.masses * units.AMU_A2_PER_FS2_EV
+    field = np.zeros((2 * per, 3))
+    field[per:] = [0.3, -0.2, 0.1]
+    full = Oscillators(system, k * w_full ** 2, field=field)
+    cheap = Oscillators(system, k * np.r_[np.full(per, w_cheap ** 2), np.full(per, w_full ** 2)])
+    integrator = qmml.PathIntegralLangevin(0.5, 300.0, p, centroid_friction_per_ps=10.0, seed=6, cheap=cheap,
+                                           contracted_beads=pc)
+    kinetic = sample_kinetic(full, integrator, 1000, 100)[0][0]
+    harmonic, sine = normal_modes(p)[1:]
+    kept = (harmonic < pc / 2) | ((harmonic == pc / 2) & ~sine)
+    expected = ring_polymer_kinetic(np.where(kept, w_full ** 2, w_cheap ** 2), p)
+    mixed, smooth = kinetic[:per].mean(), kinetic[per:].mean()
+    print(f"contracted 32 -> 2 beads: {1e3 * mixed:.2f} meV (analytic {1e3 * expected:.2f}; uncontracted "
+          f"{1e3 * ring_polymer_kinetic(np.full(p, w_full ** 2), p):.2f}), with a uniform field "
+          f"{1e3 * smooth:.2f} meV (exact {1e3 * exact_kinetic(1600.0):.2f})")
+    assert abs(mixed / expected - 1) < 0.01
+    assert abs(ring_polymer_kinetic(np.full(p, w_full ** 2), p) / expected - 1) > 0.05
+    assert abs(smooth / exact_kinetic(1600.0) - 1) < 0.02
+
+
+def test_restart_continues_the_ring_polymer_bit_for_bit(tmp_path):
+    system = hydrogens(5)
+    full, cheap = Oscillators(system, 8.0, quartic=3.0), Oscillators(system, 6.0)
+
+    def simulation(name, restart=False):
+        integrator = qmml.PathIntegralLangevin(0.5, 300.0, 6, seed=9, cheap=cheap, contracted_beads=3)
+        reporters = [qmml.ThermoLog(tmp_path / name / "thermo.csv", plot=False)]
+        if restart:
+            return qmml.Simulation.restart(tmp_path / name / "c.npz", full, integrator, reporters=reporters,
+                                           checkpoint_every=4, progress=False)
+        return qmml.Simulation(full, integrator, reporters=reporters, temperature_K=300, seed=1,
+                               checkpoint=tmp_path / name / "c.npz", checkpoint_every=4, progress=False)
+
+    whole = simulation("whole").run(20)
+    simulation("split").run(10)
+    split = simulation("split", restart=True).run(10)
+    for key in ("bead_positions", "bead_velocities", "bead_forces"):
+        assert np.array_equal(whole.state.extra[key], split.state.extra[key])
+    assert whole.state.rng_state == split.state.rng_state and whole.state.heat_eV == split.state.heat_eV
+    logs = [read_thermo(tmp_path / name / "thermo.csv") for name in ("whole", "split")]
+    assert {"kinetic_primitive_eV", "kinetic_virial_eV"} <= set(logs[0]) and len(logs[0]["step"]) == 21
+    for column in logs[0]:
+        if column != "wall_s":
+            assert np.array_equal(logs[0][column], logs[1][column]), column
+    with pytest.raises(InputError, match="n_beads"):
+        qmml.Simulation.restart(tmp_path / "split" / "c.npz", full, qmml.PathIntegralLangevin(0.5, 300.0, 4))
+
+
+def test_contracted_ml_water_conserves_the_ring_polymer_energy(tmp_path):
+    # 6 ML waters, one of them D2O; all 5 committee members on 2 contracted beads, member 0 on all 4.
+    # After thermalizing, the thermostat-free ring polymer conserves H_P with an error that falls as
+    # h^2, which holds only if the contracted forces are the exact gradient of the contracted energy.
+    system = water_cluster(6)
+    model = qmml.load_model("water")
+    heavy = [i for i in range(3) if system.elements[i] == "H"]
+    full = qmml.with_isotopes(qmml.MLPotential(model, system), {i: "D" for i in heavy})
+    cheap = qmml.MLPotential(model, system, members=[0])
+    assert list(full.system.elements) == list(system.elements)
+    assert np.allclose(full.system.masses[heavy], 2.01410177812)
+
+    def integrator(h_fs, thermostat):
+        return qmml.PathIntegralLangevin(h_fs, 300.0, 4, centroid_friction_per_ps=20.0 * thermostat,
+                                         pile_lambda=float(thermostat), seed=3, cheap=cheap, contracted_beads=2)
+
+    sim = qmml.Simulation(full, integrator(0.5, True), reporters=[qmml.ThermoLog(tmp_path / "t.csv", plot=False)],
+                          temperature_K=300, seed=2, progress=False).run(20)
+    log = read_thermo(tmp_path / "t.csv")
+    assert np.all(log["kinetic_virial_eV"] > 0) and np.isfinite(log["conserved_eV"]).all()
+    spreads = []
+    for h_fs, n_steps in ((0.25, 20), (0.125, 40)):
+        nve, state, conserved = integrator(h_fs, False), sim.state, []
+        for _ in range(n_steps):
+            state = nve.step(full, state, sim.masses)
+            conserved.append(nve.conserved_energy(state, sim.masses))
+        spreads.append(np.std(conserved))
+    print(f"contracted ML water, 5 fs: conserved-energy spread {spreads[0]:.2e} eV (0.25 fs), "
+          f"{spreads[1]:.2e} eV (0.125 fs)")
+    assert spreads[0] < 2e-3 and 3.0 < spreads[0] / spreads[1] < 5.5
+
+
+def test_qm_region_on_one_contracted_bead_while_the_ml_environment_runs_on_all():
+    """The issue's contraction: HF on the centroid only, the ML reference (`qmml.MLReference`) on every
+    bead; the QM region is evaluated once per step and the ring polymer still conserves H_P."""
+    system = water_cluster(6)
+    model = qmml.load_model("water")
+    part = qmml.partition(system, [0, 1, 2], charge=0)
+    hamiltonian = qmml.Hamiltonian(part, qmml.PySCFEngine("hf", "sto-3g", conv_tol=1e-11), model)
+    calls = []
+
+    class Counted:  # counts the expensive evaluations; everything else is the real Hamiltonian
+        system = hamiltonian.system
+
+        def compute(self, positions, **options):
+            calls.append(1)
+            return hamiltonian.compute(positions, **options)
+
+    integrator = qmml.PathIntegralLangevin(0.25, 300.0, 4, centroid_friction_per_ps=0.0, pile_lambda=0.0, seed=1,
+                                           cheap=qmml.MLReference(hamiltonian), contracted_beads=1)
+    sim = qmml.Simulation(Counted(), integrator, temperature_K=300, seed=4, progress=False)
+    calls.clear()
+    conserved, potential = [], []
+    for _ in range(12):
+        sim.run(1)
+        conserved.append(integrator.conserved_energy(sim.state, sim.masses))
+        potential.append(sim.state.potential_energy)
+    assert len(calls) == 12  # one QM/ML evaluation per step, on the centroid
+    print(f"QM on the centroid: H_P spread {np.ptp(conserved):.2e} eV, potential spread {np.ptp(potential):.2e} eV")
+    assert np.ptp(conserved) < 0.05 * np.ptp(potential)
