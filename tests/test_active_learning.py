@@ -61,10 +61,12 @@ def test_active_learning_lowers_the_force_error_on_the_structures_it_visits(unde
     labelled = Dataset([c.to_frame(reference(c)) for c in whole])
     before = evaluate(model, labelled)["force_rmse_eV_A"]
     after = evaluate(learner.model, labelled)["force_rmse_eV_A"]
+    spreads = [c["max_force_std_eV_A"] for c in learner.checks]
+    print(f"force RMSE on the {len(visited)} visited structures: {before:.3f} -> {after:.3f} eV/Å; largest force "
+          f"spread {np.mean(spreads[:3]):.2f} -> {np.mean(spreads[-3:]):.2f} eV/Å; rounds {learner.rounds}")
     assert before > 0.2, "the starting model is not undertrained: the test would prove nothing"
     assert after < 0.6 * before, (before, after)
 
-    spreads = [c["max_force_std_eV_A"] for c in learner.checks]
     assert np.mean(spreads[-3:]) < 0.7 * np.mean(spreads[:3])
     # every round kept its data and model; the thermo log went on across the run() calls
     round_3 = Dataset.load(tmp_path / "al" / "dataset_round03.npz")
@@ -169,10 +171,11 @@ def test_adversarial_displacements_raise_the_spread_at_a_thermal_energy_cost(wat
     assert 0 < hot.energy_change_eV < 2 * kT
     random = np.random.default_rng(0).standard_normal(start.shape)
     random *= hot.displacement_rms_A / np.sqrt(np.mean(np.sum(random**2, 1)))
-    e0, _ = _committee(model, frame, torch.as_tensor(start).requires_grad_(True))
-    e_random, var_random = _committee(model, frame, torch.as_tensor(start + random).requires_grad_(True))
-    assert float(e_random - e0) > 5 * hot.energy_change_eV
-    objective_random = np.log(float(var_random)) - float(e_random - e0) / kT
+    e0 = _committee(model, frame, torch.as_tensor(start).requires_grad_(True))[0].item()
+    e_random, var_random = (v.item() for v in _committee(model, frame,
+                                                         torch.as_tensor(start + random).requires_grad_(True)))
+    assert e_random - e0 > 5 * hot.energy_change_eV
+    objective_random = np.log(var_random) - (e_random - e0) / kT
     assert hot.history["objective"].max() > objective_random + 2
     assert hot.displacement_rms_A > results[300.0].displacement_rms_A
     assert hot.force_std_eV_A > results[300.0].force_std_eV_A
