@@ -63,16 +63,20 @@ class EnvironmentConfig(_Strict):
 class MDConfig(_Strict):
     """``task: md``: molecular dynamics written to a run folder."""
 
-    integrator: Literal["velocity_verlet", "langevin", "multiple_time_step"] = "langevin"
+    integrator: Literal["velocity_verlet", "langevin", "multiple_time_step", "path_integral"] = "langevin"
     timestep_fs: float = Field(0.5, description="time step (the outer one for multiple_time_step), fs")
     steps: int = Field(100, ge=1)
     temperature_K: float = Field(300.0, description="thermostat and initial-velocity temperature, K")
     initial_temperature_K: float | None = Field(None, description="initial velocities, K (default temperature_K)")
-    friction_per_ps: float = Field(5.0, ge=0, description="Langevin friction, 1/ps")
+    friction_per_ps: float = Field(5.0, ge=0, description="Langevin friction (the centroid's for path_integral), 1/ps")
     seed: int = 0
     inner_steps: int = Field(4, ge=1, description="multiple_time_step: inner steps per outer step")
-    fast_model: str | None = Field(None, description="multiple_time_step: ML model of the QM region for the fast "
-                                   "force (default: the environment model)")
+    fast_model: str | None = Field(None, description="multiple_time_step, path_integral with contracted_beads: ML "
+                                   "model of the QM region for the cheap force (default: the environment model)")
+    beads: int = Field(16, ge=1, description="path_integral: ring-polymer beads per atom (1 is classical Langevin)")
+    contracted_beads: int | None = Field(None, ge=1, description="path_integral: beads that see the QM/ML "
+                                         "Hamiltonian (ring-polymer contraction; the ML reference force acts on "
+                                         "all beads); default all")
     run_dir: str | None = Field(None, description="output folder (default: <job file stem>_run next to it)")
     thermo_every: int = Field(1, ge=1)
     trajectory: list[str] = Field(["trajectory.extxyz"], description="trajectory files (.extxyz, .dcd, .xtc)")

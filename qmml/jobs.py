@@ -60,23 +60,40 @@ def build_hamiltonian(config: JobConfig, root: Path, part):
 
 
 def build_integrator(config: JobConfig, root: Path, hamiltonian):
-    from .md import Langevin, MultipleTimeStep, VelocityVerlet
-    from .reference import MLReference
+    from .md import Langevin, MultipleTimeStep, PathIntegralLangevin, VelocityVerlet
 
     md = config.md
     if md.integrator == "velocity_verlet":
         return VelocityVerlet(md.timestep_fs)
     if md.integrator == "langevin":
         return Langevin(md.timestep_fs, md.temperature_K, md.friction_per_ps, md.seed)
+    if md.integrator == "path_integral":
+        contracted = md.contracted_beads
+        if contracted is not None and contracted > md.beads:
+            raise InputError(f"key 'md.contracted_beads': {contracted} is more than md.beads={md.beads}; "
+                             "contract to fewer beads (or leave it out for none)")
+        cheap = _ml_reference(config, root, hamiltonian, "path_integral with contracted_beads") \
+            if contracted is not None and contracted < md.beads else None
+        return PathIntegralLangevin(md.timestep_fs, md.temperature_K, md.beads,
+                                    centroid_friction_per_ps=md.friction_per_ps, seed=md.seed, cheap=cheap,
+                                    contracted_beads=contracted if cheap is not None else None)
+    return MultipleTimeStep(md.timestep_fs, md.inner_steps,
+                            _ml_reference(config, root, hamiltonian, "multiple_time_step"))
+
+
+def _ml_reference(config: JobConfig, root: Path, hamiltonian, purpose: str):
+    """The cheap force of multiple time steps and ring-polymer contraction: `MLReference`."""
+    from .reference import MLReference
+
     if config.environment.type != "ml":
-        raise InputError("key 'md.integrator': multiple_time_step needs environment type 'ml' (its cheap force "
+        raise InputError(f"key 'md.integrator': {purpose} needs environment type 'ml' (its cheap force "
                          "is the ML environment plus an ML model of the QM region)")
+    md = config.md
     qm_model = _model(md.fast_model, root, "md.fast_model") if md.fast_model else None
     try:
-        fast = MLReference(hamiltonian, qm_model)
+        return MLReference(hamiltonian, qm_model)
     except InputError as err:
         raise InputError(f"key 'md.fast_model': {err}") from None
-    return MultipleTimeStep(md.timestep_fs, md.inner_steps, fast)
 
 
 def _reporters(config: JobConfig, run_dir: Path):
@@ -171,7 +188,11 @@ def restart_md(run_dir, overrides=(), *, log=print):
 def _settings(config: JobConfig, run_dir: Path, n_env: int) -> str:
     md, qm, env = config.md, config.qm, config.environment
     what = f"{env.model} model ({env.scheme})" if env.type == "ml" else "fixed topology charges"
-    inner = f", {md.inner_steps} inner steps with {md.fast_model}" if md.integrator == "multiple_time_step" else ""
+    inner = ""
+    if md.integrator == "multiple_time_step":
+        inner = f", {md.inner_steps} inner steps with {md.fast_model or 'the environment model'}"
+    elif md.integrator == "path_integral":
+        inner = f", {md.beads} beads" + (f", QM/ML on {md.contracted_beads}" if md.contracted_beads else "")
     return (f"\nMD: {md.integrator}, {md.steps} steps of {md.timestep_fs} fs{inner}, {md.temperature_K} K; "
             f"{qm.method}/{qm.basis} in {n_env} environment atoms ({what})\nwriting to {run_dir} "
             f"(create {run_dir / STOP_FILE} to stop cleanly; continue with 'qmml restart {run_dir}')")
@@ -193,5 +214,8 @@ def _run(sim, n_steps: int, run_dir: Path, log):
              f"{np.mean(thermo['scf_cycles'][1:]) if len(conserved) > 1 else 0:.1f}, conserved-energy change "
              f"{conserved[-1] - conserved[0]:+.2e} eV",
              f"  files: {', '.join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith('.')))}"]
+    if "kinetic_virial_eV" in thermo:
+        lines.insert(2, f"  mean quantum kinetic energy {np.mean(thermo['kinetic_virial_eV']):.4f} eV "
+                        f"(centroid virial; primitive {np.mean(thermo['kinetic_primitive_eV']):.4f} eV)")
     log("\n".join(lines))
     return sim

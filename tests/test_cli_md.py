@@ -132,6 +132,28 @@ def test_existing_run_folder_is_never_overwritten(job, reference, capsys):
     assert (reference / "thermo.csv").read_text() == before
 
 
+def test_path_integral_job_contracts_the_qm_region_and_restarts_exactly(job, capsys):
+    settings = ["--set", "md.integrator=path_integral", "--set", "md.beads=4", "--set", "md.contracted_beads=1",
+                "--set", "md.fast_model=organic", "--set", "md.timestep_fs=0.25", "--set", "md.steps=4", "--set", "md.checkpoint_every=2",
+                "--set", "md.trajectory=[trajectory.extxyz]"]
+    assert main(["run", str(job), *settings, "--set", "md.run_dir=pimd_whole"]) == 0
+    out = capsys.readouterr().out
+    assert "path_integral" in out and "4 beads, QM/ML on 1" in out and "mean quantum kinetic energy" in out
+    whole = read_thermo(job.parent / "pimd_whole" / "thermo.csv")
+    # 129 atoms at 300 K: the centroid-virial estimator is above the classical 3/2 N kT (zero-point motion)
+    classical = 1.5 * 129 * 300 * 8.617333262e-5
+    assert np.all(whole["kinetic_virial_eV"] > classical)
+    short = [*settings[:-6], "--set", "md.steps=2", "--set", "md.trajectory=[trajectory.extxyz]"]
+    assert "md.steps=4" in settings[-5] and "md.steps=4" not in " ".join(short)
+    assert main(["run", str(job), *short, "--set", "md.checkpoint_every=2", "--set", "md.run_dir=pimd_split"]) == 0
+    assert main(["restart", str(job.parent / "pimd_split"), "--set", "md.steps=4"]) == 0
+    split = read_thermo(job.parent / "pimd_split" / "thermo.csv")
+    for key in ("potential_eV", "kinetic_virial_eV", "conserved_eV"):
+        assert np.abs(whole[key] - split[key]).max() < 1e-8, key
+    assert main(["run", str(job), *settings[:4], "--set", "md.contracted_beads=8", "--set", "md.run_dir=never"]) == 2
+    assert "key 'md.contracted_beads'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("override, message", [
     ("md.timestep_fs=500", "500.0 fs is not a molecular-dynamics time step; the unit is fs"),
     ("md.temperature_K=-3", "outside 0-5000 K; the unit is kelvin"),
