@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import qmml
+from qmml.colvars import Distance
 from qmml.ml import Dataset, TrainingOptions, load_model, train
 from qmml.ml import LabellerSpec
 from qmml.ml.active import ActiveLearning, Thresholds
@@ -99,6 +100,9 @@ def test_embedding_energy_spread_is_that_of_the_members_charges_in_the_qm_potent
     assert np.allclose(u.charge_std[env], np.std(charges, axis=0), atol=1e-9)
     assert np.all(u.charge_std[part.qm_atoms] == 0) and np.all(u.force_std[part.qm_atoms] == 0)
     assert set(u.model_atoms) == set(env)
+    wrapped = qmml.with_isotopes(qmml.Restrained(hamiltonian, [qmml.HarmonicRestraint(
+        Distance(0, 3), 3.0, 1.0)]), {1: "D"})  # wrappers change nothing here
+    assert committee_uncertainty(wrapped, x, result).embedding_std == pytest.approx(u.embedding_std, rel=1e-12)
     with pytest.raises(qmml.InputError, match="committee"):
         committee_uncertainty(qmml.MLPotential(model.select_members([0]), system), x)
 

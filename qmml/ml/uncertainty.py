@@ -12,7 +12,7 @@ forces (or the charges that polarize the QM region) cannot be trusted.  Three sp
   energy, summed over all sites, so many small charge errors that add up are caught too.
 
 `committee_uncertainty` works on an `MLPotential`, a `Hamiltonian` with an ML environment, and
-either of them wrapped in `Restrained`.  Units: Å, eV, eV/Å, e, V.
+either of them wrapped in `Restrained` or `with_isotopes`.  Units: Å, eV, eV/Å, e, V.
 """
 
 from __future__ import annotations
@@ -57,18 +57,21 @@ class Uncertainty:
 
 def model_holder(potential):
     """The object whose ``model`` attribute is the committee driving ``potential`` (an `MLPotential`
-    or a Hamiltonian's `MLEnvironment`), looking through `Restrained`."""
+    or a Hamiltonian's `MLEnvironment`), looking through wrappers that hold the potential they
+    change (`Restrained`, `with_isotopes`)."""
     from ..environments.ml import MLEnvironment
     from .potential import MLPotential
 
     inner = potential
-    while hasattr(inner, "restraints") and hasattr(inner, "potential"):
-        inner = inner.potential
-    if isinstance(inner, MLPotential):
-        return inner
-    environment = getattr(inner, "environment", None)
-    if isinstance(environment, MLEnvironment):
-        return environment
+    for _ in range(16):  # wrappers of wrappers, bounded
+        if isinstance(inner, MLPotential):
+            return inner
+        environment = getattr(inner, "environment", None)
+        if isinstance(environment, MLEnvironment):
+            return environment
+        inner = getattr(inner, "potential", None)
+        if inner is None:
+            break
     raise InputError(f"{potential!r} has no environment model: committee uncertainty needs an MLPotential or a "
                      "Hamiltonian with an ML environment (qmml.load_model(...))")
 
@@ -105,7 +108,7 @@ def committee_uncertainty(potential, positions, result=None) -> Uncertainty:
         return Uncertainty(np.linalg.norm(p.forces_std, axis=1), p.charges_std, 0.0, np.arange(n))
 
     hamiltonian = potential
-    while not hasattr(hamiltonian, "environment"):
+    while not isinstance(getattr(hamiltonian, "environment", None), type(holder)):
         hamiltonian = hamiltonian.potential
     part, scheme = hamiltonian.partition, hamiltonian.scheme
     if result is None:
