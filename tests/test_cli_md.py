@@ -24,7 +24,7 @@ task: md
 md:
   integrator: langevin
   timestep_fs: 0.5
-  steps: 40
+  steps: 24
   seed: 4
   trajectory: [trajectory.extxyz, trajectory.xtc]
   trajectory_every: 2
@@ -59,7 +59,7 @@ def assert_same_run(a, b):
     import MDAnalysis as mda
 
     xa, xb = ([ts.positions.copy() for ts in mda.coordinates.XTC.XTCReader(str(d / "trajectory.xtc"))] for d in (a, b))
-    assert len(xa) == len(xb) == 21 and np.abs(np.array(xa) - np.array(xb)).max() < 2e-3  # XTC precision
+    assert len(xa) == len(xb) == 13 and np.abs(np.array(xa) - np.array(xb)).max() < 2e-3  # XTC precision
 
 
 def test_md_run_writes_the_run_folder(reference):
@@ -68,7 +68,7 @@ def test_md_run_writes_the_run_folder(reference):
     resolved = yaml.safe_load((reference / "config.yaml").read_text())
     assert resolved["md"]["run_dir"] == str(reference.resolve()) and resolved["qm"]["guess"] == "extrapolate"
     assert os.path.isabs(resolved["structure"][0])
-    assert read_checkpoint(reference / "checkpoint.npz")[0].step == 40
+    assert read_checkpoint(reference / "checkpoint.npz")[0].step == 24
     frame = (reference / "trajectory.extxyz").read_text().splitlines()[:3]
     assert frame[0] == "129" and "region:S:1:charges:R:1" in frame[1] and " QM " in frame[2]
 
@@ -96,7 +96,7 @@ def test_sigkill_mid_run_restarts_from_the_last_checkpoint(job, reference):
     process.send_signal(signal.SIGKILL)
     process.wait()
     state = read_checkpoint(killed / "checkpoint.npz")[0]
-    assert 5 <= state.step < 40
+    assert 5 <= state.step < 24
     # what a kill in the middle of writing leaves behind: half a frame, a half-written checkpoint
     with open(killed / "trajectory.extxyz", "a") as handle:
         handle.write("129\nProperties=species:S:1:pos:R:3 step=99\nO 1.0 2.0")
@@ -112,7 +112,7 @@ def test_sigterm_checkpoints_then_restart_finishes_the_run(job, reference):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
     last_row = read_thermo(stopped / "thermo.csv")["step"][-1]
-    assert read_checkpoint(stopped / "checkpoint.npz")[0].step == last_row < 40  # nothing lost, nothing extra
+    assert read_checkpoint(stopped / "checkpoint.npz")[0].step == last_row < 24  # nothing lost, nothing extra
     assert main(["restart", str(stopped)]) == 0
     assert_same_run(reference, stopped)
 
@@ -120,8 +120,8 @@ def test_sigterm_checkpoints_then_restart_finishes_the_run(job, reference):
 def test_restart_extends_a_finished_run_with_set(job, reference, tmp_path):
     extended = tmp_path / "extended"
     shutil.copytree(reference, extended)
-    assert main(["restart", str(extended), "--set", "md.steps=44"]) == 0
-    assert read_thermo(extended / "thermo.csv")["step"][-1] == 44
+    assert main(["restart", str(extended), "--set", "md.steps=28"]) == 0
+    assert read_thermo(extended / "thermo.csv")["step"][-1] == 28
 
 
 def test_existing_run_folder_is_never_overwritten(job, reference, capsys):
