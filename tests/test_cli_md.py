@@ -14,6 +14,7 @@ import yaml
 from conftest import DATA, STRUCTURES
 from qmml.cli import main
 from qmml.md import read_checkpoint, read_thermo
+from qmml.units import BOLTZMANN_EV_PER_K
 
 # the main job's system with a cheap QM method, so that a run takes seconds
 JOB = f"""
@@ -141,7 +142,7 @@ def test_path_integral_job_contracts_the_qm_region_and_restarts_exactly(job, cap
     assert "path_integral" in out and "4 beads, QM/ML on 1" in out and "mean quantum kinetic energy" in out
     whole = read_thermo(job.parent / "pimd_whole" / "thermo.csv")
     # 129 atoms at 300 K: the centroid-virial estimator is above the classical 3/2 N kT (zero-point motion)
-    classical = 1.5 * 129 * 300 * 8.617333262e-5
+    classical = 1.5 * 129 * 300 * BOLTZMANN_EV_PER_K
     assert np.all(whole["kinetic_virial_eV"] > classical)
     short = [*settings[:-6], "--set", "md.steps=2", "--set", "md.trajectory=[trajectory.extxyz]"]
     assert "md.steps=4" in settings[-5] and "md.steps=4" not in " ".join(short)
