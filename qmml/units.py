@@ -48,3 +48,8 @@ HBAR_EV_FS = PLANCK_EV_S * 1e15 / (2.0 * 3.141592653589793)
 SPEED_OF_LIGHT_CM_PER_FS = 2.99792458e-5
 #: 1 cm^-1 (wavenumber) -> eV: h*c.
 INVERSE_CM_EV = PLANCK_EV_S * SPEED_OF_LIGHT_CM_PER_FS * 1e15
+
+#: Pressure/stress: 1 eV/Å^3 in GPa.
+EV_PER_A3_GPA = ELEMENTARY_CHARGE_C * 1e30 / 1e9
+#: 1 bar in eV/Å^3.
+BAR_EV_PER_A3 = 1e5 / (ELEMENTARY_CHARGE_C * 1e30)

@@ -1,0 +1,2 @@
+"""Periodic boxes: cell geometry and strain, Ewald sums, and the QM region's coupling to a periodic
+environment (see docs/periodic.md)."""
