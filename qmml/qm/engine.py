@@ -46,6 +46,9 @@ class QMResult:
     far_field : dict or None
         With ``far_field_A``: ``n_exact`` and ``n_expanded`` sites, and the expansion's
         ``error_estimate_eV`` (first neglected term) and ``error_bound_eV`` (see `qmml.qm.far_field`).
+    strain_derivative : ndarray (3, 3) or None
+        In a periodic box, with forces: dE/d(strain) of this energy, eV, for a homogeneous strain of the
+        QM centres, the sites and the cell ([a, b] = sum_i dE/dR_ia R_ib + explicit cell terms).
     """
 
     energy: float
@@ -56,6 +59,7 @@ class QMResult:
     converged_with: str
     probe_potential: np.ndarray | None = None
     far_field: dict | None = None
+    strain_derivative: np.ndarray | None = None
 
 
 class PySCFEngine:
@@ -93,6 +97,14 @@ class PySCFEngine:
     far_field_width_A : float
         Distance inside ``far_field_A`` over which the exact and expanded treatments are blended, so
         the energy stays smooth when sites cross the cutoff, Å.
+    near_field_A : float
+        In a periodic box (``compute(..., cell=...)``): site images within this distance of the QM
+        centre act on the electrons through exact integrals; all others, and the QM region's own
+        periodic images, through Ewald sums coupled to the atoms' multipoles (`qmml.qm.periodic`).
+    near_field_width_A : float
+        Blending width inside ``near_field_A``, Å; 0 is a hard cut (pyscf.qmmm.pbc's convention).
+    ewald_accuracy : float
+        Relative size of the neglected Ewald terms (`qmml.qm.periodic.ewald_parameters`).
     device : {"cpu", "gpu", "auto"}
         Where the SCF, gradient and embedding integrals run: "gpu" needs CUDA and gpu4pyscf
         (`qmml.qm.gpu`), "auto" takes the GPU when both are there.  Results agree to the SCF
@@ -110,7 +122,8 @@ class PySCFEngine:
 
     def __init__(self, method: str = "b3lyp", basis="6-31g*", *, density_fit=False, conv_tol: float = 1e-9,
                  max_cycle: int = 100, grid_response: bool = True, guess: str = "extrapolate", guess_order: int = 5,
-                 far_field_A: float | None = None, far_field_width_A: float = 2.0, device: str = "cpu",
+                 far_field_A: float | None = None, far_field_width_A: float = 2.0, near_field_A: float = 9.0,
+                 near_field_width_A: float = 2.0, ewald_accuracy: float = 1e-10, device: str = "cpu",
                  **scf_options):
         self.method = str(method).lower()
         self.basis = basis
@@ -124,6 +137,13 @@ class PySCFEngine:
             raise InputError(f"far_field_A={far_field_A} Å and far_field_width_A={far_field_width_A} Å: need "
                              "far_field_A > far_field_width_A >= 0")
         self.far_field_A = far_field_A
+        if not near_field_A > near_field_width_A >= 0:
+            raise InputError(f"near_field_A={near_field_A} Å and near_field_width_A={near_field_width_A} Å: need "
+                             "near_field_A > near_field_width_A >= 0")
+        if not 0 < ewald_accuracy < 1e-3:
+            raise InputError(f"ewald_accuracy={ewald_accuracy}: give a small positive number such as 1e-10")
+        self.near_field_A, self.near_field_width_A = float(near_field_A), float(near_field_width_A)
+        self.ewald_accuracy = float(ewald_accuracy)
         self.device = resolve_device(device)
         self.far_field_width_A = far_field_width_A
         if not self.is_hf:
@@ -177,7 +197,8 @@ class PySCFEngine:
 
     # -- computing ---------------------------------------------------------------------
     def compute(self, elements, positions_A, *, charge: int = 0, multiplicity: int = 1, site_positions=None,
-                site_charges=None, site_radii_A=None, forces: bool = True, probe_positions=None) -> QMResult:
+                site_charges=None, site_radii_A=None, forces: bool = True, probe_positions=None,
+                cell=None) -> QMResult:
         """Energy, forces and site potential of the QM region in the field of the sites.
 
         Parameters
@@ -198,6 +219,9 @@ class PySCFEngine:
         probe_positions : array_like (n_probes, 3), optional
             Points (Å) where the potential of the converged QM charge density is wanted without
             placing a charge there (ESP charge fitting).
+        cell : array_like (3, 3), optional
+            Lattice vectors as rows, Å: the sites (at any image) and the QM region repeat periodically
+            (Ewald embedding, `qmml.qm.periodic`); the result then carries ``strain_derivative``.
         """
         mol = self.build_molecule(elements, positions_A, charge, multiplicity)
         coords = np.zeros((0, 3)) if site_positions is None else np.asarray(site_positions, float) * units.ANGSTROM_BOHR
@@ -213,6 +237,8 @@ class PySCFEngine:
 
         mf = self.make_scf(mol)
         field = None
+        if cell is not None:
+            return self._compute_periodic(mol, mf, coords, q, zetas, np.asarray(cell, float), forces)
         if len(q):
             far = None if self.far_field_A is None else self.far_field_A * units.ANGSTROM_BOHR
             field = ExternalField(mol, coords, q, zetas, far_field=far,
@@ -268,6 +294,49 @@ class PySCFEngine:
             far_field=far_info,
         )
 
+    def _compute_periodic(self, mol, mf, coords, q, zetas, cell_A, forces) -> QMResult:
+        from .periodic import PeriodicField
+
+        if self.device == "gpu":
+            raise InputError("periodic embedding runs on the CPU only; use device='cpu'")
+        if self.far_field_A is not None:
+            raise InputError("far_field_A does not apply in a periodic box (distant images always enter through "
+                             "the multipole Ewald sums); set far_field_A=None and choose near_field_A")
+        if cell_A.shape != (3, 3) or abs(np.linalg.det(cell_A)) < 1e-6:
+            raise InputError(f"cell must be three independent lattice vectors (3x3 rows, Å), got {cell_A.tolist()}")
+        a = units.ANGSTROM_BOHR
+        field = PeriodicField(mol, coords, q, zetas, cell_A * a, near=self.near_field_A * a,
+                              width=self.near_field_width_A * a, accuracy=self.ewald_accuracy)
+        h_core = mf.get_hcore(mol) + field.operator()
+        mf.get_hcore = lambda *args, **kwargs: h_core
+        _add_image_potential(mf, field)
+        mf, strategy = self._converge(mf, mol)
+        dm = mf.make_rdm1()
+        dm_total = dm if dm.ndim == 2 else dm[0] + dm[1]
+        self.history.push(self._key(mol), dm)
+        response = field.response(dm_total, deriv=forces)
+        energy = mf.e_tot + response.nuclear_energy + field.constant_energy
+        grad_qm = strain = site_forces = None
+        force_unit = units.HARTREE_PER_BOHR_EV_PER_A
+        if forces:
+            grad = mf.nuc_grad_method()
+            if not self.is_hf and hasattr(grad, "grid_response"):
+                grad.grid_response = self.grid_response
+            grad.verbose = 0
+            g_scf = grad.kernel()
+            grad_qm = g_scf + response.grad_qm
+            strain = (response.strain_derivative + g_scf.T @ mol.atom_coords()) * units.HARTREE_EV
+            site_forces = -response.grad_sites * force_unit
+        return QMResult(
+            energy=float(energy) * units.HARTREE_EV,
+            forces=-grad_qm * force_unit if forces else None,
+            site_forces=site_forces,
+            site_potential=response.potential * units.HARTREE_EV,
+            scf_cycles=int(getattr(mf, "cycles", -1)),
+            converged_with=strategy,
+            strain_derivative=strain,
+        )
+
     def reset(self) -> None:
         """Forget previous densities (the next SCF starts from PySCF's default guess)."""
         self.history.clear()
@@ -312,3 +381,33 @@ class PySCFEngine:
             f"SCF of the QM region ({mol.natm} atoms, {self.method}/{self.basis}, charge {mol.charge}, "
             f"multiplicity {mol.spin + 1}) did not converge to {self.conv_tol:g} Eh in {self.max_cycle} cycles "
             f"with any of: {', '.join(tried)}; check the geometry, charge and multiplicity, or raise max_cycle")
+
+
+def _add_image_potential(mf, field) -> None:
+    """Add the QM density's interaction with its own periodic images to the SCF's effective potential.
+
+    The term is quadratic in the density, so it belongs in get_veff (as PySCF's documented way of
+    changing the Hamiltonian, an instance attribute): its energy 1/2 tr(D v) is what RHF/UHF's
+    energy_elec takes from the potential, and is added to the Coulomb tag RKS/UKS take their energy from.
+    The previous potential handed back for incremental Fock builds is stripped of the term first.
+    """
+    from pyscf import lib
+
+    base = mf.get_veff
+
+    def get_veff(mol=None, dm=None, dm_last=0, vhf_last=0, hermi=1):
+        if dm is None:
+            dm = mf.make_rdm1()
+        if isinstance(vhf_last, np.ndarray) and getattr(vhf_last, "image_potential", None) is not None:
+            tags = {k: v for k, v in vhf_last.__dict__.items() if k != "image_potential"}
+            vhf_last = lib.tag_array(np.asarray(vhf_last) - vhf_last.image_potential, **tags)
+        vhf = base(mol, dm, dm_last, vhf_last, hermi)
+        dm_total = dm if np.asarray(dm).ndim == 2 else dm[0] + dm[1]
+        v, energy = field.image_potential(np.asarray(dm_total))
+        v = np.broadcast_to(v, np.shape(vhf)).copy()
+        tags = dict(getattr(vhf, "__dict__", {}))
+        if "ecoul" in tags:
+            tags["ecoul"] = tags["ecoul"] + energy
+        return lib.tag_array(np.asarray(vhf) + v, image_potential=v, **tags)
+
+    mf.get_veff = get_veff

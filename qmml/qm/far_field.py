@@ -154,12 +154,22 @@ def atom_gradient(mol: gto.Mole, ints: list[dict], expansion: list[np.ndarray], 
                   dm: np.ndarray) -> np.ndarray:
     """dE_far/dR of the QM atoms at fixed density and sites (natm, 3), Hartree/Bohr: each expansion point
     moving with its atom, and the basis functions moving with theirs."""
-    grad = np.zeros((mol.natm, 3))
-    ao_atom = np.repeat(np.arange(mol.natm), [p1 - p0 for _, _, p0, p1 in mol.aoslice_by_atom()])
-    for atom, a in enumerate(ints):
+    grad = basis_gradient(mol, ints, expansion, dm)
+    for atom in range(mol.natm):
         t = [expansion[n][atom] for n in range(4)]
         m0, m1, m2 = moments[0][atom], moments[1][atom], moments[2][atom]
         grad[atom] -= m0 * t[1] + t[2] @ m1 + 0.5 * np.einsum("xbc,bc->x", t[3], m2)
+    return grad
+
+
+def basis_gradient(mol: gto.Mole, ints: list[dict], expansion: list[np.ndarray], dm: np.ndarray) -> np.ndarray:
+    """The part of the atoms' gradient (natm, 3), Hartree/Bohr, of E = -sum_A sum_n T_A,n . M_A,n / n! that
+    comes from the moments M_A,n alone, the T_A,n held fixed: the basis functions moving with their atoms
+    (needs ``add_response_integrals(..., deriv=True)``; ``expansion`` needs n = 0..2 only)."""
+    grad = np.zeros((mol.natm, 3))
+    ao_atom = np.repeat(np.arange(mol.natm), [p1 - p0 for _, _, p0, p1 in mol.aoslice_by_atom()])
+    for atom, a in enumerate(ints):
+        t = [expansion[n][atom] for n in range(3)]
         p0, p1 = a["rows"]
         # sum_n c_n . <mu|s^n|d_x nu> with c_n = -T_n / n!
         k = -(t[0] * a["d0"] + np.einsum("a,axij->xij", t[1], a["d1"]) + 0.5 * np.einsum("ab,abxij->xij", t[2], a["d2"]))
