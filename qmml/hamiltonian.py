@@ -16,7 +16,6 @@ vector-Jacobian product with dE/dq = C^T phi.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +50,9 @@ class Result:
     scf_cycles : int
     env_energy_std : float
         Committee spread of the environment energy, eV (0 without a committee).
+    stress : ndarray (3, 3) or None
+        In a periodic box, with forces: (1/V) dE/d(strain) for a homogeneous strain of all positions
+        and the cell, eV/Å^3 (ASE's sign: the pressure is -trace/3 plus the kinetic part).
     """
 
     energy: float
@@ -64,6 +66,7 @@ class Result:
     scf_cycles: int
     env_energy_std: float = 0.0
     details: dict = field(default_factory=dict)
+    stress: np.ndarray | None = None
 
 
 class Hamiltonian:
@@ -92,6 +95,13 @@ class Hamiltonian:
         None embeds every charge.
     switch_width_A : float
         Width of the switching region, Å.
+
+    Notes
+    -----
+    A system with a box is periodic: the QM region sees every image of the environment charges and
+    of itself (Ewald embedding, `qmml.qm.periodic`; its near/far split is set on the engine with
+    ``near_field_A``), the environment model and the van der Waals term use the box, and results
+    carry the stress.  Positions are never wrapped; the QM region must be whole.
     """
 
     def __init__(self, partition, qm, environment, *, scheme: str = "additive", vdw: str | None = "auto",
@@ -112,9 +122,9 @@ class Hamiltonian:
             vdw = "lj" if scheme == "additive" else None
         if vdw not in ("lj", None):
             raise InputError(f"vdw={vdw!r} is not 'auto', 'lj' or None")
-        if partition.system.box is not None:
-            warnings.warn("the periodic box is ignored by the electrostatic embedding (every site is taken at its "
-                          "stored position, no images): keep the structure whole around the QM region", stacklevel=2)
+        if partition.system.box is not None and embedding_cutoff_A is not None:
+            raise InputError("embedding_cutoff_A does not apply in a periodic box: every image of every charge "
+                             "is embedded (Ewald); set it to None and choose the engine's near_field_A")
         self.partition = partition
         self.qm = qm
         self.environment = environment
@@ -137,16 +147,26 @@ class Hamiltonian:
         if "scf_guess" in state and getattr(self.qm, "history", None) is not None:
             self.qm.history.restore(state["scf_guess"])
 
-    def compute(self, positions, *, forces: bool = True) -> Result:
+    def compute(self, positions, *, forces: bool = True, cell=None) -> Result:
         """Energy (eV) and forces (eV/Å) at ``positions`` (Å, shape (n_atoms, 3)).
 
         ``forces=False`` skips every gradient (scans, energy differences): about half the cost.
+        ``cell`` (3x3 lattice vectors as rows, Å) replaces the system's box for this call (NPT).
         """
         part = self.partition
         positions = np.asarray(positions, dtype=np.float64)
         if positions.shape != (part.system.n_atoms, 3):
             raise InputError(f"positions have shape {positions.shape}, expected ({part.system.n_atoms}, 3)")
-        env = self.environment.evaluate(positions, part, self.scheme)
+        if cell is None:
+            cell = part.system.cell
+        elif part.system.cell is None:
+            raise InputError("cell= given for a system without a box; build the system with box=[a, b, c, ...]")
+        if cell is not None:
+            cell = np.asarray(cell, dtype=np.float64)
+            _check_whole(positions[part.qm_atoms], cell)
+            env = self.environment.evaluate(positions, part, self.scheme, cell=cell)
+        else:
+            env = self.environment.evaluate(positions, part, self.scheme)
         boundary_charges = part.boundary.site_charges(env.charges)
         site_positions = part.boundary.site_positions(positions)
         scale = np.ones(len(boundary_charges))
@@ -159,7 +179,7 @@ class Hamiltonian:
             radii = radii[active]
         qm = self.qm.compute(part.qm_elements, part.qm_positions(positions), charge=part.charge,
                              multiplicity=part.multiplicity, site_positions=site_positions[active],
-                             site_charges=site_charges[active], site_radii_A=radii, forces=forces)
+                             site_charges=site_charges[active], site_radii_A=radii, forces=forces, cell=cell)
         potential = np.zeros(len(site_charges))
         potential[active] = qm.site_potential
         total_forces = None
@@ -171,10 +191,15 @@ class Hamiltonian:
             if self.switching is not None:
                 total_forces += self.switching.forces(positions, potential * boundary_charges, switch_state)
         vdw_energy = 0.0
+        strain = None
+        if forces and cell is not None:
+            strain = qm.strain_derivative + env.strain_derivative(part.boundary.env_charge_gradient(potential * scale))
         if self.vdw is not None:
-            vdw_energy, vdw_forces = self.vdw.compute(positions)
+            vdw_energy, vdw_forces, vdw_strain = self.vdw.compute_with_strain(positions, cell)
             if forces:
                 total_forces += vdw_forces
+                if strain is not None:
+                    strain = strain + vdw_strain
         return Result(
             energy=qm.energy + env.energy + vdw_energy,
             forces=total_forces,
@@ -187,7 +212,18 @@ class Hamiltonian:
             scf_cycles=qm.scf_cycles,
             env_energy_std=env.energy_std,
             details={"scf_strategy": qm.converged_with},
+            stress=None if strain is None else 0.5 * (strain + strain.T) / abs(np.linalg.det(cell)),
         )
+
+
+def _check_whole(qm_positions, cell):
+    """The QM region must not be split by the box: each atom within half a box of the first."""
+    d = qm_positions - qm_positions[0]
+    frac = d @ np.linalg.inv(cell)
+    if np.any(np.abs(frac) > 0.5):
+        atom = int(np.argmax(np.abs(frac).max(1)))
+        raise InputError(f"the QM region is split across the periodic boundary (its atom {atom} lies more than half a "
+                         "box from its first atom); unwrap the positions so the QM region is whole")
 
 
 def _site_radii(partition, radii):

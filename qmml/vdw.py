@@ -74,10 +74,19 @@ class LennardJones:
                 if a in env_column:
                     self.depth[i, env_column[a]] = 0.0
 
-    def compute(self, positions: np.ndarray) -> tuple[float, np.ndarray]:
-        """Energy (eV) and forces on all atoms (n_atoms, 3), eV/Å."""
+    def compute(self, positions: np.ndarray, cell=None) -> tuple[float, np.ndarray]:
+        """Energy (eV) and forces on all atoms (n_atoms, 3), eV/Å; ``cell`` (3x3 rows, Å) overrides the
+        system's box (each QM-environment pair at its nearest image)."""
+        energy, forces, _ = self.compute_with_strain(positions, cell)
+        return energy, forces
+
+    def compute_with_strain(self, positions: np.ndarray, cell=None):
+        """Energy (eV), forces (eV/Å) and the strain derivative dE/d(strain) (3, 3), eV."""
         d = positions[self.env_atoms][None, :, :] - positions[self.qm_atoms][:, None, :]
-        if self.box is not None:
+        if cell is not None:
+            frac = d @ np.linalg.inv(cell)
+            d = (frac - np.round(frac)) @ cell
+        elif self.box is not None:
             from MDAnalysis.lib.distances import minimize_vectors
 
             d = minimize_vectors(d.reshape(-1, 3), self.box).reshape(d.shape)
@@ -90,4 +99,5 @@ class LennardJones:
         forces = np.zeros_like(positions)
         forces[self.env_atoms] -= pair_force.sum(axis=0)
         forces[self.qm_atoms] += pair_force.sum(axis=1)
-        return energy, forces
+        strain = -np.einsum("ija,ijb->ab", pair_force, d)
+        return energy, forces, strain
