@@ -28,7 +28,6 @@ except ImportError as err:  # pragma: no cover - exercised only without ASE
                       'pip install "qmml[ase]"') from err
 
 SCF_GUESSES = ("previous", "extrapolate", "shared")
-CELL_TOLERANCE_A = 1e-6
 
 
 def to_ase_atoms(system, positions=None, *, calculator=None) -> Atoms:
@@ -84,10 +83,10 @@ def check_atoms(atoms, system) -> None:
             raise InputError(f"the Atoms object is periodic (pbc={pbc.tolist()}) but the qmml system "
                              f"({system.source}) has open boundaries; set atoms.pbc = False")
         return
-    if not pbc.all() or np.abs(np.asarray(atoms.cell) - cell).max() > CELL_TOLERANCE_A:
-        raise InputError(f"the Atoms cell {np.asarray(atoms.cell).round(4).tolist()} (pbc={pbc.tolist()}) is not the "
-                         f"qmml system's box {cell.round(4).tolist()} Å; qmml potentials keep their system's box (no "
-                         "cell relaxation or NPT through this calculator): set atoms.cell and atoms.pbc = True to it")
+    if not pbc.all() or abs(np.linalg.det(np.asarray(atoms.cell))) < 1e-6:
+        raise InputError(f"the Atoms object has pbc={pbc.tolist()} and cell {np.asarray(atoms.cell).round(4).tolist()} "
+                         f"but the qmml system ({system.source}) is periodic in three dimensions; set atoms.pbc = True "
+                         "and give atoms.cell three lattice vectors (Å)")
 
 
 def atom_charges(potential, result) -> np.ndarray:
@@ -129,7 +128,9 @@ class QMMLCalculator(Calculator):
     forces at the same geometry afterwards computes energy and forces again, so ask for forces
     first when both are wanted (ASE optimizers, MD and NEB do).  ``calc.last_result`` is the
     potential's full result of the last call (QM energy, SCF cycles, environment charges, ...).
-    Stress is not implemented.
+    Periodic systems: the Atoms' cell is passed to the potential on every call (so ASE cell filters
+    and NPT dynamics can change it), and ``stress`` (eV/Å^3, ASE's Voigt order and sign) is
+    available when the potential gives one.
 
     Examples
     --------
@@ -138,7 +139,7 @@ class QMMLCalculator(Calculator):
     >>> BFGS(atoms).run(fmax=0.05)                                    # doctest: +SKIP
     """
 
-    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces", "charges"]
+    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces", "charges", "stress"]
 
     def __init__(self, potential, *, scf_guess: str = "previous", **kwargs):
         if not callable(getattr(potential, "compute", None)) or getattr(potential, "system", None) is None:
@@ -164,17 +165,24 @@ class QMMLCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)  # keeps a copy in self.atoms
         check_atoms(self.atoms, self.system)
-        want_forces = "forces" in properties
+        want_forces = "forces" in properties or "stress" in properties
         positions = np.array(self.atoms.get_positions(), dtype=np.float64)
-        result = self._compute(positions, want_forces)
+        cell = None if self.system.cell is None else np.array(self.atoms.cell, dtype=np.float64)
+        result = self._compute(positions, want_forces, cell)
         self.last_result = result
         self.results["energy"] = float(result.energy)
         self.results["free_energy"] = float(result.energy)
         self.results["charges"] = atom_charges(self.potential, result)
         if want_forces:
             self.results["forces"] = np.array(result.forces, dtype=np.float64)
+        stress = getattr(result, "stress", None)
+        if stress is not None:
+            self.results["stress"] = np.asarray(stress)[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        elif "stress" in properties:
+            raise InputError(f"QMMLCalculator: {self.potential!r} gives no stress (open boundaries, or a potential "
+                             "without cell derivatives)")
 
-    def _compute(self, positions, want_forces: bool):
+    def _compute(self, positions, want_forces: bool, cell=None):
         potential = self.potential
         keep = self.scf_guess != "shared" and has_guess_state(potential)
         with potential_lock(potential):
@@ -182,7 +190,8 @@ class QMMLCalculator(Calculator):
                 potential.restore(self._guess_state)
             elif keep:
                 potential.restore(newest_only(potential.state()))
-            result = potential.compute(positions, forces=want_forces)
+            kwargs = {} if cell is None else {"cell": cell}
+            result = potential.compute(positions, forces=want_forces, **kwargs)
             if keep:
                 state = potential.state()
                 self._guess_state = newest_only(state) if self.scf_guess == "previous" else state

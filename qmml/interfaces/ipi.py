@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 
 HEADER_BYTES = 12
 DEFAULT_SOCKETS_PREFIX = "/tmp/ipi_"
-#: Largest difference (Å) between i-PI's cell and a periodic system's box that is still the same box.
-CELL_TOLERANCE_A = 1e-5
 
 
 class IPIConnectionError(QmmlError, ConnectionError):
@@ -89,10 +87,10 @@ class IPIClient:
 
     Notes
     -----
-    Virial: ``sum_i r_i F_i`` (`virial`) for open boundaries.  A periodic potential gets a zero
-    virial and a warning, because qmml has no cell derivatives: i-PI's pressure is then wrong and
-    constant-pressure or cell-changing runs are refused (a cell that differs from the system's box
-    raises `InputError`).
+    Virial: ``sum_i r_i F_i`` (`virial`) for open boundaries; for a periodic potential -V times its
+    stress (the strain derivative -dE/d(strain)), with i-PI's cell passed on every call, so
+    constant-pressure and cell-changing runs work.  A periodic potential without a stress gets a
+    zero virial and a warning.
 
     Examples
     --------
@@ -245,34 +243,29 @@ class IPIClient:
             if previous is not None and np.array_equal(x, previous[0]):  # i-PI pads batches with copies
                 out.append(previous[1])
                 continue
-            self._check_cell(cell)
+            kwargs = {} if self.system.cell is None else {"cell": cell}
             with potential_lock(self.potential):
                 self.guess.before(x)
-                result = self.potential.compute(x)
+                result = self.potential.compute(x, **kwargs)
                 self.guess.after(x)
             self.n_evaluations += 1
             self.last_result = result
+            stress = getattr(result, "stress", None)
             if self.system.cell is None:
                 w = virial(x, result.forces)
+            elif stress is not None:
+                w = -np.asarray(stress) * abs(np.linalg.det(cell))
             else:
                 w = np.zeros((3, 3))
                 if not self._warned_virial:
-                    warnings.warn("IPIClient: the potential is periodic and qmml has no cell derivatives, so the "
-                                  "virial sent to i-PI is zero: its pressure and stress are not meaningful",
-                                  stacklevel=2)
+                    warnings.warn(f"IPIClient: {self.potential!r} is periodic but gives no stress, so the virial sent "
+                                  "to i-PI is zero: its pressure and stress are not meaningful", stacklevel=2)
                     self._warned_virial = True
             values = (result.energy / units.HARTREE_EV, np.asarray(result.forces) / units.HARTREE_PER_BOHR_EV_PER_A,
                       w / units.HARTREE_EV)
             out.append(values)
             previous = (x, values)
         return out
-
-    def _check_cell(self, cell_A: np.ndarray) -> None:
-        box = self.system.cell
-        if box is not None and np.abs(cell_A - box).max() > CELL_TOLERANCE_A:
-            raise InputError(f"i-PI sent the cell {cell_A.round(4).tolist()} Å but the qmml system's box is "
-                             f"{box.round(4).tolist()} Å; qmml potentials keep their system's box: give i-PI the same "
-                             "cell and run at constant volume (no NPT or cell optimization)")
 
 
 def _batch_size(parameters: str) -> int:
