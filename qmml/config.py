@@ -31,6 +31,12 @@ class QMConfig(_Strict):
     far_field_A: float | None = Field(None, gt=0, description="sites beyond this distance from the QM centre "
                                       "enter through a multipole expansion, Å (None: exact for every site)")
     far_field_width_A: float = Field(2.0, ge=0, description="blending width inside far_field_A, Å")
+    near_field_A: float = Field(9.0, gt=0, description="periodic boxes: site images within this distance of the QM "
+                                "centre enter through exact integrals, the rest through Ewald sums on the QM "
+                                "atoms' multipoles, Å")
+    near_field_width_A: float = Field(2.0, ge=0, description="periodic boxes: blending width inside near_field_A, Å")
+    ewald_accuracy: float = Field(1e-10, gt=0, lt=1e-3, description="periodic boxes: relative size of the "
+                                  "neglected Ewald terms")
     device: Literal["cpu", "gpu", "auto"] = Field("cpu", description="where the QM calculation runs "
                                                   "('gpu' needs CUDA and gpu4pyscf)")
     link: str | float = "scaled"
@@ -110,6 +116,8 @@ class JobConfig(_Strict):
 
     structure: list[str] = Field(description="topology and/or coordinate files, relative to the config file")
     guess_bonds: bool = False
+    box: list[float] | None = Field(None, description="periodic box [a, b, c] (Å) or [a, b, c, alpha, beta, gamma] "
+                                    "(Å, degrees), replacing the structure's own")
     qm: QMConfig
     environment: EnvironmentConfig = EnvironmentConfig()
     vdw: Literal["auto", "lj"] | None = "auto"

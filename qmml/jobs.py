@@ -25,6 +25,15 @@ def build_partition(config: JobConfig, root: Path):
     from . import load_system, partition
 
     system = load_system(*((root / s).resolve() for s in config.structure), guess_bonds=config.guess_bonds or None)
+    if config.box is not None:
+        import dataclasses
+
+        from .system import _normalize_box
+
+        try:
+            system = dataclasses.replace(system, box=_normalize_box(config.box))
+        except InputError as err:
+            raise InputError(f"key 'box': {err}") from None
     qm = config.qm
     return partition(system, qm.selection, charge=qm.charge, multiplicity=qm.multiplicity, link=qm.link,
                      boundary=qm.boundary, buffer_A=qm.buffer_A, complete=qm.complete,
@@ -49,7 +58,8 @@ def build_hamiltonian(config: JobConfig, root: Path, part):
     qm, env = config.qm, config.environment
     engine = PySCFEngine(qm.method, qm.basis, density_fit=qm.density_fit, conv_tol=qm.conv_tol, guess=qm.guess,
                          guess_order=qm.guess_order, far_field_A=qm.far_field_A,
-                         far_field_width_A=qm.far_field_width_A, device=qm.device)
+                         far_field_width_A=qm.far_field_width_A, near_field_A=qm.near_field_A,
+                         near_field_width_A=qm.near_field_width_A, ewald_accuracy=qm.ewald_accuracy, device=qm.device)
     if env.type == "ml":
         environment = MLEnvironment(_model(env.model, root, "environment.model"), total_charge=env.total_charge)
     else:
