@@ -51,6 +51,8 @@ from .field import ExternalField
 #: Relative size of the neglected real-space and reciprocal Ewald terms, exp(-p^2) with p the
 #: product (splitting x real-space cutoff).
 DEFAULT_ACCURACY = 1e-10
+#: Sites x reciprocal vectors handled at once in the structure factors (memory ~ 16 bytes each).
+SITE_BLOCK_ELEMENTS = 4_000_000
 _SQRT_PI = math.sqrt(math.pi)
 
 
@@ -148,7 +150,8 @@ class PeriodicField:
     accuracy : float
         Ewald accuracy (`ewald_parameters`).
     real_cutoff : float, optional
-        Ewald real-space cutoff, Bohr (default: ``near``, at least 12 Bohr).
+        Ewald real-space cutoff, Bohr (default: the larger of ``near`` and half the narrowest cell width,
+        at least 12 Bohr; a long cutoff costs little here and keeps the reciprocal sum short).
     integrals : type
         Exact-integral backend for the near images.
     """
@@ -164,7 +167,7 @@ class PeriodicField:
         atoms = mol.atom_coords()
         self.centre = atoms.mean(axis=0)
         self._check(atoms)
-        self.ewald = ewald_parameters(self.cell, accuracy, real_cutoff or max(self.near, 12.0))
+        self.ewald = ewald_parameters(self.cell, accuracy, real_cutoff or max(self.near, 0.5 * float(_cell_widths(self.cell).min()), 12.0))
         extent = float(np.max(np.linalg.norm(atoms - self.centre, axis=1)))
         # every image the real-space sums need: the Ewald cutoff and the near sphere around each QM atom
         self.reach = max(self.ewald.real_cutoff, self.near) + extent
@@ -176,8 +179,10 @@ class PeriodicField:
                                    None if self.zetas is None else self.zetas[self.image_site[exact]],
                                    integrals=integrals)
         self.qm_shifts = lattice_shifts(self.cell, self.ewald.real_cutoff + 2 * extent)
+        self._g = 2 * math.pi * self.ewald.g_indices @ np.linalg.inv(self.cell).T
+        self._factors = self._structure_factors()
         with torch.no_grad():
-            v, k, _ = self._potentials(*self._leaves(requires_grad=False))
+            v, k, _ = self._potentials(*self._leaves(requires_grad=False), *self._factors)
         self.V = [t.numpy() for t in v]
         self.K = [t.numpy() for t in k]
         self._atom_ints = far_field.atom_integrals(mol)
@@ -219,6 +224,38 @@ class PeriodicField:
         r = np.linalg.norm(self.image_coords - self.centre, axis=1)
         self.image_weight = _switch(torch.from_numpy(r), self.near - self.width, self.near).numpy()
 
+    def _site_phases(self):
+        """cos and sin of G . R_j in blocks of sites (bounded memory), as torch tensors on all threads:
+        yields (slice, cos, sin)."""
+        step = max(1, SITE_BLOCK_ELEMENTS // max(1, len(self._g)))
+        g = torch.from_numpy(self._g)
+        coords = torch.from_numpy(self.coords)
+        for i0 in range(0, len(self.coords), step):
+            phase = coords[i0:i0 + step] @ g.T
+            yield slice(i0, i0 + step), torch.cos(phase), torch.sin(phase)
+
+    def _structure_factors(self):
+        """sum_j q_j cos(G . R_j) and sum_j q_j sin(G . R_j).  They depend on the fractional coordinates
+        only, so a homogeneous strain leaves them unchanged; the sites' gradients through them are
+        formed block by block (`_site_reciprocal_gradient`) rather than by autograd over (sites x G)."""
+        q = torch.from_numpy(self.charges)
+        sc, ss = torch.zeros(len(self._g), dtype=torch.float64), torch.zeros(len(self._g), dtype=torch.float64)
+        for block, cos, sin in self._site_phases():
+            sc += q[block] @ cos
+            ss += q[block] @ sin
+        return sc.numpy(), ss.numpy()
+
+    def _site_reciprocal_gradient(self, d_sc: np.ndarray, d_ss: np.ndarray):
+        """dE/dR_j and dE/dq_j through the structure factors, given dE/d(sum q cos) and dE/d(sum q sin)."""
+        grad = torch.zeros(self.coords.shape, dtype=torch.float64)
+        dq = torch.zeros(len(self.coords), dtype=torch.float64)
+        d_sc, d_ss, g = torch.from_numpy(d_sc), torch.from_numpy(d_ss), torch.from_numpy(self._g)
+        q = torch.from_numpy(self.charges)
+        for block, cos, sin in self._site_phases():
+            dq[block] = cos @ d_sc + sin @ d_ss
+            grad[block] = q[block, None] * ((cos * d_ss - sin * d_sc) @ g)
+        return grad.numpy(), dq.numpy()
+
     def _leaves(self, requires_grad: bool):
         def leaf(a):
             return torch.tensor(a, dtype=torch.float64, requires_grad=requires_grad)
@@ -227,7 +264,7 @@ class PeriodicField:
                 leaf(np.zeros((3, 3))))
 
     # -- lattice sums -------------------------------------------------------------------
-    def _potentials(self, atoms, sites, charges, strain):
+    def _potentials(self, atoms, sites, charges, strain, sc, ss):
         """V (site terms at each QM atom) and K (QM-QM image terms), as differentiable tensors."""
         dtype = torch.float64
         deform = _strain_matrix(strain)
@@ -255,8 +292,7 @@ class PeriodicField:
             pieces.append((_screened(a, r), -(1.0 - w) * q_img))
         f, d1, d2 = (sum(p[0][n] * p[1] for p in pieces) for n in range(3))
         v0, v1, v2 = _tensors(x, r, f, d1, d2)
-        phase_s = sites @ g.T  # (n_sites, n_g)
-        sc, ss = charges @ torch.cos(phase_s), charges @ torch.sin(phase_s)
+        sc, ss = torch.as_tensor(sc), torch.as_tensor(ss)
         phase_a = atoms @ g.T
         ca, sa = torch.cos(phase_a), torch.sin(phase_a)
         v0 = v0 + (ca * sc + sa * ss) @ coef + background * charges.sum()
@@ -352,7 +388,8 @@ class PeriodicField:
         n_sites = len(self.charges)
         m = self.moments(dm)
         atoms, sites, charges, strain = self._leaves(requires_grad=True)
-        v, k, weights = self._potentials(atoms, sites, charges, strain)
+        sc, ss = (torch.tensor(f, requires_grad=True) for f in self._factors)
+        v, k, weights = self._potentials(atoms, sites, charges, strain, sc, ss)
         m_t = [torch.as_tensor(a) for a in m]
         e_multipole = self._energy(v, k, m_t)
         # the exact images' share: E_exact depends on the weights through their charges w q
@@ -365,9 +402,14 @@ class PeriodicField:
         potential = np.zeros(n_sites)
         np.add.at(potential, self.image_site[ex], self.image_weight[ex] * exact.potential)
         if not deriv:
-            g_q = torch.autograd.grad(e_multipole, charges)[0].numpy()
-            return PeriodicResponse(exact.nuclear_energy, None, None, potential + g_q, None)
-        g_atoms, g_sites, g_q, g_strain = (t.numpy() for t in torch.autograd.grad(objective, (atoms, sites, charges, strain)))
+            g_q, d_sc, d_ss = (t.numpy() for t in torch.autograd.grad(e_multipole, (charges, sc, ss)))
+            return PeriodicResponse(exact.nuclear_energy, None, None,
+                                    potential + g_q + self._site_reciprocal_gradient(d_sc, d_ss)[1], None)
+        g_atoms, g_sites, g_q, g_strain, d_sc, d_ss = (
+            t.numpy() for t in torch.autograd.grad(objective, (atoms, sites, charges, strain, sc, ss)))
+        g_rec, q_rec = self._site_reciprocal_gradient(d_sc, d_ss)
+        g_sites = g_sites + g_rec
+        g_q = g_q + q_rec
         ints = far_field.add_response_integrals(self.mol, self._atom_ints, True)
         u = self.moment_gradient(m)
         g_basis = far_field.basis_gradient(self.mol, ints, [u[0], u[1], 2.0 * u[2]], dm)
