@@ -84,8 +84,7 @@ class LennardJones:
         """Energy (eV), forces (eV/Å) and the strain derivative dE/d(strain) (3, 3), eV."""
         d = positions[self.env_atoms][None, :, :] - positions[self.qm_atoms][:, None, :]
         if cell is not None:
-            frac = d @ np.linalg.inv(cell)
-            d = (frac - np.round(frac)) @ cell
+            d = _nearest_image(d, np.asarray(cell, dtype=float))
         elif self.box is not None:
             from MDAnalysis.lib.distances import minimize_vectors
 
@@ -95,9 +94,26 @@ class LennardJones:
         energy = float(np.sum(self.depth * (s6 * s6 - 2.0 * s6)))
         # dE/dr * (1/r) = D (-12 s12 + 12 s6) / r^2
         coef = self.depth * 12.0 * (s6 - s6 * s6) / r2
-        pair_force = coef[:, :, None] * d  # force on the environment atom of each pair
+        pair_gradient = coef[:, :, None] * d  # dE/dR of the environment atom of each pair
         forces = np.zeros_like(positions)
-        forces[self.env_atoms] -= pair_force.sum(axis=0)
-        forces[self.qm_atoms] += pair_force.sum(axis=1)
-        strain = -np.einsum("ija,ijb->ab", pair_force, d)
+        forces[self.env_atoms] -= pair_gradient.sum(axis=0)
+        forces[self.qm_atoms] += pair_gradient.sum(axis=1)
+        strain = np.einsum("ija,ijb->ab", pair_gradient, d)
         return energy, forces, strain
+
+
+def _nearest_image(d: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Separation vectors (..., 3) at their nearest periodic image in any cell (rows, Å): rounding the
+    fractional coordinates, then the shortest of the 27 neighbouring images (exact for skewed cells)."""
+    frac = d @ np.linalg.inv(cell)
+    d = (frac - np.round(frac)) @ cell
+    images = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)]) @ cell
+    best = d.copy()
+    best_r2 = np.einsum("...x,...x->...", d, d)
+    for shift in images:
+        trial = d + shift
+        r2 = np.einsum("...x,...x->...", trial, trial)
+        closer = r2 < best_r2 - 1e-12
+        best[closer] = trial[closer]
+        best_r2 = np.where(closer, r2, best_r2)
+    return best

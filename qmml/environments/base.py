@@ -24,17 +24,22 @@ class EnvironmentEvaluation:
         environment's own forces plus the charge-response term (one vector-Jacobian product).
     energy_std : float
         Committee spread of the energy, eV (0 when the environment has no uncertainty estimate).
+    strain_derivative : callable or None
+        In a periodic box: ``strain_derivative(charge_gradient)`` returns d/d(strain) (3, 3), eV, of the
+        same objective as ``forces`` (homogeneous strain of positions and cell).
     """
 
     energy: float
     charges: np.ndarray
     forces: Callable[[np.ndarray], np.ndarray]
     energy_std: float = 0.0
+    strain_derivative: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 class Environment(Protocol):
     """Anything that maps positions to an `EnvironmentEvaluation`."""
 
-    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive") -> EnvironmentEvaluation:
-        """Energy, charges (e) and the force function at ``positions`` (Å) for ``scheme``."""
+    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive", cell=None) -> EnvironmentEvaluation:
+        """Energy, charges (e) and the force function at ``positions`` (Å) for ``scheme``; ``cell`` (3x3
+        rows, Å) is the periodic box of this call (None: the system's)."""
         ...  # pragma: no cover - protocol

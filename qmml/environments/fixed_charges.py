@@ -40,10 +40,11 @@ class FixedCharges:
         raise InputError(f"FixedCharges got {len(self.charges)} charges; give one per atom ({n_atoms}) "
                          f"or one per environment atom ({n_env})")
 
-    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive") -> EnvironmentEvaluation:
+    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive", cell=None) -> EnvironmentEvaluation:
         if scheme != "additive":
             raise InputError(f"scheme={scheme!r} needs an environment model covering all atoms; fixed charges "
                              "have no energy of their own: use scheme='additive' or an ML environment")
         charges = self.env_charges(partition)
         zero = np.zeros_like(positions)
-        return EnvironmentEvaluation(energy=0.0, charges=charges, forces=lambda _gradient: zero)
+        return EnvironmentEvaluation(energy=0.0, charges=charges, forces=lambda _gradient: zero,
+                                     strain_derivative=lambda _gradient: np.zeros((3, 3)))

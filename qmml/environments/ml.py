@@ -89,58 +89,72 @@ class MLEnvironment:
         return int(total) - partition.charge
 
     # -- the Environment contract --------------------------------------------------------
-    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive") -> EnvironmentEvaluation:
+    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive", cell=None) -> EnvironmentEvaluation:
         s = self._prepare(partition, scheme)
         model, env = self.model, partition.env_atoms
         n_atoms = len(positions)
-        if scheme == "additive":
+        cell = s["cell"] if cell is None else cell
+        additive = scheme == "additive"
+        if additive:
             z, pos = s["env_z"], positions[env]
-            call = dict(cell=s["cell"], groups=s["env_groups"], group_charges=s["group_charges"],
+            call = dict(cell=cell, groups=s["env_groups"], group_charges=s["group_charges"],
                         molecules=s["env_molecules"])
-            first = model.predict(z, pos, forces=False, **call)
-            charges = first.charges
+        else:
+            z, pos = partition.system.atomic_numbers, positions
+            call = dict(cell=cell, groups=s["groups"], group_charges=s["group_charges"], molecules=s["molecules"])
+        first = model.predict(z, pos, forces=False, **call)
+        qm_only = None if additive else self._qm_region(positions, partition, s)
+        cache = {}
 
-            def forces(charge_gradient):
-                p = model.predict(z, pos, potential=charge_gradient, **call)
-                out = np.zeros((n_atoms, 3))
-                out[env] = p.forces
-                return out
+        def response(charge_gradient):
+            """One model call gives both the forces and the strain derivative of the same objective."""
+            key = np.asarray(charge_gradient, dtype=float).tobytes()
+            if key not in cache:
+                cache.clear()
+                if additive:
+                    p = model.predict(z, pos, potential=charge_gradient, **call)
+                    out = np.zeros((n_atoms, 3))
+                    out[env] = p.forces
+                    strain = p.strain_derivative
+                else:
+                    phi = np.zeros(n_atoms)
+                    phi[env] = charge_gradient
+                    p = model.predict(z, pos, potential=phi, **call)
+                    out = p.forces - partition.qm_atom_forces(qm_only.forces)
+                    strain = None
+                    if p.strain_derivative is not None:
+                        # the QM region by itself has open boundaries: dE/d(strain) = -sum_i F_i (x) R_i
+                        strain = p.strain_derivative + qm_only.forces.T @ partition.qm_positions(positions)
+                cache[key] = (out, strain)
+            return cache[key]
 
-            return EnvironmentEvaluation(energy=first.energy, charges=charges, forces=forces,
-                                         energy_std=first.energy_std)
-
-        z_all = partition.system.atomic_numbers
-        call = dict(cell=s["cell"], groups=s["groups"], group_charges=s["group_charges"], molecules=s["molecules"])
-        first = model.predict(z_all, positions, forces=False, **call)
-        qm_only = self._qm_region(positions, partition, s)
-
-        def forces(charge_gradient):
-            phi = np.zeros(n_atoms)
-            phi[env] = charge_gradient
-            p = model.predict(z_all, positions, potential=phi, **call)
-            return p.forces - partition.qm_atom_forces(qm_only.forces)
-
-        return EnvironmentEvaluation(energy=first.energy - qm_only.energy, charges=first.charges[env],
-                                     forces=forces,
-                                     energy_std=float(np.std(first.member_energies - qm_only.member_energies)))
+        if additive:
+            energy, std, charges = first.energy, first.energy_std, first.charges
+        else:
+            energy, charges = first.energy - qm_only.energy, first.charges[env]
+            std = float(np.std(first.member_energies - qm_only.member_energies))
+        return EnvironmentEvaluation(energy=energy, charges=charges, forces=lambda g: response(g)[0],
+                                     energy_std=std,
+                                     strain_derivative=None if cell is None else lambda g: response(g)[1])
 
     def _qm_region(self, positions, partition, s):
         """The model's prediction for the QM centres by themselves (subtracted in that scheme)."""
         return self.model.predict(s["qm_z"], partition.qm_positions(positions), groups=s["qm_groups"],
                                   group_charges=[partition.charge], molecules=s["qm_molecules"])
 
-    def energy_and_forces(self, positions: np.ndarray, partition, scheme: str = "additive"):
+    def energy_and_forces(self, positions: np.ndarray, partition, scheme: str = "additive", cell=None):
         """Energy (eV) and forces (eV/Å, all atoms) without any charge response, in one model call
         per structure: the environment's part of a cheap reference potential."""
         s = self._prepare(partition, scheme)
         model, env = self.model, partition.env_atoms
+        cell = s["cell"] if cell is None else cell
         if scheme == "additive":
-            p = model.predict(s["env_z"], positions[env], cell=s["cell"], groups=s["env_groups"],
+            p = model.predict(s["env_z"], positions[env], cell=cell, groups=s["env_groups"],
                               group_charges=s["group_charges"], molecules=s["env_molecules"])
             forces = np.zeros_like(positions)
             forces[env] = p.forces
             return p.energy, forces
-        p = model.predict(partition.system.atomic_numbers, positions, cell=s["cell"], groups=s["groups"],
+        p = model.predict(partition.system.atomic_numbers, positions, cell=cell, groups=s["groups"],
                           group_charges=s["group_charges"], molecules=s["molecules"])
         q = self._qm_region(positions, partition, s)
         return p.energy - q.energy, p.forces - partition.qm_atom_forces(q.forces)

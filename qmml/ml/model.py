@@ -13,9 +13,14 @@ Architecture (one member)
 * One multilayer perceptron per element maps the invariants to an atomic energy and a raw charge.
 * Charges are made to sum exactly to each group's (molecule's) charge by a weighted shift
   q_i = q^_i + f_i (Q_g - sum_g q^) / sum_g f with learned positive per-element weights f.
-* Optional explicit Coulomb energy between predicted charges of different groups (damped shifted
-  force, so it is smooth at its cutoff and needs no Ewald sum); the subtractive scheme can then remove
-  the QM-environment Coulomb part it replaces by embedding.
+* Optional explicit Coulomb energy between predicted charges of different molecules: damped shifted
+  force ("dsf", smooth at its cutoff, the form the models are trained with), or the full Coulomb sum
+  ("ewald": an Ewald sum in a periodic box, `qmml.periodic.ewald`, the bare sum in open
+  boundaries); the subtractive scheme can then remove the QM-environment Coulomb part it replaces
+  by embedding.
+* Strain derivative: the model sees positions only through pair vectors R_j + shift - R_i, so a
+  homogeneous strain acts on those vectors (and on the cell of the Ewald sum), and dE/d(strain)
+  comes out of the same backward passes as the forces.
 
 A committee is a list of such members sharing the neighbour list and the radial basis; the
 prediction is the committee mean and the spread its standard deviation.
@@ -36,6 +41,9 @@ from .. import units
 from ..errors import InputError
 from .neighbours import CellList, neighbour_list
 
+COULOMB_FORMS = ("dsf", "ewald")
+#: Relative accuracy of the Ewald form of the Coulomb term.
+EWALD_ACCURACY = 1e-6
 #: Damping of the optional Coulomb term (1/Å), Fennell & Gezelter, J. Chem. Phys. 124, 234104 (2006).
 DSF_ALPHA_PER_A = 0.2
 
@@ -153,6 +161,9 @@ class Prediction:
     member_charges : ndarray (n_members, n)
         Each member's conserved charges, e (for the spread of quantities linear in the charges, such
         as the embedding energy sum_j phi_j q_j).
+    strain_derivative : ndarray (3, 3) or None
+        With a cell and forces: d/d(strain) of the objective whose negative gradient is ``forces``
+        (homogeneous strain of positions and cell; [a, b] = sum over pair vectors g_a d_b), eV.
     """
 
     energy: float
@@ -163,6 +174,7 @@ class Prediction:
     forces_std: np.ndarray | None
     member_energies: np.ndarray
     member_charges: np.ndarray | None = None
+    strain_derivative: np.ndarray | None = None
 
 
 class EnvironmentModel(nn.Module):
@@ -189,14 +201,21 @@ class EnvironmentModel(nn.Module):
         What the charges were conserved over in training: each molecule (no charge transfer between
         molecules), or each whole structure (charge transfer allowed, e.g. ions in water).  At
         prediction time pass ``groups`` accordingly.
+    coulomb : {"dsf", "ewald"}
+        Form of the Coulomb term (with ``coulomb_cutoff``): damped shifted force, or the full Coulomb
+        sum (Ewald in periodic boxes with real-space cutoff ``coulomb_cutoff``, bare in open
+        boundaries).  Training uses "dsf"; `with_coulomb` switches a trained model.
     """
 
     def __init__(self, elements, cutoff: float = 5.0, n_radial: int = 12, n_channels: int = 10,
                  hidden=(64, 64), n_members: int = 1, coulomb_cutoff: float | None = None,
-                 charge_groups: str = "molecule"):
+                 charge_groups: str = "molecule", coulomb: str = "dsf"):
         super().__init__()
         if charge_groups not in ("molecule", "structure"):
             raise ValueError(f"charge_groups must be 'molecule' or 'structure', not {charge_groups!r}")
+        if coulomb not in COULOMB_FORMS:
+            raise InputError(f"coulomb={coulomb!r} is not one of {COULOMB_FORMS}")
+        self.coulomb_form = coulomb
         self.charge_groups = charge_groups
         self.elements = [int(z) for z in elements]
         self.cutoff = float(cutoff)
@@ -214,7 +233,24 @@ class EnvironmentModel(nn.Module):
     def config(self) -> dict:
         return {"elements": self.elements, "cutoff": self.cutoff, "n_radial": self.n_radial,
                 "n_channels": self.n_channels, "hidden": list(self.hidden), "n_members": len(self.members),
-                "coulomb_cutoff": self.coulomb_cutoff, "charge_groups": self.charge_groups}
+                "coulomb_cutoff": self.coulomb_cutoff, "charge_groups": self.charge_groups,
+                "coulomb": self.coulomb_form}
+
+    def with_coulomb(self, form: str) -> "EnvironmentModel":
+        """A copy whose Coulomb term takes the form ``form`` ("dsf" or "ewald"); see the class docstring.
+
+        The "ewald" form of a model trained with "dsf" adds the long-range part the damping removed:
+        a different energy surface, physically the complete electrostatics of the predicted charges.
+        """
+        import copy
+
+        if form not in COULOMB_FORMS:
+            raise InputError(f"Coulomb form {form!r} is not one of {COULOMB_FORMS}")
+        if self.coulomb_cutoff is None:
+            raise InputError("this model has no Coulomb term (coulomb_cutoff is None); nothing to switch")
+        clone = copy.deepcopy(self)
+        clone.coulomb_form = form
+        return clone
 
     def select_members(self, indices) -> "EnvironmentModel":
         """A copy holding only the committee members ``indices`` (e.g. ``[0]``: one member, a third of
@@ -252,23 +288,28 @@ class EnvironmentModel(nn.Module):
         g = torch.exp(-0.5 * ((r[:, None] - self.centres[None, :]) / self.width) ** 2)
         return g * cutoff_function(r, self.cutoff)[:, None]
 
-    def pair_geometry(self, positions, i, j, shifts, rows=None):
+    def pair_geometry(self, positions, i, j, shifts, rows=None, strain=None):
         """Radial basis (pairs, n_radial) and unit vectors (pairs, 3) of pairs (i, j).
 
         ``rows``, if given, is (row of i, row of j) in ``positions`` (a chunk's own copy of the
-        positions it touches); by default rows are the atom indices.
+        positions it touches); by default rows are the atom indices.  ``strain`` (3, 3) deforms the
+        pair vectors homogeneously.
         """
         ri, rj = (i, j) if rows is None else rows
         vec = positions[rj] + shifts - positions[ri]
+        if strain is not None:
+            vec = vec @ (torch.eye(3, dtype=vec.dtype, device=vec.device) + strain).T
         r = torch.linalg.norm(vec, dim=1)
         return self.basis(r), vec / r[:, None]
 
-    def atomic_terms(self, species, positions, i, j, shifts, start: int, stop: int, rows=None, members=None):
+    def atomic_terms(self, species, positions, i, j, shifts, start: int, stop: int, rows=None, members=None,
+                     strain=None):
         """Atomic energies and raw charges of atoms start..stop-1, shape (n_members, stop-start).
 
-        ``members`` selects committee members by index (default all); ``rows`` see `pair_geometry`.
+        ``members`` selects committee members by index (default all); ``rows`` and ``strain`` see
+        `pair_geometry`.
         """
-        basis, unit = self.pair_geometry(positions, i, j, shifts, rows)
+        basis, unit = self.pair_geometry(positions, i, j, shifts, rows, strain)
         local = i - start
         energies, charges = [], []
         for m in range(len(self.members)) if members is None else members:
@@ -313,12 +354,23 @@ class EnvironmentModel(nn.Module):
             out.append(torch.where(inside, potential[m] - mean[g], 0.0))
         return torch.stack(out)
 
-    def coulomb(self, charges, positions, molecules, cell):
-        """Damped-shifted-force Coulomb energy (eV) between atoms of different molecules, per member."""
+    def coulomb(self, charges, positions, molecules, cell, strain=None):
+        """Coulomb energy (eV) between atoms of different molecules, per member (see ``coulomb``)."""
+        if self.coulomb_form == "ewald":
+            from ..periodic.ewald import coulomb_open, ewald_coulomb
+
+            # atoms outside every molecule (-1, the QM atoms of the subtractive scheme) carry no charge
+            if cell is None:
+                return coulomb_open(charges, positions, exclude=molecules, strain=strain)
+            return ewald_coulomb(charges, positions, cell, real_cutoff=self.coulomb_cutoff, accuracy=EWALD_ACCURACY,
+                                 exclude=molecules, strain=strain)
         i, j, shifts = neighbour_list(positions, self.coulomb_cutoff, cell)
         keep = (molecules[i] != molecules[j]) & (molecules[i] >= 0) & (molecules[j] >= 0)
         i, j, shifts = i[keep], j[keep], shifts[keep]
-        r = torch.linalg.norm(positions[j] + shifts - positions[i], dim=1)
+        vec = positions[j] + shifts - positions[i]
+        if strain is not None:
+            vec = vec @ (torch.eye(3, dtype=vec.dtype, device=vec.device) + strain).T
+        r = torch.linalg.norm(vec, dim=1)
         return 0.5 * dsf_coulomb_pairs(charges[:, i], charges[:, j], r, self.coulomb_cutoff).sum(1)
 
     # -- prediction ----------------------------------------------------------------------
@@ -385,17 +437,27 @@ class EnvironmentModel(nn.Module):
         if forces and uncertainty and n_members > 1:
             weight_sets += list(torch.eye(n_members, dtype=dtype, device=device))
         grads = torch.zeros((len(weight_sets), n, 3), dtype=dtype, device=device)
+        with_strain = forces and cell is not None
+        strain_grads = torch.zeros((len(weight_sets), 3, 3), dtype=dtype, device=device)
+
+        def new_strain():
+            return torch.zeros((3, 3), dtype=dtype, device=device, requires_grad=True) if with_strain else None
 
         def chunk_with_forces(a, b, i, j, s, phi_eff):
             """Evaluate one chunk on its own copy of the positions it touches (so its cost does not
-            grow with the system) and add -d/dR (E + phi_eff . q^) of every weight set to grads."""
+            grow with the system) and add -d/dR (E + phi_eff . q^) of every weight set to grads (and
+            its strain derivative to strain_grads)."""
             touched, rows = torch.unique(torch.cat([torch.arange(a, b, device=device), j]), return_inverse=True)
             leaf = pos[touched].clone().requires_grad_(True)
-            e, q = self.atomic_terms(species, leaf, i, j, s, a, b, rows=(rows[i - a], rows[b - a:]))
+            strain = new_strain()
+            e, q = self.atomic_terms(species, leaf, i, j, s, a, b, rows=(rows[i - a], rows[b - a:]), strain=strain)
+            inputs = (leaf,) if strain is None else (leaf, strain)
             for k, w in enumerate(weight_sets):
                 objective = (w[:, None] * (e * mask[a:b] + phi_eff[:, a:b] * q)).sum()
-                g = torch.autograd.grad(objective, leaf, retain_graph=k < len(weight_sets) - 1)[0]
-                grads[k].index_add_(0, touched, g)
+                g = torch.autograd.grad(objective, inputs, retain_graph=k < len(weight_sets) - 1)
+                grads[k].index_add_(0, touched, g[0])
+                if strain is not None:
+                    strain_grads[k] += g[1]
             return e.detach(), q.detach()
 
         # The weights f of the charge shift do not depend on positions, so the response to the given
@@ -428,13 +490,18 @@ class EnvironmentModel(nn.Module):
             q_leaf = charges.clone().requires_grad_(forces)
             mol_t = groups_t if molecules is None else \
                 torch.as_tensor(np.asarray(molecules), dtype=torch.long, device=device)
-            e_c = self.coulomb(q_leaf, x, mol_t, cell)
+            strain = new_strain()
+            e_c = self.coulomb(q_leaf, x, mol_t, cell, strain=strain)
             member_e = member_e + e_c.detach()
             if forces:
                 # psi_m = dE_c,m/dq_m acts like an extra potential on member m's charges
                 psi = torch.autograd.grad(e_c.sum(), q_leaf, retain_graph=True)[0]
+                inputs = (x,) if strain is None else (x, strain)
                 for k, w in enumerate(weight_sets):  # direct (fixed-charge) Coulomb force
-                    grads[k] += torch.autograd.grad((w * e_c).sum(), x, retain_graph=k < len(weight_sets) - 1)[0]
+                    g = torch.autograd.grad((w * e_c).sum(), inputs, retain_graph=k < len(weight_sets) - 1)
+                    grads[k] += g[0]
+                    if strain is not None:
+                        strain_grads[k] += g[1]
                 with torch.no_grad():
                     phi_eff = self.effective_potential(phi[None, :] + psi, species, groups_t, n_groups)
                 for (a, b), (i, j, s) in zip(chunks, pair_lists):
@@ -450,4 +517,5 @@ class EnvironmentModel(nn.Module):
         return Prediction(
             energy=float(m_e.mean()), charges=q_np.mean(0), forces=result_forces, energy_std=float(m_e.std()),
             charges_std=q_np.std(0), forces_std=result_std if uncertainty else None, member_energies=m_e,
-            member_charges=q_np)
+            member_charges=q_np,
+            strain_derivative=strain_grads[0].cpu().numpy().astype(np.float64) if with_strain else None)

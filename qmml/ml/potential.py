@@ -16,13 +16,15 @@ from ..errors import InputError
 
 @dataclass(frozen=True, eq=False)
 class PotentialResult:
-    """Energy (eV), forces (eV/Å), charges (e) and the committee energy spread (eV)."""
+    """Energy (eV), forces (eV/Å), charges (e), the committee energy spread (eV) and, in a periodic box
+    with forces, the stress (1/V) dE/d(strain) (3, 3), eV/Å^3."""
 
     energy: float
     forces: np.ndarray | None
     charges: np.ndarray
     energy_std: float = 0.0
     details: dict = field(default_factory=dict)
+    stress: np.ndarray | None = None
 
 
 def charge_groups(model, molecules, topology_charges, total_charge: float):
@@ -78,7 +80,17 @@ class MLPotential:
     def __repr__(self) -> str:
         return f"MLPotential({self.system.n_atoms} atoms)"
 
-    def compute(self, positions, *, forces: bool = True) -> PotentialResult:
-        p = self.model.predict(self.system.atomic_numbers, positions, cell=self.cell, groups=self.groups,
+    def compute(self, positions, *, forces: bool = True, cell=None) -> PotentialResult:
+        """Energy, forces and charges at ``positions`` (Å); ``cell`` (3x3 rows, Å) replaces the system's
+        box for this call (constant-pressure dynamics)."""
+        if cell is None:
+            cell = self.cell
+        elif self.cell is None:
+            raise InputError("cell= given for a system without a box; build the system with box=[a, b, c, ...]")
+        p = self.model.predict(self.system.atomic_numbers, positions, cell=cell, groups=self.groups,
                                group_charges=self.group_charges, molecules=self.molecules, forces=forces)
-        return PotentialResult(p.energy, p.forces, p.charges, p.energy_std)
+        stress = None
+        if p.strain_derivative is not None:
+            d = p.strain_derivative
+            stress = 0.5 * (d + d.T) / abs(np.linalg.det(np.asarray(cell, dtype=float)))
+        return PotentialResult(p.energy, p.forces, p.charges, p.energy_std, stress=stress)
