@@ -123,3 +123,59 @@ def test_a_box_too_small_for_the_qm_region_is_refused():
     with pytest.raises(qmml.InputError, match="raise near_field_A"):
         qmml.PySCFEngine("hf", "sto-3g", near_field_A=4.0, near_field_width_A=0.0).compute(
             ["O", "H", "H"], WATER, site_positions=[[3.0, 0, 0]], site_charges=[0.0], cell=np.eye(3) * 15.0)
+
+
+def test_qm_ml_hamiltonian_in_a_periodic_box_has_exact_forces_and_stress():
+    """HF/STO-3G water in 127 ML waters (the shipped test set's 16-water box, doubled along each axis,
+    15.6 Å): forces and stress of the whole Hamiltonian (Ewald embedding, ML charge response, LJ)
+    against finite differences; the energy is the same for another image of the QM water, another image
+    of an environment water, and a skewed cell of the same lattice."""
+    from qmml.ml import Dataset
+    from conftest import DATA
+
+    frame = next(f for f in Dataset.load(DATA / "datasets" / "water_test.npz") if f.cell is not None)
+    cell = np.asarray(frame.cell)
+    images = np.array([[i, j, k] for i in range(2) for j in range(2) for k in range(2)]) @ cell
+    x = np.concatenate([np.asarray(frame.positions) + s for s in images])
+    n = len(x) // 3
+    box = 2 * cell
+    system = qmml.System.from_arrays(np.tile(["O", "H", "H"], n), x, box=np.diag(box),
+                                     residues=np.repeat(np.arange(n), 3) + 1,
+                                     bonds=[(3 * i, 3 * i + b) for i in range(n) for b in (1, 2)])
+    part = qmml.partition(system, [0, 1, 2], charge=0)
+    engine = qmml.PySCFEngine("hf", "sto-3g", conv_tol=1e-11, near_field_A=6.0, near_field_width_A=1.0)
+    ham = qmml.Hamiltonian(part, engine, qmml.load_model("water").double())
+    result = ham.compute(x)
+
+    def energy(p, c=None):
+        return ham.compute(p, forces=False, cell=c).energy
+
+    h = 5e-4
+    oxygens = np.linalg.norm(x[0::3] - x[0], axis=1)
+    atoms = [0, 1, 3 * int(np.argsort(oxygens)[3]), 3 * int(np.argmax(oxygens)) + 1]  # QM, near and far waters
+    error = 0.0
+    for a in atoms:
+        for k in range(3):
+            step = np.zeros_like(x)
+            step[a, k] = h
+            error = max(error, abs(-(energy(x + step) - energy(x - step)) / (2 * h) - result.forces[a, k]))
+    strain = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(a, 3):
+            eps = np.zeros((3, 3))
+            eps[a, b] = eps[b, a] = 1e-4 if a == b else 0.5e-4
+            up, down = (np.eye(3) + eps).T, (np.eye(3) - eps).T
+            strain[a, b] = strain[b, a] = (energy(x @ up, box @ up) - energy(x @ down, box @ down)) / 2e-4
+    stress_error = np.abs(strain / abs(np.linalg.det(box)) - result.stress).max() * units.EV_PER_A3_GPA
+    print(f"QM/ML periodic: force error {error:.1e} eV/Å, stress error {stress_error:.1e} GPa, "
+          f"pressure {-np.trace(result.stress) / 3 * units.EV_PER_A3_GPA:.2f} GPa (potential part)")
+    assert error < 1e-4
+    assert stress_error < 1e-3
+    e0 = result.energy
+    assert abs(energy(np.concatenate([x[:3] + box[1], x[3:]])) - e0) < 1e-6
+    moved = x.copy()
+    moved[30:33] += box[0] - box[2]
+    assert abs(energy(moved) - e0) < 1e-6
+    skewed = box.copy()
+    skewed[2] += box[0]
+    assert abs(energy(x, skewed) - e0) < 1e-4  # float-level differences of the ML neighbour sums (3e-6 eV)
