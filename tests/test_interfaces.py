@@ -142,7 +142,7 @@ def test_atoms_that_do_not_match_the_system_are_refused(water_model, cluster):
         QMMLCalculator(water_model)
 
 
-def test_a_periodic_system_gives_periodic_atoms_and_a_changed_cell_is_refused(water_model):
+def test_a_periodic_system_follows_the_atoms_cell_and_gives_the_stress(water_model):
     from qmml.ml import Dataset
 
     frame = next(f for f in Dataset.load(ROOT / "data" / "datasets" / "water_test.npz") if f.cell is not None)
@@ -153,7 +153,14 @@ def test_a_periodic_system_gives_periodic_atoms_and_a_changed_cell_is_refused(wa
     np.testing.assert_allclose(np.asarray(atoms.cell), box_system.cell, atol=1e-12)
     np.testing.assert_allclose(atoms.get_forces(), potential.compute(box_system.positions).forces, atol=1e-12)
     atoms.set_cell(np.asarray(atoms.cell) * 1.01, scale_atoms=True)
-    with pytest.raises(InputError, match="keep their system's box"):
+    direct = potential.compute(atoms.get_positions(), cell=np.asarray(atoms.cell))
+    np.testing.assert_allclose(atoms.get_forces(), direct.forces, atol=1e-12)
+    voigt = atoms.get_stress()  # ASE: xx yy zz yz xz xy, eV/Å^3
+    np.testing.assert_allclose(voigt, direct.stress[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]], atol=1e-12)
+    # ASE's own check: stress against finite strains of the Atoms
+    np.testing.assert_allclose(atoms.calc.calculate_numerical_stress(atoms, d=1e-5), voigt, atol=2e-5)
+    atoms.pbc = [True, True, False]
+    with pytest.raises(InputError, match="periodic in three dimensions"):
         atoms.get_forces()
 
 
@@ -427,9 +434,10 @@ def test_qmml_ipi_command_serves_a_qm_ml_hamiltonian(water_model, cluster, tmp_p
     print(f"\ni-PI vs direct (QM/ML): max |dF|/max|F| = {largest:.1e}")
 
 
-def test_ipi_with_a_triclinic_box_keeps_the_cell_and_sends_a_zero_virial(water_model, tmp_path):
+def test_ipi_with_a_triclinic_box_gets_the_cell_and_the_virial(water_model, tmp_path):
     """A periodic ML water box given a triclinic cell: i-PI's cell (lattice vectors as columns, Bohr)
-    arrives as the system's box, forces still match, and the client warns that it has no virial."""
+    arrives as the system's box, forces still match, and the virial sent is -V times the stress, the
+    strain derivative of the energy (checked by finite strains)."""
     from qmml.ml import Dataset
 
     frame = next(f for f in Dataset.load(ROOT / "data" / "datasets" / "water_test.npz") if f.cell is not None)
@@ -440,10 +448,23 @@ def test_ipi_with_a_triclinic_box_keeps_the_cell_and_sends_a_zero_virial(water_m
     potential = qmml.MLPotential(water_model, system)
     address = write_ipi_input(tmp_path, system, beads=2, steps=2)
     client = IPIClient(potential, address, connect_timeout_s=30)
-    with pytest.warns(UserWarning, match="virial sent to i-PI is zero"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
         run_ipi(tmp_path, address, client.run)
     assert client.n_evaluations == 2 * 3
-    assert_ipi_forces_equal_direct(potential, ipi_beads(tmp_path, 2), rtol=1e-10)
+    # the potential now takes i-PI's cell (the box as written to input.xml and converted to Bohr and back)
+    assert_ipi_forces_equal_direct(potential, ipi_beads(tmp_path, 2), rtol=1e-6)
+    x, cell = system.positions, system.cell
+    energy, _, w = client._evaluate(x[None], cell[None])[0]
+    h = 1e-5
+    for a, b in [(0, 0), (1, 2), (2, 1)]:
+        eps = np.zeros((3, 3))
+        eps[a, b] = h
+        up, down = (np.eye(3) + eps).T, (np.eye(3) - eps).T
+        de = (potential.compute(x @ up, cell=cell @ up, forces=False).energy
+              - potential.compute(x @ down, cell=cell @ down, forces=False).energy) / (2 * h)
+        # W = -dE/d(strain), symmetrized (the potential is rotation invariant)
+        assert w[a, b] * qmml.units.HARTREE_EV == pytest.approx(-de, abs=2e-5)
 
 
 def test_virial_is_minus_the_strain_derivative_of_the_energy(water_model, cluster):
