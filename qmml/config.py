@@ -52,6 +52,9 @@ class EnvironmentConfig(_Strict):
     type: Literal["fixed_charges", "ml"] = "fixed_charges"
     model: str | None = Field(None, description="environment model: shipped name (water, organic) or .pt path")
     scheme: Literal["additive", "subtractive"] = "additive"
+    coulomb: Literal["dsf", "ewald"] | None = Field(None, description="form of the model's Coulomb term between "
+                                                    "molecules: damped shifted force (as trained) or the full Ewald "
+                                                    "sum; default the model's own")
     total_charge: int | None = Field(None, description="charge of the whole system, e (default: from topology)")
     charge_radii_A: float | dict[str, float] | None = None
     embedding_cutoff_A: float | None = Field(None, gt=0, description="switch embedding charges off beyond this, Å")

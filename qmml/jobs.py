@@ -61,7 +61,13 @@ def build_hamiltonian(config: JobConfig, root: Path, part):
                          far_field_width_A=qm.far_field_width_A, near_field_A=qm.near_field_A,
                          near_field_width_A=qm.near_field_width_A, ewald_accuracy=qm.ewald_accuracy, device=qm.device)
     if env.type == "ml":
-        environment = MLEnvironment(_model(env.model, root, "environment.model"), total_charge=env.total_charge)
+        model = _model(env.model, root, "environment.model")
+        if env.coulomb is not None and env.coulomb != model.coulomb_form:
+            try:
+                model = model.with_coulomb(env.coulomb)
+            except InputError as err:
+                raise InputError(f"key 'environment.coulomb': {err}") from None
+        environment = MLEnvironment(model, total_charge=env.total_charge)
     else:
         environment = FixedCharges()
     return Hamiltonian(part, engine, environment, scheme=env.scheme, vdw=config.vdw,
