@@ -219,10 +219,17 @@ def summary(part, result, elapsed_s: float) -> str:
         f"  RMS force           : {np.sqrt(np.mean(norms ** 2)):.4f} eV/Å; largest {norms[worst]:.4f} eV/Å "
         f"on {system.atom_label(worst)}",
         f"  net force           : {np.abs(f.sum(axis=0)).max():.2e} eV/Å (should be ~0)",
-        "  forces on QM atoms (eV/Å):",
     ]
-    for i in part.qm_atoms:
-        lines.append(f"    {system.atom_label(int(i)):28s} {f[i, 0]:10.4f} {f[i, 1]:10.4f} {f[i, 2]:10.4f}")
+    if getattr(result, "stress", None) is not None:
+        from . import units
+
+        gpa = result.stress * units.EV_PER_A3_GPA
+        lines.append(f"  stress (GPa)        : xx {gpa[0, 0]:.4f} yy {gpa[1, 1]:.4f} zz {gpa[2, 2]:.4f} "
+                     f"yz {gpa[1, 2]:.4f} xz {gpa[0, 2]:.4f} xy {gpa[0, 1]:.4f}; potential pressure "
+                     f"{-np.trace(gpa) / 3:.4f} GPa (no kinetic part)")
+    lines.append("  forces on QM atoms (eV/Å):")
+    lines += [
+        f"    {system.atom_label(int(i)):28s} {f[i, 0]:10.4f} {f[i, 1]:10.4f} {f[i, 2]:10.4f}" for i in part.qm_atoms]
     lines.append(f"  wall time           : {elapsed_s:.1f} s")
     return "\n".join(lines)
 

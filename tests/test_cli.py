@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+import qmml
+
 from conftest import DATA, STRUCTURES
 from qmml.cli import main
 
@@ -86,3 +88,21 @@ def test_far_field_and_device_reach_the_engine_from_the_job_file():
     config, root = load_config(job, ["qm.far_field_A=12", "qm.far_field_width_A=20"])
     with pytest.raises(InputError, match="far_field_A"):
         build_hamiltonian(config, root, part)
+
+
+def test_periodic_job_prints_the_stress_and_a_split_qm_region_is_refused(tmp_path, capsys):
+    """The shipped periodic example (HF/STO-3G here): the stress line, and the cell reaching the engine."""
+    from qmml.config import load_config
+    from qmml.jobs import build_hamiltonian, build_partition
+
+    job = DATA / "examples" / "water_box.yaml"
+    assert main(["run", str(job), "--set", "qm.method=hf", "--set", "qm.basis=sto-3g"]) == 0
+    out = capsys.readouterr().out
+    assert "stress (GPa)" in out and "potential pressure" in out
+    config, root = load_config(job, ["box=[20, 20, 20]", "qm.near_field_A=7.5"])
+    part = build_partition(config, root)
+    assert part.system.box[:3].tolist() == [20.0, 20.0, 20.0]
+    assert build_hamiltonian(config, root, part).qm.near_field_A == 7.5
+    config, root = load_config(job, ["box=[20, 20]"])
+    with pytest.raises(qmml.InputError, match="key 'box'"):
+        build_partition(config, root)

@@ -76,7 +76,9 @@ class CellList:
             widths = torch.stack([volume / torch.linalg.norm(torch.linalg.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
                                   for k in range(3)])
             periodic = True
-        n_cells = torch.clamp(torch.floor(widths / cutoff), min=1).long()
+        # cells of half the cutoff: 125 cells of (r_c/2)^3 hold fewer candidates than 27 of r_c^3, and a box
+        # only somewhat wider than the cutoff still gets several cells instead of one holding every atom
+        n_cells = torch.clamp(torch.floor(2.0 * widths / cutoff), min=1).long()
         reach = torch.ceil(cutoff * n_cells / widths - 1e-12).long() if periodic else torch.ones(3, dtype=torch.long,
                                                                                                  device=device)
         idx3 = torch.minimum((frac * n_cells).long(), n_cells - 1)
