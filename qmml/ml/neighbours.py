@@ -79,8 +79,7 @@ class CellList:
         # cells of half the cutoff: 125 cells of (r_c/2)^3 hold fewer candidates than 27 of r_c^3, and a box
         # only somewhat wider than the cutoff still gets several cells instead of one holding every atom
         n_cells = torch.clamp(torch.floor(2.0 * widths / cutoff), min=1).long()
-        reach = torch.ceil(cutoff * n_cells / widths - 1e-12).long() if periodic else torch.ones(3, dtype=torch.long,
-                                                                                                 device=device)
+        reach = torch.ceil(cutoff * n_cells / widths - 1e-12).long()
         idx3 = torch.minimum((frac * n_cells).long(), n_cells - 1)
         nc = [int(v) for v in n_cells]
         cell_id = (idx3[:, 0] * nc[1] + idx3[:, 1]) * nc[2] + idx3[:, 2]
