@@ -9,8 +9,8 @@ __version__ = "0.1.0"  # before the imports: submodules record it in files they 
 from .environments import FixedCharges
 from .errors import InputError, PartitionError, QmmlError, SCFConvergenceError
 from .hamiltonian import Hamiltonian, Result
-from .md import (CollectiveVariableLog, Langevin, MultipleTimeStep, PathIntegralLangevin, Simulation, ThermoLog,
-                 TrajectoryWriter, VelocityVerlet, with_isotopes)
+from .md import (CollectiveVariableLog, Langevin, MultipleTimeStep, PathIntegralLangevin, Simulation,
+                 StochasticCellRescaling, ThermoLog, TrajectoryWriter, VelocityVerlet, read_thermo, with_isotopes)
 from .ml import EnvironmentModel, MLPotential, load_model
 from .reference import MLReference
 from .partition import Partition, partition
@@ -29,5 +29,5 @@ __all__ = [
     "CollectiveVariableLog", "optimize", "Optimization", "Restrained", "HarmonicRestraint",
     "QmmlError", "InputError", "PartitionError", "SCFConvergenceError",
     "make_executor", "map_tasks", "run_umbrella_windows",
-    "PathIntegralLangevin", "with_isotopes",
+    "PathIntegralLangevin", "with_isotopes", "StochasticCellRescaling", "read_thermo",
 ]

@@ -1,5 +1,7 @@
-"""Molecular dynamics: state, integrators (B/A/O sub-steps), reporters, checkpoints, the simulation driver."""
+"""Molecular dynamics: state, integrators (B/A/O sub-steps, barostat C), reporters, checkpoints, the simulation
+driver."""
 
+from .barostat import StochasticCellRescaling
 from .checkpoint import read_checkpoint, write_checkpoint
 from .integrators import Langevin, MultipleTimeStep, VelocityVerlet
 from .pimd import PathIntegralLangevin, with_isotopes
@@ -10,4 +12,5 @@ from .state import MDState, kinetic_energy, maxwell_boltzmann, temperature
 
 __all__ = ["MDState", "VelocityVerlet", "Langevin", "MultipleTimeStep", "Simulation", "ThermoLog", "CollectiveVariableLog",
            "TrajectoryWriter", "read_checkpoint", "write_checkpoint", "plot_thermo", "read_thermo",
-           "kinetic_energy", "maxwell_boltzmann", "temperature", "PathIntegralLangevin", "with_isotopes"]
+           "kinetic_energy", "maxwell_boltzmann", "temperature", "PathIntegralLangevin", "with_isotopes",
+           "StochasticCellRescaling"]

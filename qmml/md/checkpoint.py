@@ -22,6 +22,8 @@ FORMAT = "qmml-checkpoint"
 VERSION = 1
 _STATE_ARRAYS = ("positions", "velocities", "forces")
 _STATE_SCALARS = ("potential_energy", "step", "time_fs", "rng_state", "heat_eV")
+#: Written when set; absent from checkpoints of older versions or runs without them (defaults apply).
+_STATE_OPTIONAL = ("cell", "stress", "barostat_rng_state", "barostat_heat_eV")
 
 
 def _flatten(tree, arrays: dict):
@@ -56,6 +58,7 @@ def write_checkpoint(path, state: MDState, **sections) -> None:
     tree = {
         "format": FORMAT, "version": VERSION,
         "state": {**{k: getattr(state, k) for k in _STATE_SCALARS}, **{k: getattr(state, k) for k in _STATE_ARRAYS},
+                  **{k: getattr(state, k) for k in _STATE_OPTIONAL if getattr(state, k) is not None},
                   "extra": state.extra},
         **sections,
     }
@@ -84,7 +87,8 @@ def read_checkpoint(path) -> tuple[MDState, dict]:
         raise InputError(f"{path}: not a qmml checkpoint of version {VERSION}")
     tree = _unflatten(tree, arrays)
     s = tree.pop("state")
-    state = MDState(**{k: s[k] for k in _STATE_ARRAYS + _STATE_SCALARS}, extra=s["extra"])
+    state = MDState(**{k: s[k] for k in _STATE_ARRAYS + _STATE_SCALARS}, **{k: s[k] for k in _STATE_OPTIONAL if k in s},
+                    extra=s["extra"])
     tree.pop("format"), tree.pop("version")
     return state, tree
 

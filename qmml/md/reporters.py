@@ -83,9 +83,10 @@ class ThermoLog(Reporter):
 
     The conserved quantity is total energy plus the heat the thermostat removed; in NVE it is the
     total energy and its drift measures integration error.  An integrator may define it otherwise
-    (``conserved_energy(state, masses)``, e.g. the ring-polymer Hamiltonian of path-integral MD) and
-    add columns after ``wall_s`` (``thermo_columns`` names, ``thermo_values(state, masses)`` values,
-    e.g. the quantum kinetic-energy estimators).
+    (``conserved_energy(state, masses)``, e.g. the ring-polymer Hamiltonian of path-integral MD, or
+    the effective energy E + P0 V + heats under a barostat) and add columns after ``wall_s``
+    (``thermo_columns`` names, ``thermo_values(state, masses)`` values, e.g. the quantum
+    kinetic-energy estimators, or volume, density, pressure and cell under a barostat).
 
     Parameters
     ----------
@@ -165,8 +166,9 @@ class TrajectoryWriter(Reporter):
     Extended XYZ frames hold element, position (Å), region (QM or ENV; ML for an ML-only run) and
     charge (e: the environment model's charges; 0 on QM atoms) per atom, optionally forces (eV/Å)
     and velocities (Å/fs); the comment line has step, time (fs), energy (eV) and the box.
-    DCD/XTC (MDAnalysis) hold positions only; frames are buffered between checkpoints and appended
-    then, so these files also end exactly at the checkpoint.
+    DCD/XTC (MDAnalysis) hold positions and the box only; frames are buffered between checkpoints and
+    appended then, so these files also end exactly at the checkpoint.  Under a barostat every frame
+    carries its own box (``Lattice=`` in extended XYZ).
 
     Parameters
     ----------
@@ -183,12 +185,12 @@ class TrajectoryWriter(Reporter):
             raise InputError(f"trajectory {self.path}: unknown format {suffix!r}; use .extxyz, .xyz, .dcd or .xtc")
         self.binary = suffix in (".dcd", ".xtc")
         self.forces, self.velocities = forces, velocities
-        self.buffer: list[np.ndarray] = []
+        self.buffer: list[tuple] = []  # (positions, cell or None) per frame
 
     # -- extended XYZ --------------------------------------------------------------------
     def report(self, simulation, state) -> None:
         if self.binary:
-            self.buffer.append(state.positions.copy())
+            self.buffer.append((state.positions.copy(), None if state.cell is None else state.cell.copy()))
             return
         system = simulation.system
         regions, charges = simulation.regions, simulation.atom_charges(state)
@@ -201,8 +203,9 @@ class TrajectoryWriter(Reporter):
             props += ":velocities:R:3"
             columns.append(state.velocities)
         lattice = ""
-        if system.cell is not None:
-            lattice = 'Lattice="' + " ".join(f"{x:.6f}" for x in system.cell.ravel()) + '" pbc="T T T" '
+        cell = state.cell if state.cell is not None else system.cell  # the barostat's box, else the system's
+        if cell is not None:
+            lattice = 'Lattice="' + " ".join(f"{x:.6f}" for x in cell.ravel()) + '" pbc="T T T" '
         lines = [str(system.n_atoms),
                  f'{lattice}Properties={props} step={state.step} time_fs={state.time_fs:.6f} '
                  f'energy={state.potential_energy:.10f} units="positions:Angstrom energy:eV charges:e time:fs"']
@@ -244,10 +247,14 @@ class TrajectoryWriter(Reporter):
 
         tmp = self.path.with_name(f".{self.path.name}.part{self.path.suffix}")
         universe = mda.Universe.empty(self.system.n_atoms, trajectory=True)
+        from MDAnalysis.lib.mdamath import triclinic_box
+
         with mda.Writer(str(tmp), n_atoms=self.system.n_atoms) as writer:
-            for positions in self.buffer:
+            for positions, cell in self.buffer:
                 universe.atoms.positions = positions
-                if self.system.box is not None:
+                if cell is not None:  # a barostat's box changes from frame to frame
+                    universe.dimensions = triclinic_box(*cell)
+                elif self.system.box is not None:
                     universe.dimensions = self.system.box
                 writer.write(universe.atoms)
         data = tmp.read_bytes()

@@ -30,8 +30,10 @@ class Simulation:
     ----------
     hamiltonian : Hamiltonian or potential
         Anything with ``compute(positions_A)`` returning ``.energy`` (eV) and ``.forces`` (eV/Å) and a
-        ``system`` attribute (elements, masses, starting positions).
+        ``system`` attribute (elements, masses, starting positions, box).  Under a barostat it is also
+        called with ``cell=`` (3x3, rows, Å) and must return ``.stress`` (eV/Å^3).
     integrator : VelocityVerlet, Langevin or MultipleTimeStep
+        ``Langevin(..., barostat=StochasticCellRescaling(...))`` for constant pressure.
     reporters : sequence of Reporter
         E.g. `ThermoLog`, `TrajectoryWriter`.
     positions : array_like (n, 3), optional

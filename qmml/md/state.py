@@ -40,6 +40,18 @@ class MDState:
         Integrator-specific arrays (e.g. the fast forces of a multiple-time-step integrator).
     result : object
         The potential's full result at ``positions`` (charges, SCF cycles, ...); not checkpointed.
+    cell : ndarray (3, 3) or None
+        Lattice vectors as rows, Å, where the run changes the box (a barostat); the potential is then
+        evaluated in this cell.  None: the potential's own box (or none) is used.
+    stress : ndarray (3, 3) or None
+        The potential's stress at ``positions`` and ``cell``, eV/Å^3 ((1/V) dE/d(strain)); kept (and
+        checkpointed) because the barostat needs it at the start of the next step.
+    barostat_rng_state : str or None
+        JSON state of the barostat's own random stream (separate from the thermostat's, so that
+        switching the barostat's coupling off leaves the thermostat's numbers, and so the run, unchanged).
+    barostat_heat_eV : float
+        Energy the barostat's stochastic cell moves took out of the system, eV; E_kin + E_pot + P V +
+        heat_eV + barostat_heat_eV is the effective energy a correct NPT integrator conserves.
     """
 
     positions: np.ndarray
@@ -52,6 +64,10 @@ class MDState:
     heat_eV: float = 0.0
     extra: dict = field(default_factory=dict)
     result: object = None
+    cell: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    barostat_rng_state: str | None = None
+    barostat_heat_eV: float = 0.0
 
     def replace(self, **changes) -> "MDState":
         return replace(self, **changes)
@@ -70,16 +86,16 @@ def temperature(masses: np.ndarray, velocities: np.ndarray, degrees_of_freedom: 
 #: Independent random streams drawn from one user seed: the same seed for the initial velocities and
 #: the thermostat must not give the same numbers (the first random kick would then be parallel to
 #: the velocities and heat the system).
-STREAM_VELOCITIES, STREAM_THERMOSTAT = 0, 1
+STREAM_VELOCITIES, STREAM_THERMOSTAT, STREAM_BAROSTAT = 0, 1, 2
 
 
 def _stream(seed: int, purpose: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(purpose,))))
 
 
-def new_rng_state(seed: int) -> str:
-    """State of the thermostat's random stream for ``seed``."""
-    return json.dumps(_stream(seed, STREAM_THERMOSTAT).bit_generator.state)
+def new_rng_state(seed: int, purpose: int = STREAM_THERMOSTAT) -> str:
+    """State of the thermostat's (or another ``purpose``'s) random stream for ``seed``."""
+    return json.dumps(_stream(seed, purpose).bit_generator.state)
 
 
 def generator(rng_state: str) -> np.random.Generator:
