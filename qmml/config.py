@@ -86,6 +86,11 @@ class MDConfig(_Strict):
     contracted_beads: int | None = Field(None, ge=1, description="path_integral: beads that see the QM/ML "
                                          "Hamiltonian (ring-polymer contraction; the ML reference force acts on "
                                          "all beads); default all")
+    pressure_bar: float | None = Field(None, description="langevin: constant pressure (stochastic cell rescaling) at "
+                                       "this pressure, bar; the structure needs a box. None: constant volume")
+    compressibility_per_bar: float = Field(4.5e-5, ge=0, description="barostat coupling compressibility, 1/bar "
+                                           "(water 4.5e-5; sets only how fast the volume relaxes)")
+    barostat_relaxation_fs: float = Field(1000.0, gt=0, description="barostat relaxation time, fs")
     run_dir: str | None = Field(None, description="output folder (default: <job file stem>_run next to it)")
     thermo_every: int = Field(1, ge=1)
     trajectory: list[str] = Field(["trajectory.extxyz"], description="trajectory files (.extxyz, .dcd, .xtc)")

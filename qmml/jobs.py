@@ -79,6 +79,17 @@ def build_integrator(config: JobConfig, root: Path, hamiltonian):
     from .md import Langevin, MultipleTimeStep, PathIntegralLangevin, VelocityVerlet
 
     md = config.md
+    if md.pressure_bar is not None:
+        from .md import StochasticCellRescaling
+
+        if md.integrator != "langevin":
+            raise InputError(f"key 'md.pressure_bar': constant pressure needs md.integrator: langevin, not "
+                             f"{md.integrator}")
+        if hamiltonian.system.cell is None:
+            raise InputError("key 'md.pressure_bar': constant pressure needs a periodic box; the structure has none "
+                             "(add a CRYST1 record or box: [a, b, c] to the job file)")
+        barostat = StochasticCellRescaling(md.pressure_bar, md.compressibility_per_bar, md.barostat_relaxation_fs)
+        return Langevin(md.timestep_fs, md.temperature_K, md.friction_per_ps, md.seed, barostat=barostat)
     if md.integrator == "velocity_verlet":
         return VelocityVerlet(md.timestep_fs)
     if md.integrator == "langevin":

@@ -84,8 +84,11 @@ class Restrained:
         if hasattr(self.potential, "restore"):
             self.potential.restore(state)
 
-    def compute(self, positions, *, forces: bool = True):
-        result = self.potential.compute(positions, forces=forces)
+    def compute(self, positions, *, forces: bool = True, cell=None):
+        """The potential's result with the restraints' energy and forces added; ``cell`` (periodic
+        potentials) is passed on, and the bias's strain derivative added to the stress."""
+        kwargs = {} if cell is None else {"cell": cell}
+        result = self.potential.compute(positions, forces=forces, **kwargs)
         bias, bias_forces = 0.0, np.zeros(np.shape(positions))
         for restraint in self.restraints:
             e, f = restraint.compute(positions)
@@ -94,5 +97,11 @@ class Restrained:
         changes = {"energy": result.energy + bias}
         if forces:
             changes["forces"] = result.forces + bias_forces
+            stress = getattr(result, "stress", None)
+            if stress is not None:
+                # the collective variables are functions of the positions alone: dE/d(strain) = -sum F (x) R
+                box = cell if cell is not None else self.system.cell
+                w = -bias_forces.T @ np.asarray(positions)
+                changes["stress"] = stress + 0.5 * (w + w.T) / abs(np.linalg.det(box))
         changes["details"] = {**result.details, "restraint_energy": bias}
         return replace(result, **changes)

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import qmml
@@ -106,3 +107,24 @@ def test_periodic_job_prints_the_stress_and_a_split_qm_region_is_refused(tmp_pat
     config, root = load_config(job, ["box=[20, 20]"])
     with pytest.raises(qmml.InputError, match="key 'box'"):
         build_partition(config, root)
+
+
+def test_npt_job_runs_qm_ml_at_constant_pressure(tmp_path):
+    """md.pressure_bar turns the Langevin run of the periodic example into NPT: the thermo log carries the
+    volume, density and pressure, and the box moves; a non-Langevin integrator is refused."""
+    from qmml.config import load_config
+    from qmml.jobs import build_hamiltonian, build_integrator, build_partition
+    from qmml.md import read_thermo
+
+    job = DATA / "examples" / "water_box.yaml"
+    run = tmp_path / "npt"
+    settings = ["qm.method=hf", "qm.basis=sto-3g", "task=md", "md.steps=3", "md.pressure_bar=1",
+                "md.barostat_relaxation_fs=50", "md.timestep_fs=1", "md.progress=false", f"md.run_dir={run}"]
+    assert main(["run", str(job)] + [x for s in settings for x in ("--set", s)]) == 0
+    thermo = read_thermo(run / "thermo.csv")
+    assert {"volume_A3", "density_g_per_cm3", "pressure_bar"} <= set(thermo)
+    assert len(set(np.round(thermo["volume_A3"], 6))) > 1
+    config, root = load_config(job, ["task=md", "md.pressure_bar=1", "md.integrator=velocity_verlet"])
+    part = build_partition(config, root)
+    with pytest.raises(qmml.InputError, match="md.pressure_bar"):
+        build_integrator(config, root, build_hamiltonian(config, root, part))
