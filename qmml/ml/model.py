@@ -39,6 +39,7 @@ from torch import nn
 
 from .. import units
 from ..errors import InputError
+from ..periodic.cell import check_cell
 from .neighbours import CellList, neighbour_list
 
 COULOMB_FORMS = ("dsf", "ewald")
@@ -196,15 +197,17 @@ class EnvironmentModel(nn.Module):
         Committee size.
     coulomb_cutoff : float or None
         Cutoff (Å) of an explicit damped-shifted-force Coulomb energy between charges of different
-        groups; None leaves electrostatics implicit in the short-range networks.
+        molecules (the "ewald" form has no cutoff); None leaves electrostatics implicit in the
+        short-range networks.
     charge_groups : {"molecule", "structure"}
         What the charges were conserved over in training: each molecule (no charge transfer between
         molecules), or each whole structure (charge transfer allowed, e.g. ions in water).  At
         prediction time pass ``groups`` accordingly.
     coulomb : {"dsf", "ewald"}
         Form of the Coulomb term (with ``coulomb_cutoff``): damped shifted force, or the full Coulomb
-        sum (Ewald in periodic boxes with real-space cutoff ``coulomb_cutoff``, bare in open
-        boundaries).  Training uses "dsf"; `with_coulomb` switches a trained model.
+        sum (Ewald in periodic boxes, relative accuracy `EWALD_ACCURACY`, splitting chosen by
+        `qmml.periodic.ewald.default_real_cutoff`; bare in open boundaries).  Training uses "dsf";
+        `with_coulomb` switches a trained model.
     """
 
     def __init__(self, elements, cutoff: float = 5.0, n_radial: int = 12, n_channels: int = 10,
@@ -362,8 +365,9 @@ class EnvironmentModel(nn.Module):
             # atoms outside every molecule (-1, the QM atoms of the subtractive scheme) carry no charge
             if cell is None:
                 return coulomb_open(charges, positions, exclude=molecules, strain=strain)
-            return ewald_coulomb(charges, positions, cell, real_cutoff=self.coulomb_cutoff, accuracy=EWALD_ACCURACY,
-                                 exclude=molecules, strain=strain)
+            # the cost-balancing real-space cutoff: 2.3x faster than coulomb_cutoff (9 Å) for 64 waters in a
+            # 15.6 x 15.6 x 7.8 Å box, 1.5x for 1000 waters, the same energy to EWALD_ACCURACY
+            return ewald_coulomb(charges, positions, cell, accuracy=EWALD_ACCURACY, exclude=molecules, strain=strain)
         i, j, shifts = neighbour_list(positions, self.coulomb_cutoff, cell)
         keep = (molecules[i] != molecules[j]) & (molecules[i] >= 0) & (molecules[j] >= 0)
         i, j, shifts = i[keep], j[keep], shifts[keep]
@@ -385,7 +389,8 @@ class EnvironmentModel(nn.Module):
         positions : array_like (n, 3)
             Å.
         cell : array_like (3, 3), optional
-            Lattice vectors (rows, Å) of a periodic box; None for open boundaries.
+            Lattice vectors (rows, Å) of a periodic box; None for open boundaries.  With ``forces``,
+            the result also carries ``strain_derivative`` (eV), from the same backward passes.
         groups : array_like (n,) int, optional
             Charge group (molecule) of each atom; -1 marks atoms that are neighbours only and carry no
             charge (the QM atoms).  Default: one group holding every atom.
@@ -429,6 +434,8 @@ class EnvironmentModel(nn.Module):
         if not torch.isfinite(pos).all():
             bad = int(torch.nonzero(~torch.isfinite(pos).all(1))[0])
             raise InputError(f"position of atom {bad} is not finite; check the structure or the integrator")
+        if cell is not None:
+            cell = check_cell(cell, right_handed=False)
         chunks = [(a, min(n, a + chunk_size)) for a in range(0, n, chunk_size)]
         # pairs are built chunk by chunk so that memory stays bounded by the chunk size
         pair_lists = _LazyPairs(pos, self.cutoff, cell, chunks)
@@ -494,11 +501,15 @@ class EnvironmentModel(nn.Module):
             e_c = self.coulomb(q_leaf, x, mol_t, cell, strain=strain)
             member_e = member_e + e_c.detach()
             if forces:
-                # psi_m = dE_c,m/dq_m acts like an extra potential on member m's charges
-                psi = torch.autograd.grad(e_c.sum(), q_leaf, retain_graph=True)[0]
-                inputs = (x,) if strain is None else (x, strain)
-                for k, w in enumerate(weight_sets):  # direct (fixed-charge) Coulomb force
-                    g = torch.autograd.grad((w * e_c).sum(), inputs, retain_graph=k < len(weight_sets) - 1)
+                # One backward pass of the committee mean gives the direct (fixed-charge) force, its strain
+                # derivative and psi_m = dE_c,m/dq_m (member m's energy depends on its own charges only, so
+                # psi_m is the charge gradient over the member's weight); psi acts as an extra potential.
+                inputs = (x, q_leaf) if strain is None else (x, q_leaf, strain)
+                for k, w in enumerate(weight_sets):
+                    g = torch.autograd.grad((w * e_c).sum(), inputs if k == 0 else inputs[:1] + inputs[2:],
+                                            retain_graph=k < len(weight_sets) - 1)
+                    if k == 0:
+                        psi, g = g[1] / w[:, None], (g[0],) + g[2:]
                     grads[k] += g[0]
                     if strain is not None:
                         strain_grads[k] += g[1]

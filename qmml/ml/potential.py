@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..periodic.cell import volume
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,7 +83,11 @@ class MLPotential:
 
     def compute(self, positions, *, forces: bool = True, cell=None) -> PotentialResult:
         """Energy, forces and charges at ``positions`` (Å); ``cell`` (3x3 rows, Å) replaces the system's
-        box for this call (constant-pressure dynamics)."""
+        box for this call (constant-pressure dynamics).
+
+        In a periodic box and with ``forces``, the result's ``stress`` is (1/V) dE/d(strain) of that box,
+        symmetric, eV/Å^3 (ASE sign: pressure = -trace/3 plus the kinetic part); None otherwise.
+        """
         if cell is None:
             cell = self.cell
         elif self.cell is None:
@@ -92,5 +97,5 @@ class MLPotential:
         stress = None
         if p.strain_derivative is not None:
             d = p.strain_derivative
-            stress = 0.5 * (d + d.T) / abs(np.linalg.det(np.asarray(cell, dtype=float)))
+            stress = 0.5 * (d + d.T) / volume(cell)
         return PotentialResult(p.energy, p.forces, p.charges, p.energy_std, stress=stress)
