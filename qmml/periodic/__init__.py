@@ -1,6 +1,7 @@
 """Periodic boxes: cell geometry and strain, Ewald sums, and the QM region's coupling to a periodic
 environment (see docs/periodic.md)."""
 
-from .ewald import coulomb_open, ewald_coulomb
+from . import cell
+from .ewald import coulomb_open, ewald_coulomb, molecule_exclusions
 
-__all__ = ["ewald_coulomb", "coulomb_open"]
+__all__ = ["cell", "ewald_coulomb", "coulomb_open", "molecule_exclusions"]
