@@ -32,6 +32,18 @@ def central_difference_forces(hamiltonian, positions, atoms=None, step_A=1e-3):
     return out
 
 
+def finite_strain_derivative(energy, step=1e-5):
+    """dE/d(strain) (3, 3) by central differences: ``energy(deformation)`` is the energy with positions and
+    cell mapped by R -> R D (D = (I + strain)^T, so callers write ``x @ D, cell @ D``)."""
+    out = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            eps = np.zeros((3, 3))
+            eps[a, b] = step
+            out[a, b] = (energy((np.eye(3) + eps).T) - energy((np.eye(3) - eps).T)) / (2 * step)
+    return out
+
+
 def charges_around(n: int, r_min_A: float, r_max_A: float, seed: int):
     """n point charges (uniform in +-0.8 e, net zero) at random directions r_min..r_max Å from the origin."""
     rng = np.random.default_rng(seed)

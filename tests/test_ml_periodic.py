@@ -13,7 +13,7 @@ from qmml.ml import Dataset
 from qmml.errors import InputError
 from qmml.periodic import cell as cells
 from qmml.periodic.ewald import coulomb_open, ewald_coulomb, molecule_exclusions
-from conftest import DATA
+from conftest import DATA, finite_strain_derivative
 
 
 def t(a):
@@ -178,13 +178,7 @@ def strain_and_forces_check(model, z, x, cell, potential, **kw):
         q = model.predict(z, xx, cell=cc, forces=False, **kw)
         return q.energy + float(potential @ q.charges)
 
-    fd = np.zeros((3, 3))
-    for a in range(3):
-        for b in range(3):
-            eps = np.zeros((3, 3))
-            eps[a, b] = 1e-5
-            up, down = (np.eye(3) + eps).T, (np.eye(3) - eps).T
-            fd[a, b] = (objective(x @ up, cell @ up) - objective(x @ down, cell @ down)) / 2e-5
+    fd = finite_strain_derivative(lambda d: objective(x @ d, cell @ d))
     stress_error = np.abs(fd - p.strain_derivative).max() / abs(np.linalg.det(cell)) * units.EV_PER_A3_GPA
     force_error = 0.0
     for atom in (0, 4):
@@ -280,13 +274,7 @@ def test_subtractive_environment_strain_derivative(water_box):
         e = env.evaluate(xx, part, "subtractive", cell=cc)
         return e.energy + float(gradient @ e.charges)
 
-    fd = np.zeros((3, 3))
-    for a in range(3):
-        for b in range(3):
-            eps = np.zeros((3, 3))
-            eps[a, b] = 1e-5
-            up, down = (np.eye(3) + eps).T, (np.eye(3) - eps).T
-            fd[a, b] = (objective(x @ up, cell @ up) - objective(x @ down, cell @ down)) / 2e-5
+    fd = finite_strain_derivative(lambda d: objective(x @ d, cell @ d))
     error = np.abs(fd - analytic).max() / abs(np.linalg.det(cell)) * units.EV_PER_A3_GPA
     print(f"subtractive MLEnvironment: strain derivative vs finite strain {error:.1e} GPa")
     assert error < 1e-5

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import qmml
+from conftest import finite_strain_derivative
 from qmml import units
 
 WATER = np.array([[0.0, 0.0, 0.1174], [-0.757, 0.0, -0.4696], [0.757, 0.0, -0.4696]])  # Å
@@ -90,14 +91,7 @@ def test_forces_site_potentials_and_strain_derivative_are_exact(periodic_case):
         dq = np.zeros_like(charges)
         dq[j] = 1e-4
         assert abs((energy(q=charges + dq) - energy(q=charges - dq)) / 2e-4 - result.site_potential[j]) < 1e-6
-    strain = np.zeros((3, 3))
-    for a in range(3):
-        for b in range(3):
-            eps = np.zeros((3, 3))
-            eps[a, b] = 1e-4
-            up, down = (np.eye(3) + eps).T, (np.eye(3) - eps).T
-            strain[a, b] = (energy(x=water @ up, s=sites @ up, c=cell @ up)
-                            - energy(x=water @ down, s=sites @ down, c=cell @ down)) / 2e-4
+    strain = finite_strain_derivative(lambda d: energy(x=water @ d, s=sites @ d, c=cell @ d), step=1e-4)
     error_gpa = np.abs(strain - result.strain_derivative).max() / abs(np.linalg.det(cell)) * units.EV_PER_A3_GPA
     print(f"strain derivative error {error_gpa:.1e} GPa, force error {np.abs(fd - result.forces).max():.1e} eV/Å")
     assert error_gpa < 1e-5

@@ -1,0 +1,102 @@
+"""The ion-transport example (docs/examples/ion_transport.py) on the shipped NaCl(aq) box.
+
+A few NVE steps of the real model (energy conserved, the cached Coulomb pair list gives the same
+forces, the recorded positions are unwrapped so that the collective charge displacement is the time
+integral of the formal-charge current), then the analysis on Ornstein-Uhlenbeck ions, where the
+answer is known: independent ions have Green-Kubo = Einstein = Nernst-Einstein conductivity
+(Haven ratio 1), ions dragged along in neutral pairs carry no current (Haven ratio >> 1).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def example():
+    spec = importlib.util.spec_from_file_location("ion_transport", ROOT / "docs" / "examples" / "ion_transport.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def ornstein_uhlenbeck_ions(n_pairs, n_frames, dt_fs, tau_fs, rng, paired=False):
+    """Velocities (Å/fs) with <v(0)v(t)> = s^2 exp(-t/tau) per component, positions their integral."""
+    n = 2 * n_pairs
+    c = np.exp(-dt_fs / tau_fs)
+    s = 0.01
+    v = np.empty((n_frames, n, 3))
+    v[0] = rng.normal(scale=s, size=(n, 3))
+    noise = rng.normal(scale=s * np.sqrt(1 - c * c), size=(n_frames, n, 3))
+    for k in range(1, n_frames):
+        v[k] = c * v[k - 1] + noise[k]
+    if paired:  # each Cl- moves exactly with its Na+ partner: neutral pairs, no net current
+        v[:, n_pairs:] = v[:, :n_pairs]
+    x = np.cumsum(v, axis=0) * dt_fs
+    return x, v
+
+
+def test_ion_transport_example(example):
+    # -- a few steps of the real thing --------------------------------------------------------
+    system = example.load_electrolyte()
+    elements = list(system.elements)
+    assert elements.count("Na") == elements.count("Cl") == 4 and elements.count("O") == 120
+    assert system.cell is not None and abs(np.linalg.det(system.cell) ** (1 / 3) - 15.649) < 0.01
+
+    potential = example.make_potential(system, members=[0])
+    x = system.positions + 0.02  # away from the file's positions, with atoms outside the box
+    plain = potential.compute(x)
+    with example.verlet_skin(1.0):
+        cached = [potential.compute(x), potential.compute(x + 0.2)]  # second call reuses the pair list
+    assert np.allclose(cached[0].forces, plain.forces, atol=1e-10)
+    assert np.allclose(cached[1].forces, potential.compute(x + 0.2).forces, atol=1e-10)
+
+    settings = example.RunSettings(timestep_fs=0.5, equilibration_steps=2, production_steps=10, every=1,
+                                   members=(0,), seed=3)
+    frames = example.simulate(system, settings, log=lambda _: None)
+    energy = frames["total_energy"]
+    assert len(energy) == 11
+    assert np.ptp(energy) < 0.05, f"NVE total energy moved by {np.ptp(energy):.3f} eV in 10 steps"
+    # dM/dt from the recorded positions equals the current sum_i q_i v_i (trapezoid over each step):
+    # fails if positions were wrapped into the box or the charges were not the formal ones
+    q = np.array([example.FORMAL_CHARGES[e] for e in elements])
+    dipole = np.einsum("tia,i->ta", frames["positions"], q)
+    current = np.einsum("tia,i->ta", frames["velocities"], q)
+    dt = np.diff(frames["time_fs"])[:, None]
+    assert np.allclose(np.diff(dipole, axis=0) / dt, 0.5 * (current[1:] + current[:-1]), atol=2e-4)
+
+    # -- analysis where the answer is known -----------------------------------------------------
+    rng = np.random.default_rng(5)
+    cell = np.eye(3) * 30.0
+    base = {"elements": np.array(["Na"] * 40 + ["Cl"] * 40), "masses": np.array([22.99] * 40 + [35.45] * 40),
+            "cell": cell, "meta": {"settings": {"temperature_K": 300.0}}}
+    dt_fs, tau_fs = 2.0, 20.0
+    x, v = ornstein_uhlenbeck_ions(40, 16000, dt_fs, tau_fs, rng)
+    frames = {**base, "time_fs": np.arange(len(x)) * dt_fs, "positions": x, "velocities": v}
+    # remove_drift uses the masses; the OU ions are independent, so drift removal must not matter much
+    out = example.analyse(frames, blocks=4, fit_fs=(100.0, 400.0), gk_max_fs=200.0)
+    exact_d = 0.01 ** 2 * tau_fs  # D = <v_x^2> tau, Å^2/fs
+    for name in ("Na", "Cl"):
+        d = out[f"D_{name}"]["pbc_cm2_per_s"] / example.units.A2_PER_FS_CM2_PER_S
+        assert abs(d / exact_d - 1) < 0.1, (name, d, exact_d)
+    ne = out["sigma_nernst_einstein"]["S_per_m"]
+    for kind in ("green_kubo", "einstein"):
+        assert abs(out[f"sigma_{kind}"]["S_per_m"] / ne - 1) < 0.25, (kind, out[f"sigma_{kind}"], ne)
+        h = out[f"haven_ratio_{kind}"]
+        assert abs(h["value"] - 1) < max(0.25, 3 * h["stderr"]), (kind, h)
+
+    x, v = ornstein_uhlenbeck_ions(40, 4000, dt_fs, tau_fs, rng, paired=True)
+    frames = {**base, "time_fs": np.arange(len(x)) * dt_fs, "positions": x, "velocities": v}
+    out = example.analyse(frames, blocks=2, fit_fs=(100.0, 400.0), gk_max_fs=200.0)
+    ne = out["sigma_nernst_einstein"]["S_per_m"]
+    assert ne > 0
+    for kind in ("green_kubo", "einstein"):
+        assert abs(out[f"sigma_{kind}"]["S_per_m"]) < 1e-6 * ne  # cross terms cancel the self terms
