@@ -53,3 +53,5 @@ INVERSE_CM_EV = PLANCK_EV_S * SPEED_OF_LIGHT_CM_PER_FS * 1e15
 EV_PER_A3_GPA = ELEMENTARY_CHARGE_C * 1e30 / 1e9
 #: 1 bar in eV/Å^3.
 BAR_EV_PER_A3 = 1e5 / (ELEMENTARY_CHARGE_C * 1e30)
+#: Density: 1 amu/Å^3 in g/cm^3 (1 g = 1e-3 kg, 1 cm^3 = 1e24 Å^3).
+AMU_PER_A3_G_PER_CM3 = AMU_KG * 1e3 * 1e24

@@ -40,9 +40,8 @@ def starting_system(density_g_cm3: float | None):
     system = qmml.load_system(ROOT / "data/structures/water_box.psf", ROOT / "data/structures/water_box.pdb")
     if density_g_cm3 is None:
         return system
-    mass = system.masses.sum() * units.AMU_KG * 1e3  # g
-    volume = system.cell[0, 0] * system.cell[1, 1] * system.cell[2, 2] * 1e-24  # cm^3
-    scale = (mass / volume / density_g_cm3) ** (1.0 / 3.0)
+    density = system.masses.sum() / abs(np.linalg.det(system.cell)) * units.AMU_PER_A3_G_PER_CM3
+    scale = (density / density_g_cm3) ** (1.0 / 3.0)
     x = system.positions
     centres = (x[0::3] * system.masses[0::3, None] + x[1::3] * system.masses[1::3, None]
                + x[2::3] * system.masses[2::3, None]) / (system.masses[0::3] + system.masses[1::3]

@@ -41,8 +41,6 @@ from .. import units
 from ..errors import InputError
 from .state import generator, generator_state
 
-#: amu/Å^3 -> g/cm^3 (1 g = 1e-3 kg, 1 cm^3 = 1e24 Å^3).
-_AMU_PER_A3_G_PER_CM3 = units.AMU_KG * 1e3 * 1e24
 
 
 def volume(cell) -> float:
@@ -60,7 +58,7 @@ def pressure_tensor(masses, velocities, stress, cell) -> np.ndarray:
 
 def density_g_per_cm3(masses, cell) -> float:
     """Mass density of atoms with ``masses`` (amu) in ``cell`` (rows, Å), g/cm^3."""
-    return float(np.sum(masses)) / volume(cell) * _AMU_PER_A3_G_PER_CM3
+    return float(np.sum(masses)) / volume(cell) * units.AMU_PER_A3_G_PER_CM3
 
 
 def cell_parameters(cell) -> tuple:
