@@ -43,6 +43,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..periodic.cell import perpendicular_widths
+from ..periodic.ewald import reciprocal_indices, splitting
 from ..units import BOHR_A as _BOHR_A
 from . import far_field
 from .embedding import SiteIntegrals
@@ -56,17 +58,11 @@ SITE_BLOCK_ELEMENTS = 4_000_000
 _SQRT_PI = math.sqrt(math.pi)
 
 
-def _cell_widths(cell: np.ndarray) -> np.ndarray:
-    """Distance between opposite faces of the cell along each lattice vector, Bohr."""
-    volume = abs(np.linalg.det(cell))
-    return volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
-
-
 def lattice_shifts(cell: np.ndarray, radius: float) -> np.ndarray:
     """Integer shifts n (k, 3) of every lattice vector n H shorter than ``radius`` + one cell diagonal,
     so that the images of any point of the cell within ``radius`` of any other are all reached."""
     reach = radius + np.linalg.norm(cell.sum(0)) + np.abs(cell).sum()
-    n_max = np.ceil(reach / _cell_widths(cell)).astype(int)
+    n_max = np.ceil(reach / perpendicular_widths(cell)).astype(int)
     grid = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in n_max], indexing="ij"), -1).reshape(-1, 3)
     return grid[np.linalg.norm(grid @ cell, axis=1) <= reach]
 
@@ -81,16 +77,9 @@ class EwaldParameters:
 
 
 def ewald_parameters(cell: np.ndarray, accuracy: float, real_cutoff: float) -> EwaldParameters:
-    """eta = p / r_c and |G| <= 2 eta p with p = sqrt(-ln accuracy): both neglected tails are ~exp(-p^2)."""
-    p = math.sqrt(-math.log(accuracy))
-    eta = p / real_cutoff
-    g_max = 2.0 * eta * p
-    m_max = np.ceil(g_max * np.linalg.norm(cell, axis=1) / (2 * math.pi)).astype(int)
-    m = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in m_max], indexing="ij"), -1).reshape(-1, 3)
-    first = np.where(m[:, 0] != 0, m[:, 0], np.where(m[:, 1] != 0, m[:, 1], m[:, 2]))
-    m = m[first > 0]  # one of each +-G pair
-    g = 2 * math.pi * m @ np.linalg.inv(cell).T
-    return EwaldParameters(eta, real_cutoff, m[np.einsum("gx,gx->g", g, g) <= g_max**2])
+    """The splitting rule of `qmml.periodic.ewald` (both neglected tails ~ accuracy), in Bohr."""
+    eta, g_max = splitting(real_cutoff, accuracy)
+    return EwaldParameters(eta, real_cutoff, reciprocal_indices(cell, g_max))
 
 
 def _screened(a, r):
@@ -167,7 +156,7 @@ class PeriodicField:
         atoms = mol.atom_coords()
         self.centre = atoms.mean(axis=0)
         self._check(atoms)
-        self.ewald = ewald_parameters(self.cell, accuracy, real_cutoff or max(self.near, 0.5 * float(_cell_widths(self.cell).min()), 12.0))
+        self.ewald = ewald_parameters(self.cell, accuracy, real_cutoff or max(self.near, 0.5 * float(perpendicular_widths(self.cell).min()), 12.0))
         extent = float(np.max(np.linalg.norm(atoms - self.centre, axis=1)))
         # every image the real-space sums need: the Ewald cutoff and the near sphere around each QM atom
         self.reach = max(self.ewald.real_cutoff, self.near) + extent
