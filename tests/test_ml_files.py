@@ -11,6 +11,7 @@ from qmml.errors import InputError
 from qmml.ml import (Dataset, EnvironmentModel, Frame, ModelFileError, PySCFLabeller, esp_grid, load_model,
                      resp_charges, save_model)
 from qmml.units import COULOMB_EV_A, DEBYE_E_A
+from conftest import DATA
 
 WATER_Z = np.array([8, 1, 1])
 WATER_X = np.array([[0.0, 0.0, 0.117], [0.0, 0.757, -0.467], [0.0, -0.757, -0.467]])
@@ -129,3 +130,23 @@ def test_xtb_labels_are_consistent():
     fd = -(labeller(xp).energy - labeller(xm).energy) / (2 * h)
     assert abs(fd - label.forces[1, 1]) < 1e-3
     assert abs(label.charges.sum()) < 1e-8 and label.charges[0] < -0.4
+
+
+def test_xtb_stress_of_a_periodic_box_is_its_strain_derivative():
+    pytest.importorskip("tblite")
+    from qmml.ml import XTBLabeller
+
+    frame = next(f for f in Dataset.load(DATA / "datasets" / "water_test.npz") if f.cell is not None)
+    keep = np.repeat(frame.positions[frame.elements == 8][:, 2] < 4.0, 3)  # a slab of the waters: cheaper
+    z, x, cell = frame.elements[keep], frame.positions[keep], frame.cell
+    label = XTBLabeller(z, cell=cell)(x)
+    volume = abs(np.linalg.det(cell))
+    h = 1e-4
+    for a, b in ((0, 0), (1, 2)):  # a diagonal and a shear component
+        energies = []
+        for sign in (1, -1):
+            d = np.eye(3)
+            d[b, a] += sign * h  # positions and cell map as R -> R (I + strain)^T
+            energies.append(XTBLabeller(z, cell=cell @ d)(x @ d).energy)
+        assert abs((energies[0] - energies[1]) / (2 * h) / volume - label.stress[a, b]) < 1e-6
+    assert np.allclose(label.stress, label.stress.T, atol=1e-8)

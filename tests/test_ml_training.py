@@ -66,3 +66,64 @@ def test_train_command_names_bad_key_and_missing_file(tmp_path, capsys):
     path.write_text(yaml.safe_dump({"train": "nowhere.npz", "output": "m.pt"}))
     assert main(["train", str(path)]) == 2
     assert "key 'train'" in capsys.readouterr().err
+
+
+def _periodic_frames():
+    """The shipped test set's periodic 16-water frame and a sheared copy of it, with stress labels."""
+    from qmml.ml import Frame
+
+    frame = next(f for f in Dataset.load(DATASETS / "water_test.npz") if f.cell is not None)
+    shear = np.array([[1.0, 0.0, 0.0], [0.15, 0.97, 0.0], [-0.1, 0.08, 1.04]])
+    frames = []
+    for k, d in enumerate((np.eye(3), shear)):
+        stress = np.full((3, 3), 1e-3 * (k + 1))
+        frames.append(Frame(frame.elements, frame.positions @ d, frame.energy, frame.forces, frame.charges,
+                            frame.molecule, frame.molecule_charges, frame.cell @ d, stress))
+    return frames
+
+
+def test_training_virial_is_the_strain_derivative_of_the_batch_energy():
+    """The virial in the loss (from the force backward pass, pair shifts included) against finite strain of
+    each frame, for a model with the damped Coulomb term, in a batch that also holds an open cluster."""
+    from conftest import finite_strain_derivative
+    from qmml.ml import EnvironmentModel, Frame
+    from qmml.ml.train import _Batch, _member_forward
+
+    torch.manual_seed(3)
+    model = EnvironmentModel([1, 8], cutoff=4.0, n_radial=6, n_channels=4, hidden=(12,), coulomb_cutoff=6.0).double()
+    for p in model.parameters():  # an untrained model, but with charges of water-like size
+        p.data += 0.05 * torch.randn_like(p)
+    periodic = _periodic_frames()
+    cluster = next(f for f in Dataset.load(DATASETS / "water_test.npz") if f.cell is None)
+    frames = [periodic[0], cluster, periodic[1]]
+    batch = _Batch(model, frames, torch.float64)
+    energy, forces, q, virial = _member_forward(model, 0, batch, create_graph=False, virial=True)
+    for k in (0, 2):
+        f = frames[k]
+
+        def strained_energy(d, f=f, k=k):
+            moved = Frame(f.elements, f.positions @ d, 0.0, f.forces, f.charges, f.molecule, f.molecule_charges,
+                          f.cell @ d)
+            b = _Batch(model, [frames[j] if j != k else moved for j in range(3)], torch.float64)
+            return float(_member_forward(model, 0, b, create_graph=False)[0][k].detach())
+
+        expected = finite_strain_derivative(strained_energy, step=1e-5)
+        assert np.abs(virial[k].detach().numpy() - expected).max() < 1e-6 * max(1.0, np.abs(expected).max())
+    # the virial belongs to the frame: the cluster (open boundaries) still has sum_i F_i (x) x_i
+    assert np.allclose(virial[1].detach().numpy(), -(forces[batch.frame == 1].T @ batch.positions[batch.frame == 1]).detach().numpy(), atol=1e-9)
+
+
+def test_stress_labels_survive_a_save_and_load_and_enter_the_loss(tmp_path):
+    frames = _periodic_frames()
+    cluster = next(f for f in Dataset.load(DATASETS / "water_test.npz") if f.cell is None)
+    data = Dataset(frames + [cluster], {"reference": "test"})
+    loaded = Dataset.load(data.save(tmp_path / "s.npz"))
+    assert loaded.has_stress and loaded.frames[2].stress is None
+    assert np.allclose(loaded.frames[1].stress, frames[1].stress)
+    assert Dataset([cluster]).hash() == Dataset.load(Dataset([cluster]).save(tmp_path / "c.npz")).hash()
+    opts = TrainingOptions(cutoff=4.0, n_radial=6, n_channels=4, hidden=(8,), max_epochs=2, batch_size=3,
+                           progress=False)
+    model = train(loaded, opts, validation_set=loaded)
+    metrics = evaluate(model, loaded)
+    assert metrics["stress_frames"] == 2 and np.isfinite(metrics["pressure_mae_kbar"])
+    assert "validation_virial_rmse_eV_per_atom" in opts.history[-1]

@@ -19,7 +19,8 @@ from ..errors import InputError
 
 FORMAT = "qmml-dataset"
 FORMAT_VERSION = 1
-UNITS = {"positions": "Angstrom", "energy": "eV", "forces": "eV/Angstrom", "charges": "e", "cell": "Angstrom"}
+UNITS = {"positions": "Angstrom", "energy": "eV", "forces": "eV/Angstrom", "charges": "e", "cell": "Angstrom",
+         "stress": "eV/Angstrom^3"}
 
 _ATOM_KEYS = ("elements", "positions", "forces", "charges", "molecule")
 _FRAME_KEYS = ("n_atoms", "energy", "cell", "periodic")
@@ -47,6 +48,9 @@ class Frame:
         Integer total charge of each molecule, e.
     cell : ndarray (3, 3) or None
         Lattice vectors as rows, Å; None for an open (cluster) structure.
+    stress : ndarray (3, 3) or None
+        (1/V) dE/d(strain) of a periodic frame, eV/Å^3 (the convention of `qmml.ml.MLPotential` results
+        and ASE; the pressure is minus a third of its trace); None where the label has none.
     """
 
     elements: np.ndarray
@@ -57,6 +61,7 @@ class Frame:
     molecule: np.ndarray
     molecule_charges: np.ndarray
     cell: np.ndarray | None = None
+    stress: np.ndarray | None = None
 
     def to_system(self, resname: str = "MOL"):
         """This structure as a `qmml.System` to simulate: bonds from covalent radii, one residue per
@@ -111,6 +116,8 @@ class Dataset:
                 raise InputError(f"frame {len(self)}: {name} has shape {np.shape(getattr(frame, name))}, expected ({n}, 3)")
         if np.shape(frame.charges) != (n,) or np.shape(frame.molecule) != (n,):
             raise InputError(f"frame {len(self)}: charges and molecule need one entry per atom ({n})")
+        if frame.stress is not None and (frame.cell is None or np.shape(frame.stress) != (3, 3)):
+            raise InputError(f"frame {len(self)}: a stress needs a cell and shape (3, 3), got {np.shape(frame.stress)}")
         self.frames.append(frame)
 
     def split(self, fractions=(0.9, 0.1), seed: int = 0) -> list["Dataset"]:
@@ -123,11 +130,20 @@ class Dataset:
         return Dataset(self.frames + other.frames, {**other.metadata, **self.metadata})
 
     # -- storage -------------------------------------------------------------------------
+    @property
+    def has_stress(self) -> bool:
+        """Whether any frame carries a stress label."""
+        return any(f.stress is not None for f in self.frames)
+
     def arrays(self) -> dict[str, np.ndarray]:
-        """The flat arrays written to disk."""
+        """The flat arrays written to disk (``stress`` only where some frame has one; NaN marks the others)."""
         f = self.frames
         cells = np.stack([np.zeros((3, 3)) if x.cell is None else np.asarray(x.cell, float) for x in f]) if f else np.zeros((0, 3, 3))
-        return {
+        extra = {}
+        if self.has_stress:
+            extra["stress"] = np.stack([np.full((3, 3), np.nan) if x.stress is None else np.asarray(x.stress, float)
+                                        for x in f])
+        return {**extra,
             "n_atoms": np.array([len(x.elements) for x in f], dtype=np.int64),
             "energy": np.array([x.energy for x in f], dtype=np.float64),
             "cell": cells,
@@ -182,6 +198,7 @@ class Dataset:
             raise InputError(f"{path} lacks the arrays {missing}")
         frames = []
         a0 = m0 = 0
+        stress = arrays.get("stress")
         for i, n in enumerate(arrays["n_atoms"]):
             a1, m1 = a0 + int(n), m0 + int(arrays["n_molecules"][i])
             frames.append(Frame(
@@ -189,7 +206,8 @@ class Dataset:
                 energy=float(arrays["energy"][i]), forces=arrays["forces"][a0:a1].astype(np.float64),
                 charges=arrays["charges"][a0:a1].astype(np.float64), molecule=arrays["molecule"][a0:a1],
                 molecule_charges=arrays["molecule_charges"][m0:m1].astype(np.float64),
-                cell=arrays["cell"][i] if arrays["periodic"][i] else None))
+                cell=arrays["cell"][i] if arrays["periodic"][i] else None,
+                stress=stress[i] if stress is not None and np.isfinite(stress[i]).all() else None))
             a0, m0 = a1, m1
         meta = {k: v for k, v in meta.items() if k not in ("format", "format_version", "units")}
         return cls(frames, meta)

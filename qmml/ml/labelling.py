@@ -27,11 +27,16 @@ from ..errors import InputError, QmmlError
 
 @dataclass(frozen=True)
 class Label:
-    """Reference energy (eV), forces (eV/Å) and atomic charges (e) of one structure."""
+    """Reference energy (eV), forces (eV/Å) and atomic charges (e) of one structure.
+
+    ``stress`` (periodic boxes only) is (1/V) dE/d(strain) for a homogeneous strain of positions and
+    cell, eV/Å^3, the convention of `qmml.ml.MLPotential` results and of ASE.
+    """
 
     energy: float
     forces: np.ndarray
     charges: np.ndarray
+    stress: np.ndarray | None = None
 
 
 def bonds_from_distances(elements, positions_A, cell=None, scale: float = 1.2) -> np.ndarray:
@@ -183,6 +188,8 @@ class XTBLabeller:
         Lattice vectors (rows, Å) for a periodic box.
     method : str
         "GFN2-xTB" (default) or "GFN1-xTB".
+
+    With a cell, labels also carry the stress (eV/Å^3).
     """
 
     def __init__(self, elements, *, charge: int = 0, multiplicity: int = 1, cell=None, method: str = "GFN2-xTB",
@@ -226,9 +233,13 @@ class XTBLabeller:
                 self._calc = None
                 raise QmmlError(f"{self.method} failed for a {len(x)}-atom structure: {err}") from None
         self._previous = result
+        stress = None
+        if self.cell is not None:
+            # tblite's "virial" is dE/d(strain) in Hartree (checked against finite strain)
+            stress = np.asarray(result.get("virial"), dtype=float) * units.HARTREE_EV / abs(np.linalg.det(self.cell))
         return Label(float(result.get("energy")) * units.HARTREE_EV,
                      -np.asarray(result.get("gradient")) * units.HARTREE_PER_BOHR_EV_PER_A,
-                     np.asarray(result.get("charges"), dtype=float).copy())
+                     np.asarray(result.get("charges"), dtype=float).copy(), stress)
 
 
 # -- a reference method as a picklable recipe -----------------------------------------------------

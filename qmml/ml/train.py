@@ -1,10 +1,19 @@
-"""Training environment models on labelled datasets (energies, forces, charges).
+"""Training environment models on labelled datasets (energies, forces, charges, stress).
 
 `train` fits each committee member separately (its own initialization and batch order, same
 train/validation split) with Adam, a plateau learning-rate schedule and early stopping on the
 validation loss, then joins the members into one `EnvironmentModel`.  Loss per member::
 
     w_E <((E - E_ref)/n_atoms)^2> + w_F <|F - F_ref|^2>/3 + w_q <(q - q_ref)^2>
+        + w_S <|W - W_ref|^2 / n_atoms^2>/9
+
+where W = dE/d(strain) = V * stress is the virial of a periodic frame (only frames whose labels
+carry a stress enter the last term).  W comes out of the same backward pass as the forces: the
+model sees positions only through pair vectors x_j + s - x_i, so
+W = sum_i dE/dx_i (x) x_i + sum_pairs dE/ds (x) s, with s the lattice shift of the pair.
+
+A model with an explicit dispersion term (``model.dispersion``) is fitted to the labels minus that
+term (energies, forces and stress), so that the trained model plus the term reproduces the labels.
 
 Neighbour lists of the (fixed) training structures are built once.
 """
@@ -22,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import units
 from .dataset import Dataset
 from .model import EnvironmentModel, Member, dsf_coulomb_pairs
 from .neighbours import neighbour_list
@@ -43,6 +53,7 @@ class TrainingOptions:
     energy_weight: float = 10.0
     force_weight: float = 1.0
     charge_weight: float = 100.0
+    stress_weight: float = 10.0
     learning_rate: float = 2e-3
     batch_size: int = 16
     max_epochs: int = 200
@@ -69,6 +80,19 @@ class _Batch:
         self.energy = torch.as_tensor([f.energy for f in frames], dtype=dtype)
         self.forces = torch.as_tensor(np.concatenate([f.forces for f in frames]), dtype=dtype)
         self.charges = torch.as_tensor(np.concatenate([f.charges for f in frames]), dtype=dtype)
+        self.has_stress = torch.as_tensor([f.stress is not None for f in frames])
+        # the virial W = V * stress (eV), the quantity the model's strain derivative gives
+        self.virial = torch.as_tensor(np.stack([np.zeros((3, 3)) if f.stress is None else
+                                                np.asarray(f.stress) * abs(np.linalg.det(f.cell)) for f in frames]),
+                                      dtype=dtype)
+        dispersion = getattr(model, "dispersion", None)
+        if dispersion is not None:  # the networks learn the labels minus the explicit term
+            for k, f in enumerate(frames):
+                e_d, f_d, w_d = dispersion.compute(f.elements, f.positions, f.cell)
+                self.energy[k] -= e_d
+                self.forces[offsets[k]:offsets[k + 1]] -= torch.as_tensor(f_d, dtype=dtype)
+                if f.stress is not None:
+                    self.virial[k] -= torch.as_tensor(w_d, dtype=dtype)
         if model.charge_groups == "structure":
             self.groups = self.frame
             self.group_charges = torch.as_tensor([np.sum(f.molecule_charges) for f in frames], dtype=dtype)
@@ -89,34 +113,54 @@ class _Batch:
         self.coulomb_pairs = (torch.cat(ci), torch.cat(cj), torch.cat(cs).to(dtype)) if ci else None
 
 
-def _member_forward(model: EnvironmentModel, member_index: int, batch: _Batch, create_graph: bool, positions=None):
+def _member_forward(model: EnvironmentModel, member_index: int, batch: _Batch, create_graph: bool, positions=None,
+                    virial: bool = False):
     """Energies (frames), forces and conserved charges of one member on a batch (differentiable).
 
     ``positions`` (a tensor that requires grad) replaces the batch's own, so that quantities built
-    from the forces can be differentiated with respect to it (adversarial sampling)."""
+    from the forces can be differentiated with respect to it (adversarial sampling).  With
+    ``virial``, a fourth output holds each frame's dE/d(strain) (n_frames, 3, 3), eV."""
     x = batch.positions.clone().requires_grad_(True) if positions is None else positions
-    e_atom, raw = model.atomic_terms(batch.species, x, batch.i, batch.j, batch.shifts, 0, len(x),
+    shifts = batch.shifts.clone().requires_grad_(virial)
+    e_atom, raw = model.atomic_terms(batch.species, x, batch.i, batch.j, shifts, 0, len(x),
                                      members=[member_index])
     q = model.conserve(raw, batch.species, batch.groups, batch.group_charges, members=[member_index])[0]
     e_atom, raw = e_atom[0], raw[0]
     energy = raw.new_zeros(batch.n_frames).index_add_(0, batch.frame, e_atom)
+    inputs = [x, shifts]
     if batch.coulomb_pairs is not None:
         ci, cj, cs = batch.coulomb_pairs
+        cs = cs.clone().requires_grad_(virial)
+        inputs.append(cs)
         rr = torch.linalg.norm(x[cj] + cs - x[ci], dim=1)
         pair_e = 0.5 * dsf_coulomb_pairs(q[ci], q[cj], rr, model.coulomb_cutoff)
         energy = energy.index_add(0, batch.frame[ci], pair_e)
-    forces = -torch.autograd.grad(energy.sum(), x, create_graph=create_graph)[0]
-    return energy, forces, q
+    if not virial:
+        forces = -torch.autograd.grad(energy.sum(), x, create_graph=create_graph)[0]
+        return energy, forces, q
+    grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph)
+    w = x.new_zeros((batch.n_frames, 3, 3)).index_add_(0, batch.frame, grads[0][:, :, None] * x[:, None, :])
+    w = w.index_add(0, batch.frame[batch.i], grads[1][:, :, None] * shifts[:, None, :])
+    if batch.coulomb_pairs is not None:
+        w = w.index_add(0, batch.frame[ci], grads[2][:, :, None] * cs[:, None, :])
+    return energy, -grads[0], q, w
 
 
 def _losses(model, m, batch, opts, create_graph=True):
-    energy, forces, q = _member_forward(model, m, batch, create_graph)
+    with_virial = bool(batch.has_stress.any()) and opts.stress_weight > 0
+    energy, forces, q, *virial = _member_forward(model, m, batch, create_graph, virial=with_virial)
     e_err = ((energy - batch.energy) / batch.n_atoms) ** 2
     f_err = ((forces - batch.forces) ** 2).sum(1) / 3
     q_err = (q - batch.charges) ** 2
     loss = opts.energy_weight * e_err.mean() + opts.force_weight * f_err.mean() + opts.charge_weight * q_err.mean()
-    return loss, {"energy_rmse_eV_per_atom": e_err.mean().sqrt().item(), "force_rmse_eV_A": f_err.mean().sqrt().item(),
-                  "charge_rmse_e": q_err.mean().sqrt().item()}
+    metrics = {"energy_rmse_eV_per_atom": e_err.mean().sqrt().item(), "force_rmse_eV_A": f_err.mean().sqrt().item(),
+               "charge_rmse_e": q_err.mean().sqrt().item()}
+    if with_virial:
+        has = batch.has_stress
+        w_err = (((virial[0] - batch.virial)[has] / batch.n_atoms[has, None, None]) ** 2).sum((1, 2)) / 9
+        loss = loss + opts.stress_weight * w_err.mean()
+        metrics["virial_rmse_eV_per_atom"] = w_err.mean().sqrt().item()
+    return loss, metrics
 
 
 def _initialize(model: EnvironmentModel, member: Member, batches, dataset: Dataset, rng):
@@ -141,24 +185,37 @@ def _initialize(model: EnvironmentModel, member: Member, batches, dataset: Datas
 
 
 def evaluate(model: EnvironmentModel, dataset: Dataset, *, batch_size: int = 32) -> dict:
-    """Committee-mean errors on a dataset: MAE and RMSE of energy per atom, forces and charges."""
-    e_err, f_err, q_err = [], [], []
+    """Committee-mean errors on a dataset: MAE and RMSE of energy per atom, forces and charges, and for
+    frames with a stress label, of the stress (GPa) and the pressure (kbar)."""
+    e_err, f_err, q_err, s_err, p_err = [], [], [], [], []
     dtype = model.dtype
     for k in range(0, len(dataset), batch_size):
         frames = dataset.frames[k:k + batch_size]
         batch = _Batch(model, frames, dtype)
-        outs = [_member_forward(model, m, batch, create_graph=False) for m in range(len(model.members))]
-        energy = torch.stack([o[0] for o in outs]).mean(0).detach()
-        forces = torch.stack([o[1] for o in outs]).mean(0).detach()
-        q = torch.stack([o[2] for o in outs]).mean(0).detach()
+        virial = bool(batch.has_stress.any())
+        outs = [_member_forward(model, m, batch, create_graph=False, virial=virial) for m in range(len(model.members))]
+        energy, forces, q = (torch.stack([o[n] for o in outs]).mean(0).detach() for n in range(3))
         e_err.append(((energy - batch.energy) / batch.n_atoms).numpy())
         f_err.append((forces - batch.forces).numpy().ravel())
         q_err.append((q - batch.charges).numpy())
+        if virial:
+            w = torch.stack([o[3] for o in outs]).mean(0).detach()
+            has = batch.has_stress.numpy()
+            volumes = np.array([abs(np.linalg.det(f.cell)) for f, h in zip(frames, has) if h])
+            stress = ((w - batch.virial).numpy()[has] / volumes[:, None, None]) * units.EV_PER_A3_GPA
+            s_err.append(stress.reshape(len(volumes), 9))
+            p_err.append(-np.trace(stress, axis1=1, axis2=2) / 3 * 10)  # GPa -> kbar
     e, f, q = (np.concatenate(v).astype(np.float64) for v in (e_err, f_err, q_err))
-    return {"frames": len(dataset), "atoms": dataset.n_atoms,
-            "energy_mae_eV_per_atom": float(np.abs(e).mean()), "energy_rmse_eV_per_atom": float(np.sqrt((e**2).mean())),
-            "force_mae_eV_A": float(np.abs(f).mean()), "force_rmse_eV_A": float(np.sqrt((f**2).mean())),
-            "charge_mae_e": float(np.abs(q).mean()), "charge_rmse_e": float(np.sqrt((q**2).mean()))}
+    out = {"frames": len(dataset), "atoms": dataset.n_atoms,
+           "energy_mae_eV_per_atom": float(np.abs(e).mean()), "energy_rmse_eV_per_atom": float(np.sqrt((e**2).mean())),
+           "force_mae_eV_A": float(np.abs(f).mean()), "force_rmse_eV_A": float(np.sqrt((f**2).mean())),
+           "charge_mae_e": float(np.abs(q).mean()), "charge_rmse_e": float(np.sqrt((q**2).mean()))}
+    if s_err:
+        s, p = np.concatenate(s_err), np.concatenate(p_err)
+        out.update({"stress_frames": len(p), "stress_mae_GPa": float(np.abs(s).mean()),
+                    "stress_rmse_GPa": float(np.sqrt((s**2).mean())), "pressure_mae_kbar": float(np.abs(p).mean()),
+                    "pressure_mean_error_kbar": float(p.mean())})
+    return out
 
 
 def train(train_set: Dataset, options: TrainingOptions | None = None, *, validation_set: Dataset | None = None,
