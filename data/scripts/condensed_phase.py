@@ -3,6 +3,11 @@
     python data/scripts/condensed_phase.py water                 # runs or continues the campaign
     python data/scripts/condensed_phase.py water --status        # what is done, what is left
     python data/scripts/condensed_phase.py water --max-minutes 60 --threads 1
+    python data/scripts/condensed_phase.py water --evaluate water          # a model against all labels so far
+
+    # teacher fidelity / active learning: relabel frames of a model's own run (extended XYZ with boxes)
+    python data/scripts/condensed_phase.py water_npt_check --from-run npt_water_run --frames 40
+    python data/scripts/condensed_phase.py water_npt_check --evaluate water
 
 A campaign is a fixed plan of short trajectories (size, density, temperature, seed).  For each one,
 in plan order:
@@ -12,6 +17,9 @@ in plan order:
    ``every`` steps after a burn-in, written to ``data/campaigns/NAME/seeds/traj_NNN.npz``;
 2. *label*: every seed frame labelled by periodic GFN2-xTB (energy, forces, stress, Mulliken
    charges), written to ``data/campaigns/NAME/labels/chunk_NNN.npz``.
+
+With ``--from-run``, the seeds are instead ``--frames`` frames spread evenly over the second half of
+the run's ``trajectory.extxyz`` (the model's own configurations), in chunks of 10.
 
 Each file is written to a temporary name and renamed, so an interrupted campaign loses at most the
 chunk in progress; running the same command again resumes at the first chunk without a file.
@@ -23,20 +31,24 @@ a training set is assembled.  Costs (2 cores): ~6 s per 32-water frame, ~13 s pe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_datasets import place_waters, langevin_frames  # noqa: E402
+from make_datasets import langevin_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGNS = ROOT / "data" / "campaigns"
+#: as the shipped cluster datasets name it, so that both can train one model
+REFERENCE = "GFN2-xTB (tblite {}), Mulliken charges".format(".".join(version("tblite").split(".")[:2]))
 WATER_G_PER_CM3_PER_MOLECULE_PER_A3 = 18.015 / 0.6022140857  # g/cm^3 of one water per Å^3
 
 
@@ -52,6 +64,14 @@ class Trajectory:
     frames: int
     every: int = 40
     burn_in: int = 1000
+    run_frames: tuple = ()  # with --from-run: the run's trajectory frames this chunk takes
+    solute: str = ""  # SMILES of one solute molecule at the box centre (rdkit + MMFF)
+    ions: tuple = ()  # atomic numbers of monatomic ions (Na 11, Cl 17) placed at random
+    stretch: bool = False  # every second frame also labelled with one X-H bond stretched to 1.05-1.6 Å
+
+
+#: Formal charges of the monatomic ions the organic model knows.
+ION_CHARGES = {11: 1, 17: -1}
 
 
 def water_plan() -> list[Trajectory]:
@@ -66,31 +86,154 @@ def water_plan() -> list[Trajectory]:
     return [Trajectory(k, n, d, t, 1000 + k, f) for k, (n, d, t, f) in enumerate(plan)]
 
 
-PLANS = {"water": water_plan}
+def solutions_plan() -> list[Trajectory]:
+    """Ions and the organic model's solutes in periodic water, ~1 g/cm^3, 300-360 K, with stretched X-H
+    bonds in every second frame (the `organic` model must learn that a proton does not leave)."""
+    from make_datasets import capped
+
+    plan = []
+    for density in (0.95, 1.00, 1.05):
+        for temperature in (300.0, 330.0, 360.0):
+            plan.append(dict(n=30, density=density, temperature=temperature, solute="", ions=(11, 17)))
+    for temperature in (300.0, 330.0):
+        plan.append(dict(n=60, density=1.0, temperature=temperature, solute="", ions=(11, 17, 11, 17)))
+    solutes = [(capped("ALA"), ()), (capped("SER"), ()), (capped("ASP"), (11,)), (capped("LYS"), (17,)),
+               (capped("HIS"), ()), (capped("MET"), ()), ("CNC(C)=O", ()), ("CC(=O)[O-]", (11,)),
+               ("C[NH3+]", (17,)), ("CO", ()), ("c1ccccc1", ()), ("c1c[nH]cn1", ()), ("CS", ()), ("NC=O", ())]
+    for smiles, ions in solutes:
+        for temperature in (300.0, 350.0):
+            plan.append(dict(n=32, density=1.0, temperature=temperature, solute=smiles, ions=ions))
+    return [Trajectory(k, p["n"], p["density"], p["temperature"], 5000 + k, 10, every=40, burn_in=600,
+                       solute=p["solute"], ions=tuple(p["ions"]), stretch=True) for k, p in enumerate(plan)]
+
+
+PLANS = {"water": water_plan, "solutions": solutions_plan}
+#: The shipped model that drives each planned campaign's seed dynamics.
+SEED_MODELS = {"water": "water", "solutions": "organic"}
 
 
 def water_box(trajectory: Trajectory):
-    """Random non-overlapping waters in the cubic box of the trajectory's density."""
-    n = trajectory.n_waters
-    length = (n * WATER_G_PER_CM3_PER_MOLECULE_PER_A3 / trajectory.density_g_cm3) ** (1 / 3)
+    """The trajectory's solute (at the centre), ions and waters at random positions and orientations in a
+    cubic box of its density (all masses counted), no atom closer than 1.7 Å to an atom of another
+    molecule (2.5 Å between heavy atoms, 3.0 Å from an ion), minimum image.
+
+    Returns atomic numbers, positions (Å), cell (Å), molecule index and molecule charges (e); the
+    solute is molecule 0 when there is one, ions and waters follow."""
+    from make_datasets import embed, water
+
+    from qmml.elements import MASSES_AMU, SYMBOLS
+
     rng = np.random.default_rng(trajectory.seed)
-    x = place_waters(rng, n, cell=length, min_dist=2.5)
-    elements = np.array([8, 1, 1] * n)
-    molecule = np.repeat(np.arange(n), 3)
-    return elements, x, np.eye(3) * length, molecule, np.zeros(n)
+    z_parts, x_parts, charges = [], [], []
+    if trajectory.solute:
+        z, x, q = embed(trajectory.solute, trajectory.seed)
+        z_parts.append(z), x_parts.append(x), charges.append(q)
+    n = trajectory.n_waters
+    mass = 18.015 * n + sum(MASSES_AMU[SYMBOLS[int(a) - 1]] for part in z_parts + [list(trajectory.ions)]
+                            for a in part)
+    length = (mass / 0.6022140857 / trajectory.density_g_cm3) ** (1 / 3)
+    placed_z = np.concatenate(z_parts) if z_parts else np.zeros(0, int)
+    placed = np.concatenate(x_parts) + length / 2 if x_parts else np.zeros((0, 3))
+
+    def fits(zc, xc):
+        if not len(placed):
+            return True
+        d = xc[:, None, :] - placed[None, :, :]
+        d -= length * np.round(d / length)
+        r = np.linalg.norm(d, axis=-1)
+        heavy = (zc[:, None] > 1) & (placed_z[None, :] > 1)
+        ion = np.isin(zc, tuple(ION_CHARGES))[:, None] | np.isin(placed_z, tuple(ION_CHARGES))[None, :]
+        return r.min() >= 1.7 and r[heavy].min(initial=9.0) >= 2.5 and r[ion].min(initial=9.0) >= 3.0
+
+    tries = 0
+    for zc in [np.array([ion]) for ion in trajectory.ions] + [np.array([8, 1, 1])] * n:
+        while True:
+            tries += 1
+            if tries > 400000:
+                raise RuntimeError(f"could not place the molecules of chunk {trajectory.index}; lower the density")
+            centre = rng.uniform(0, length, 3)
+            xc = water(rng, centre) if len(zc) == 3 else centre[None, :]
+            if fits(zc, xc):
+                break
+        placed_z = np.concatenate([placed_z, zc])
+        placed = np.concatenate([placed, xc])
+        charges.append(ION_CHARGES[int(zc[0])] if len(zc) == 1 else 0)
+    sizes = [len(p) for p in z_parts] + [1] * len(trajectory.ions) + [3] * n
+    molecule = np.repeat(np.arange(len(sizes)), sizes)
+    return placed_z, placed, np.eye(3) * length, molecule, np.array(charges, dtype=float)
+
+
+def stretched(frame, rng):
+    """A copy of ``frame`` with one random X-H bond stretched to 1.05-1.6 Å along its direction."""
+    from qmml.ml import Frame
+    from qmml.ml.labelling import bonds_from_distances
+    from qmml.periodic.cell import minimum_image
+
+    z, x = frame.elements, frame.positions.copy()
+    b = bonds_from_distances(z, x, frame.cell)
+    b = b[(z[b[:, 0]] == 1) ^ (z[b[:, 1]] == 1)]
+    i, j = b[rng.integers(len(b))]
+    if z[i] == 1:
+        i, j = j, i  # j is the hydrogen
+    d = minimum_image(x[j] - x[i], frame.cell)
+    x[j] = x[i] + d / np.linalg.norm(d) * rng.uniform(1.05, 1.6)
+    return Frame(z, x, frame.energy, frame.forces, frame.charges, frame.molecule, frame.molecule_charges, frame.cell)
 
 
 class ModelForces:
-    """The shipped model as a force engine for `langevin_frames` (returns a `qmml.ml.Label`)."""
+    """The shipped model as a force engine for `langevin_frames` (returns a `qmml.ml.Label`), with
+    sampling-only walls that keep the molecules whole.
 
-    def __init__(self, model, elements, cell, molecule):
+    The old models were trained on clusters whose atoms were never close to another molecule's: from
+    random starting boxes they let two hydrogens of different waters collapse onto each other (0.7 Å)
+    or a proton leave its water.  Frames like that are useless as seeds, so sampling adds flat-bottom
+    walls: X-H bonds beyond ``bond_A``, and atoms of different molecules closer than ``contact_A``
+    (2.3 Å for O-O), each with ``k`` eV/Å^2.  Labels never include them.
+    """
+
+    def __init__(self, model, elements, cell, molecule, molecule_charges, *, bond_A: float = 1.10,
+                 contact_A: float = 1.45, k: float = 50.0):
         self.model, self.elements, self.cell, self.molecule = model, elements, cell, molecule
+        self.molecule_charges = np.asarray(molecule_charges, float)
+        self.total_charge = float(self.molecule_charges.sum())
+        self.bond_A, self.contact_A, self.k = bond_A, contact_A, k
+        self.bonds = None
+
+    def _wall(self, forces, positions, i, j, distance, push_out: bool):
+        from qmml.periodic.cell import minimum_image
+
+        d = minimum_image(positions[j] - positions[i], self.cell)
+        r = np.linalg.norm(d, axis=1)
+        excess = np.clip(distance - r, 0.0, None) if push_out else -np.clip(r - distance, 0.0, None)
+        f = (self.k * excess / r)[:, None] * d  # on j, along i -> j when pushed out
+        np.add.at(forces, j, f)
+        np.subtract.at(forces, i, f)
 
     def __call__(self, positions):
-        from qmml.ml.labelling import Label
+        import torch
 
-        p = self.model.predict(self.elements, positions, cell=self.cell, groups=self.molecule)
-        return Label(p.energy, p.forces, p.charges)
+        from qmml.ml.labelling import Label, bonds_from_distances
+        from qmml.ml.neighbours import neighbour_list
+
+        z = self.elements
+        if self.bonds is None:  # the X-H bonds of the starting (whole) structure
+            b = bonds_from_distances(z, positions, self.cell)
+            self.bonds = b[(z[b[:, 0]] == 1) | (z[b[:, 1]] == 1)]
+        if self.model.charge_groups == "structure":  # the organic model: one group, Coulomb between molecules
+            p = self.model.predict(z, positions, cell=self.cell, group_charges=[self.total_charge],
+                                   molecules=self.molecule)
+        else:
+            p = self.model.predict(z, positions, cell=self.cell, groups=self.molecule,
+                                   group_charges=self.molecule_charges)
+        forces = p.forces.copy()
+        self._wall(forces, positions, *self.bonds.T, self.bond_A, push_out=False)
+        i, j, _ = neighbour_list(torch.as_tensor(positions), 2.3, self.cell)
+        i, j = i.numpy(), j.numpy()
+        keep = (self.molecule[i] != self.molecule[j]) & (i < j)
+        i, j = i[keep], j[keep]
+        contact = np.where((z[i] > 1) & (z[j] > 1), 2.3, self.contact_A)
+        self._wall(forces, positions, i, j, contact, push_out=True)
+        return Label(p.energy, forces, p.charges)
 
 
 def whole(elements, positions, cell, molecule) -> bool:
@@ -114,10 +257,12 @@ def seed(trajectory: Trajectory, path: Path, model_name: str):
 
     elements, x, cell, molecule, molecule_charges = water_box(trajectory)
     model = qmml.load_model(model_name).select_members([0])  # one member: a third of the cost, same physics
-    forces = ModelForces(model, elements, cell, molecule)
+    forces = ModelForces(model, elements, cell, molecule, molecule_charges)
     rng = np.random.default_rng(trajectory.seed)
     steps = trajectory.burn_in + trajectory.frames * trajectory.every
     data = Dataset(metadata={"reference": f"seed frames: shipped '{model_name}' model (member 0), Langevin NVT",
+                             "walls": {"bond_A": forces.bond_A, "contact_A": forces.contact_A, "O-O_A": 2.3,
+                                       "k_eV_per_A2": forces.k},
                              "trajectory": asdict(trajectory)})
     for positions, label in langevin_frames(forces, elements, x, temperature_K=trajectory.temperature_K,
                                             steps=steps, every=trajectory.every, burn_in=trajectory.burn_in,
@@ -128,6 +273,9 @@ def seed(trajectory: Trajectory, path: Path, model_name: str):
             break
         data.append(Frame(elements, positions, label.energy, label.forces, label.charges, molecule,
                           molecule_charges, cell))
+    if trajectory.stretch:  # the seed model's labels of these copies are meaningless; only GFN2's count
+        for f in data.frames[1::2]:
+            data.append(stretched(f, rng))
     save_atomically(data, path)
     return data
 
@@ -137,7 +285,7 @@ def label(seeds, trajectory: Trajectory, path: Path):
     from qmml.ml import Dataset, Frame
     from qmml.ml.labelling import XTBLabeller
 
-    data = Dataset(metadata={"reference": "GFN2-xTB (tblite), Mulliken charges", "trajectory": asdict(trajectory)})
+    data = Dataset(metadata={"reference": REFERENCE, "trajectory": asdict(trajectory)})
     labeller = None
     for k, f in enumerate(seeds.frames):
         if labeller is None:
@@ -154,6 +302,55 @@ def label(seeds, trajectory: Trajectory, path: Path):
     return data
 
 
+def run_plan(run_dir: Path, n_frames: int, chunk: int = 10) -> list[Trajectory]:
+    """Chunks of frames taken evenly from the second half of a run's trajectory."""
+    from ase.io import iread
+
+    path = run_dir / "trajectory.extxyz"
+    if not path.exists():
+        sys.exit(f"{path} not found: give a run folder written with a TrajectoryWriter('trajectory.extxyz')")
+    n_total = sum(1 for _ in iread(path, index=":"))
+    picks = np.unique(np.linspace(n_total // 2, n_total - 1, n_frames).round().astype(int))
+    parts = np.array_split(picks, max(1, -(-len(picks) // chunk)))
+    return [Trajectory(k, 0, 0.0, 0.0, 0, len(part), run_frames=tuple(int(i) for i in part))
+            for k, part in enumerate(parts)]
+
+
+def run_seeds(run_dir: Path, trajectory: Trajectory, path: Path):
+    """The chunk's frames of the run, unlabelled; molecules from covalent radii, charges from the run's."""
+    from ase.io import iread
+
+    from qmml.ml import Dataset, Frame
+    from qmml.ml.labelling import molecules_from_distances
+
+    data = Dataset(metadata={"reference": "unlabelled seed frames", "run": str(run_dir),
+                             "trajectory": asdict(trajectory)})
+    wanted = set(trajectory.run_frames)
+    for i, atoms in enumerate(iread(run_dir / "trajectory.extxyz", index=":")):
+        if i not in wanted:
+            continue
+        z, x, cell = atoms.numbers, atoms.positions, np.asarray(atoms.cell)
+        molecule = molecules_from_distances(z, x, cell)
+        charges = atoms.arrays.get("charges", np.zeros(len(z)))
+        molecule_charges = np.round(np.bincount(molecule, weights=charges))
+        data.append(Frame(z, x, float("nan"), np.zeros_like(x), np.zeros(len(z)), molecule, molecule_charges, cell))
+    save_atomically(data, path)
+    return data
+
+
+def same_plan(old: dict, new: dict) -> bool:
+    """Whether a plan file describes this plan (fields added to `Trajectory` since, at their defaults, do not
+    count as a change)."""
+    fields = Trajectory.__dataclass_fields__
+    defaults = {k: f.default for k, f in fields.items() if f.default is not dataclasses.MISSING}
+
+    def essential(chunk):
+        return {k: v for k, v in chunk.items() if k not in defaults or json.dumps(v) != json.dumps(defaults[k])}
+
+    return old.get("from_run") == new.get("from_run") and \
+        [essential(c) for c in old["chunks"]] == [essential(c) for c in new["chunks"]]
+
+
 def status(name: str, plan: list[Trajectory]) -> tuple[int, int]:
     folder = CAMPAIGNS / name
     done = [t for t in plan if (folder / "labels" / f"chunk_{t.index:03d}.npz").exists()]
@@ -161,22 +358,53 @@ def status(name: str, plan: list[Trajectory]) -> tuple[int, int]:
     return len(done), frames
 
 
+def labelled(name: str):
+    """Every labelled chunk of a campaign as one dataset."""
+    from qmml.ml import Dataset
+
+    files = sorted((CAMPAIGNS / name / "labels").glob("chunk_[0-9][0-9][0-9].npz"))
+    if not files:
+        sys.exit(f"campaign {name} has no labelled chunk yet")
+    total = Dataset.load(files[0])
+    for f in files[1:]:
+        total = total + Dataset.load(f)
+    return total
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("campaign", choices=sorted(PLANS))
-    parser.add_argument("--model", default="water", help="shipped model that drives the seed dynamics")
+    parser.add_argument("campaign", help=f"a planned campaign ({', '.join(sorted(PLANS))}) or, with --from-run, "
+                                         "a new name for relabelling a run")
+    parser.add_argument("--from-run", type=Path, default=None, help="run folder whose trajectory gives the seeds")
+    parser.add_argument("--frames", type=int, default=40, help="frames taken from the run (--from-run)")
+    parser.add_argument("--model", default=None, help="model that drives the seed dynamics (default: the plan's)")
     parser.add_argument("--threads", type=int, default=None, help="threads for tblite and torch")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after the chunk that passes this")
     parser.add_argument("--status", action="store_true", help="print progress and exit")
+    parser.add_argument("--evaluate", metavar="MODEL", default=None,
+                        help="print a model's errors (forces, charges, stress, pressure) on every labelled frame")
     args = parser.parse_args(argv)
-    plan = PLANS[args.campaign]()
     folder = CAMPAIGNS / args.campaign
+    if args.evaluate:
+        import qmml
+        from qmml.ml import evaluate
+
+        data = labelled(args.campaign)
+        print(json.dumps(evaluate(qmml.load_model(args.evaluate), data), indent=1))
+        return
+    if args.from_run is None and args.campaign not in PLANS:
+        sys.exit(f"unknown campaign {args.campaign!r}: choose one of {sorted(PLANS)} or give --from-run")
+    plan_file = folder / "plan.json"
+    if args.from_run is not None:
+        plan = run_plan(args.from_run, args.frames)
+    elif args.campaign in PLANS:
+        plan = PLANS[args.campaign]()
     (folder / "seeds").mkdir(parents=True, exist_ok=True)
     (folder / "labels").mkdir(parents=True, exist_ok=True)
-    plan_file = folder / "plan.json"
-    text = json.dumps([asdict(t) for t in plan], indent=1)
-    if plan_file.exists() and plan_file.read_text() != text:
-        sys.exit(f"{plan_file} differs from this script's plan; a changed plan needs a new campaign name")
+    text = json.dumps({"from_run": None if args.from_run is None else str(args.from_run),
+                       "chunks": [asdict(t) for t in plan]}, indent=1)
+    if plan_file.exists() and not same_plan(json.loads(plan_file.read_text()), json.loads(text)):
+        sys.exit(f"{plan_file} differs from this plan; a changed plan needs a new campaign name")
     plan_file.write_text(text)
     n_done, n_frames = status(args.campaign, plan)
     print(f"campaign {args.campaign}: {n_done}/{len(plan)} chunks labelled (up to {n_frames} frames)", flush=True)
@@ -190,17 +418,26 @@ def main(argv=None):
     from qmml.ml import Dataset
 
     start = time.time()
-    for t in plan:
+    for t in sorted(plan, key=lambda t: (t.seed % 5 if args.from_run is None else 0, t.index)):
+        # planned chunks in five interleaved rounds, so that a partial campaign already spans the plan
         chunk = folder / "labels" / f"chunk_{t.index:03d}.npz"
         if chunk.exists():
             continue
         t0 = time.time()
         seed_file = folder / "seeds" / f"traj_{t.index:03d}.npz"
-        seeds = Dataset.load(seed_file) if seed_file.exists() else seed(t, seed_file, args.model)
+        if seed_file.exists():
+            seeds = Dataset.load(seed_file)
+        elif args.from_run is not None:
+            seeds = run_seeds(args.from_run, t, seed_file)
+        else:
+            seeds = seed(t, seed_file, args.model or SEED_MODELS[args.campaign])
         t1 = time.time()
         data = label(seeds, t, chunk)
-        print(f"chunk {t.index:03d}: {t.n_waters} waters, {t.density_g_cm3} g/cm^3, {t.temperature_K:.0f} K: "
-              f"{len(data)} frames (seed {t1 - t0:.0f} s, label {time.time() - t1:.0f} s)", flush=True)
+        what = f"frames {t.run_frames[0]}-{t.run_frames[-1]} of {args.from_run}" if args.from_run is not None else \
+            f"{t.solute + ' ' if t.solute else ''}{'ions ' + str(t.ions) + ' ' if t.ions else ''}" \
+            f"{t.n_waters} waters, {t.density_g_cm3} g/cm^3, {t.temperature_K:.0f} K"
+        print(f"chunk {t.index:03d}: {what}: {len(data)} frames (seed {t1 - t0:.0f} s, label {time.time() - t1:.0f} s)",
+              flush=True)
         if args.max_minutes is not None and (time.time() - start) / 60 > args.max_minutes:
             print("time limit reached; run the same command to continue", flush=True)
             break

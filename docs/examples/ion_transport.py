@@ -59,14 +59,12 @@ import torch
 
 import qmml
 from qmml import units
-from qmml.analysis.transport import green_kubo_conductivity
+from qmml.analysis.transport import green_kubo_conductivity, msd_all_origins, yeh_hummer_correction
 
 ROOT = Path(__file__).resolve().parents[2]
 STRUCTURE = (ROOT / "data" / "structures" / "nacl_water.psf", ROOT / "data" / "structures" / "nacl_water.pdb")
 #: Formal charge of each element in the electrolyte (e); water atoms carry none (neutral molecule).
 FORMAL_CHARGES = {"Na": 1.0, "Cl": -1.0, "O": 0.0, "H": 0.0}
-#: Yeh & Hummer, J. Phys. Chem. B 108, 15873 (2004): the cubic-lattice constant xi.
-YEH_HUMMER_XI = 2.837297
 #: Experimental viscosity of water at 300 K, mPa s (0.890 at 298.15 K).
 WATER_VISCOSITY_300K_MPA_S = 0.853
 
@@ -288,28 +286,6 @@ def load_frames(out: Path) -> dict:
 
 
 # -- analysis (array based; see docs/ion_transport.md for what should move to qmml.analysis) --
-def msd_fft(x: np.ndarray) -> np.ndarray:
-    """MSD averaged over all time origins, per lag, for trajectories x (n_frames, ..., 3): O(N log N).
-
-    MSD(m) = 1/(N-m) sum_k |x_{k+m} - x_k|^2, split into sum of squares and an autocorrelation
-    (Kneller, Keiner, Kneller & Schiller, Comput. Phys. Commun. 91, 191 (1995)); returns (n_frames, ...)
-    summed over the last axis (x, y, z) and not averaged over the middle axes.
-    """
-    x = np.asarray(x, dtype=float)
-    n = len(x)
-    sq = (x * x).sum(-1)
-    f = np.fft.rfft(x, n=2 * n, axis=0)
-    acf = np.fft.irfft(f * f.conj(), axis=0)[:n].sum(-1) / (n - np.arange(n)).reshape((n,) + (1,) * (x.ndim - 2))
-    total = 2.0 * sq.sum(0)
-    s = np.empty_like(acf)
-    q = total.copy()
-    for m in range(n):
-        if m > 0:
-            q = q - sq[m - 1] - sq[n - m]
-        s[m] = q / (n - m)
-    return s - 2.0 * acf
-
-
 def remove_drift(positions, masses):
     """Positions relative to the system's centre of mass (a thermostat's net momentum drifts it)."""
     com = np.einsum("tia,i->ta", positions, masses) / masses.sum()
@@ -323,13 +299,6 @@ def fit_slope(lag, y, start, stop):
     return float(np.polyfit(lag[window], y[window], 1)[0])
 
 
-def yeh_hummer_A2_per_fs(temperature_K, box_A, viscosity_mPa_s):
-    """Finite-size correction xi k_B T / (6 pi eta L) to a self-diffusion coefficient, Å^2/fs."""
-    kT_J = units.BOLTZMANN_EV_PER_K * temperature_K * units.ELEMENTARY_CHARGE_C
-    d_m2_per_s = YEH_HUMMER_XI * kT_J / (6 * np.pi * viscosity_mPa_s * 1e-3 * box_A * 1e-10)
-    return d_m2_per_s * 1e4 / units.A2_PER_FS_CM2_PER_S
-
-
 def block_quantities(t, x, v, masses, q, groups, volume_A3, temperature_K, fit, gk_max_fs):
     """D per group (Å^2/fs), sigma Green-Kubo / Einstein / Nernst-Einstein (S/m) of one block."""
     dt = t[1] - t[0]
@@ -337,10 +306,10 @@ def block_quantities(t, x, v, masses, q, groups, volume_A3, temperature_K, fit, 
     x = remove_drift(x, masses)
     out = {}
     for name, idx in groups.items():
-        out[f"D_{name}"] = fit_slope(lag, msd_fft(x[:, idx]).mean(1), *fit) / 6.0
+        out[f"D_{name}"] = fit_slope(lag, msd_all_origins(x[:, idx]).mean(1), *fit) / 6.0
     kT = units.BOLTZMANN_EV_PER_K * temperature_K
     m_dipole = np.einsum("tia,i->ta", x, q)  # collective translational dipole, e Å
-    out["sigma_einstein"] = fit_slope(lag, msd_fft(m_dipole[:, None])[:, 0], *fit) / (6 * volume_A3 * kT) \
+    out["sigma_einstein"] = fit_slope(lag, msd_all_origins(m_dipole[:, None])[:, 0], *fit) / (6 * volume_A3 * kT) \
         * units.CONDUCTIVITY_S_PER_M
     current = np.einsum("tia,i->ta", v, q)  # e Å/fs
     max_lag = min(len(t) - 1, round(gk_max_fs / dt))
@@ -350,7 +319,7 @@ def block_quantities(t, x, v, masses, q, groups, volume_A3, temperature_K, fit, 
     n_plus, n_minus = int((q > 0).sum()), int((q < 0).sum())
     out["sigma_nernst_einstein"] = (n_plus * out["D_Na"] + n_minus * out["D_Cl"]) / (volume_A3 * kT) \
         * units.CONDUCTIVITY_S_PER_M
-    out["_gk"], out["_lag"], out["_msd_M"] = gk, lag, msd_fft(m_dipole[:, None])[:, 0]
+    out["_gk"], out["_lag"], out["_msd_M"] = gk, lag, msd_all_origins(m_dipole[:, None])[:, 0]
     return out
 
 
@@ -384,7 +353,7 @@ def analyse(frames: dict, *, blocks: int = 4, fit_fs=None, gk_max_fs: float | No
     values = {k: np.array([r[k] for r in rows]) for k in keys}
     mean = {k: float(v.mean()) for k, v in values.items()}
     err = {k: float(v.std(ddof=1) / np.sqrt(blocks)) if blocks > 1 else float("nan") for k, v in values.items()}
-    correction = yeh_hummer_A2_per_fs(temperature, box, viscosity_mPa_s)
+    correction = yeh_hummer_correction(temperature, box, viscosity_mPa_s)
     result = {"blocks": blocks, "block_ps": block_span / 1000, "fit_fs": list(fit), "green_kubo_max_fs": gk_max,
               "volume_A3": volume, "box_A": box, "temperature_K": temperature,
               "kinetic_temperature_K": kinetic_temperature(frames), "viscosity_mPa_s": viscosity_mPa_s,

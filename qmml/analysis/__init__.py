@@ -9,7 +9,7 @@ from .free_energy import FreeEnergyProfile, umbrella_free_energy
 from .hbonds import HydrogenBonds, hydrogen_bonds
 from .structure import radial_distribution
 from .transport import (Conductivity, Diffusion, current_autocorrelation, diffusion_coefficient,
-                        green_kubo_conductivity, mean_squared_displacement)
+                        green_kubo_conductivity, mean_squared_displacement, msd_all_origins, yeh_hummer_correction)
 
 __all__ = ["EnergyDrift", "energy_drift", "FreeEnergyProfile", "umbrella_free_energy", "radial_distribution", "HydrogenBonds", "hydrogen_bonds", "mean_squared_displacement", "Diffusion",
-           "diffusion_coefficient", "current_autocorrelation", "Conductivity", "green_kubo_conductivity"]
+           "diffusion_coefficient", "current_autocorrelation", "Conductivity", "green_kubo_conductivity", "msd_all_origins", "yeh_hummer_correction"]

@@ -10,6 +10,9 @@ import numpy as np
 from .. import units
 from ..errors import InputError
 
+#: Yeh & Hummer, J. Phys. Chem. B 108, 15873 (2004): the constant xi of a cubic periodic lattice.
+YEH_HUMMER_XI = 2.837297
+
 
 def mean_squared_displacement(universe, select: str = "all", *, timestep_fs: float | None = None,
                               fft: bool | None = None):
@@ -111,3 +114,32 @@ def green_kubo_conductivity(current_e_A_per_fs, *, timestep_fs: float, volume_A3
     kT = units.BOLTZMANN_EV_PER_K * temperature_K
     running_S_per_m = running / (3.0 * volume_A3 * kT) * units.CONDUCTIVITY_S_PER_M
     return Conductivity(float(running_S_per_m[-1]), lag_fs, acf, running_S_per_m)
+
+
+def msd_all_origins(positions) -> np.ndarray:
+    """MSD averaged over all time origins, per lag, of unwrapped trajectories (n_frames, ..., 3), Å^2.
+
+    MSD(m) = 1/(N-m) sum_k |x_{k+m} - x_k|^2, computed in O(N log N) from a sum of squares and an
+    autocorrelation (Kneller, Keiner, Kneller & Schiller, Comput. Phys. Commun. 91, 191 (1995)).
+    Returns shape (n_frames, ...): summed over x, y, z, not averaged over the middle axes (atoms).
+    """
+    x = np.asarray(positions, dtype=float)
+    n = len(x)
+    sq = (x * x).sum(-1)
+    f = np.fft.rfft(x, n=2 * n, axis=0)
+    acf = np.fft.irfft(f * f.conj(), axis=0)[:n].sum(-1) / (n - np.arange(n)).reshape((n,) + (1,) * (x.ndim - 2))
+    s = np.empty_like(acf)
+    q = 2.0 * sq.sum(0)
+    for m in range(n):
+        if m > 0:
+            q = q - sq[m - 1] - sq[n - m]
+        s[m] = q / (n - m)
+    return s - 2.0 * acf
+
+
+def yeh_hummer_correction(temperature_K: float, box_A: float, viscosity_mPa_s: float) -> float:
+    """Finite-size correction xi k_B T / (6 pi eta L) to add to a self-diffusion coefficient from a cubic
+    periodic box of edge ``box_A`` (Yeh & Hummer 2004), Å^2/fs."""
+    kT_J = units.BOLTZMANN_EV_PER_K * temperature_K * units.ELEMENTARY_CHARGE_C
+    d_m2_per_s = YEH_HUMMER_XI * kT_J / (6 * np.pi * viscosity_mPa_s * 1e-3 * box_A * 1e-10)
+    return d_m2_per_s * 1e4 / units.A2_PER_FS_CM2_PER_S
