@@ -121,6 +121,7 @@ def _run(config_path, overrides=()) -> int:
 
 
 def _train(config_path) -> int:
+    import glob
     import json
 
     from .config import load_train_config
@@ -139,10 +140,15 @@ def _train(config_path) -> int:
     def load(key, paths):
         sets = []
         for p in paths or []:
-            try:
-                sets.append(Dataset.load(root / p))
-            except InputError as err:
-                raise InputError(f"{config_path}: key '{key}': {err}") from None
+            # a pattern names the chunk files of a labelling campaign (data/campaigns/NAME/labels/chunk_*.npz)
+            files = sorted(Path(f) for f in glob.glob(str(root / p))) if any(c in p for c in "*?[") else [root / p]
+            if not files:
+                raise InputError(f"{config_path}: key '{key}': no file matches {p!r} (relative to {root})")
+            for f in files:
+                try:
+                    sets.append(Dataset.load(f))
+                except InputError as err:
+                    raise InputError(f"{config_path}: key '{key}': {err}") from None
         if not sets:
             return None
         total = sets[0]
@@ -159,7 +165,14 @@ def _train(config_path) -> int:
     opts = TrainingOptions(**config.model.model_dump(), **config.training.model_dump())
     opts.hidden = tuple(opts.hidden)
     print(f"training on {len(train_set)} frames ({train_set.n_atoms} atoms), reference {references.pop()}", flush=True)
-    model = train(train_set, opts, validation_set=validation_set, history_path=products[2], plot_path=products[3])
+    initial = None
+    if config.initial is not None:
+        from .ml import load_model
+
+        name = config.initial
+        initial = load_model(root / name if name.endswith(".pt") else name)
+    model = train(train_set, opts, validation_set=validation_set, history_path=products[2], plot_path=products[3],
+                  initial=initial)
     metrics = {"validation": model.training_report["validation"]}
     if test_set is not None:
         metrics["test"] = evaluate(model, test_set)

@@ -253,6 +253,7 @@ class TrainingLoopConfig(_Strict):
     energy_weight: float = Field(10.0, ge=0)
     force_weight: float = Field(1.0, ge=0)
     charge_weight: float = Field(100.0, ge=0)
+    stress_weight: float = Field(10.0, ge=0, description="weight of the per-atom virial (frames with stress)")
     learning_rate: float = Field(2e-3, gt=0)
     batch_size: int = Field(16, ge=1)
     max_epochs: int = Field(200, ge=1)
@@ -266,10 +267,12 @@ class TrainingLoopConfig(_Strict):
 class TrainConfig(_Strict):
     """``qmml train``: datasets in, a model file (plus header, history and learning curve) out."""
 
-    train: list[str] = Field(description="training dataset(s) (.npz from qmml.ml.Dataset.save)")
+    train: list[str] = Field(description="training dataset(s) (.npz from qmml.ml.Dataset.save; glob patterns allowed)")
     validation: list[str] | None = None
     test: list[str] | None = Field(None, description="held-out set(s) evaluated once at the end")
     output: str = Field(description="model file to write (.pt; never overwritten)")
+    initial: str | None = Field(None, description="continue from this model (shipped name or .pt path): its "
+                                                  "architecture is kept and the model section is ignored")
     description: str = ""
     model: ModelArchitectureConfig = ModelArchitectureConfig()
     training: TrainingLoopConfig = TrainingLoopConfig()

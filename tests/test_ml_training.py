@@ -127,3 +127,17 @@ def test_stress_labels_survive_a_save_and_load_and_enter_the_loss(tmp_path):
     metrics = evaluate(model, loaded)
     assert metrics["stress_frames"] == 2 and np.isfinite(metrics["pressure_mae_kbar"])
     assert "validation_virial_rmse_eV_per_atom" in opts.history[-1]
+
+
+def test_train_command_reads_chunk_patterns_and_continues_a_model(small_sets, tmp_path):
+    train_path, test_path = small_sets
+    config = {"train": str(train_path.parent / "tr*.npz"), "output": "tuned.pt", "initial": "water",
+              "model": {"cutoff": 3.0, "n_members": 1}, "training": {"max_epochs": 1, "batch_size": 8}}
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    tuned = load_model(tmp_path / "tuned.pt")
+    assert tuned.cutoff == 5.0 and len(tuned.members) == 3  # the initial model's architecture, not the section's
+    config["train"], config["output"] = str(tmp_path / "nothing_*.npz"), "other.pt"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 2 and not (tmp_path / "other.pt").exists()
