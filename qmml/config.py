@@ -245,6 +245,8 @@ class ModelArchitectureConfig(_Strict):
     hidden: list[int] = [64, 64]
     n_members: int = Field(1, ge=1, description="committee size")
     coulomb_cutoff: float | None = Field(None, gt=0, description="explicit Coulomb between groups, cutoff Å")
+    dispersion: dict | None = Field(None, description="explicit D3(BJ) dispersion term: parameters of "
+                                                      "qmml.ml.D3Dispersion ({} for the defaults)")
     charge_groups: Literal["molecule", "structure"] = Field(
         "molecule", description="conserve charge per molecule, or per structure (charge transfer allowed)")
 

@@ -8,6 +8,7 @@ import torch
 import yaml
 
 from qmml.cli import main
+from qmml.errors import InputError
 from qmml.ml import Dataset, TrainingOptions, evaluate, load_model, read_header, train
 
 DATASETS = Path(__file__).resolve().parents[1] / "data" / "datasets"
@@ -141,3 +142,27 @@ def test_train_command_reads_chunk_patterns_and_continues_a_model(small_sets, tm
     config["train"], config["output"] = str(tmp_path / "nothing_*.npz"), "other.pt"
     path.write_text(yaml.safe_dump(config))
     assert main(["train", str(path)]) == 2 and not (tmp_path / "other.pt").exists()
+
+
+def test_training_targets_are_the_labels_minus_the_dispersion_term(tmp_path):
+    """With a dispersion term the networks are fitted to label - term (energy, forces, virial), so that the
+    model (networks + term) reproduces the labels; `train` fits the term's coefficients on the frames."""
+    from qmml.ml import D3Dispersion, EnvironmentModel
+    from qmml.ml.train import _Batch
+
+    frames = _periodic_frames()
+    term = D3Dispersion.fitted([(frames[0].elements, frames[0].positions)])
+    model = EnvironmentModel([1, 8], cutoff=4.0, n_radial=6, n_channels=4, hidden=(8,), dispersion=term).double()
+    batch = _Batch(model, frames, torch.float64)
+    for k, f in enumerate(frames):
+        e, forces, w = term.compute(f.elements, f.positions, f.cell)
+        assert float(batch.energy[k]) == pytest.approx(f.energy - e, abs=1e-9)
+        assert np.allclose(batch.forces[k * 48:(k + 1) * 48].numpy(), f.forces - forces, atol=1e-9)
+        assert np.allclose(batch.virial[k].numpy(), f.stress * abs(np.linalg.det(f.cell)) - w, atol=1e-9)
+    opts = TrainingOptions(cutoff=4.0, n_radial=6, n_channels=4, hidden=(8,), max_epochs=1, batch_size=2,
+                           progress=False, dispersion={"cutoff_A": 9.0})
+    trained = train(Dataset(frames), opts, validation_set=Dataset(frames))
+    assert trained.dispersion.elements == [1, 8] and trained.dispersion.cutoff_A == 9.0
+    with pytest.raises(InputError, match="unknown dispersion parameters"):
+        train(Dataset(frames), TrainingOptions(max_epochs=1, progress=False, dispersion={"cut": 9.0}),
+              validation_set=Dataset(frames))

@@ -1,6 +1,7 @@
 """Machine-learned environment models: neighbour lists, the committee model, datasets, labelling, training.
 
 Folder map: `neighbours` (cell lists), `model` (descriptor, networks, charges, predictions),
+`dispersion` (the explicit D3(BJ) dispersion term of a model),
 `dataset` (storage), `labelling` (PySCF and GFN2-xTB reference data), `train`, `io` (model files),
 `committee` (per-structure committee spread and error), `uncertainty` (committee spread of a running
 simulation), `cutout` (capped clusters around flagged atoms), `active` (active learning during
@@ -12,6 +13,7 @@ from .adversarial import AdversarialResult, adversarial_attack
 from .committee import committee_spread, predict_frames
 from .cutout import Cluster, cut_out
 from .dataset import Dataset, Frame
+from .dispersion import D3Dispersion
 from .io import ModelFileError, load_model, read_header, save_model
 from .labelling import Label, LabellerSpec, PySCFLabeller, XTBLabeller, esp_grid, molecules_from_distances, resp_charges
 from .model import EnvironmentModel, Prediction
@@ -20,7 +22,7 @@ from .potential import MLPotential, PotentialResult
 from .train import TrainingOptions, evaluate, train
 from .uncertainty import Uncertainty, committee_uncertainty
 
-__all__ = ["Dataset", "Frame", "EnvironmentModel", "Prediction", "MLPotential", "PotentialResult", "neighbour_list", "load_model", "save_model",
+__all__ = ["Dataset", "Frame", "D3Dispersion", "EnvironmentModel", "Prediction", "MLPotential", "PotentialResult", "neighbour_list", "load_model", "save_model",
            "read_header", "ModelFileError", "Label", "PySCFLabeller", "XTBLabeller", "esp_grid", "resp_charges",
            "molecules_from_distances", "TrainingOptions", "train", "evaluate", "committee_spread", "predict_frames",
            "ActiveLearning", "Thresholds", "LabellerSpec", "Cluster", "cut_out",

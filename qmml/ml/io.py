@@ -18,6 +18,7 @@ import torch
 from .. import __version__
 from ..elements import SYMBOLS
 from ..errors import InputError
+from .dispersion import D3Dispersion
 from .model import EnvironmentModel
 
 FORMAT = "qmml-environment-model"
@@ -126,6 +127,12 @@ def load_model(name_or_path, *, dtype=torch.float64, device=None, elements=None)
         if arch.get("elements") != numbers:
             raise ModelFileError(f"{path}: header elements {symbols} do not match the architecture's "
                                  f"{arch.get('elements')}; the file was edited or damaged: regenerate it")
+        if arch.get("dispersion") is not None:
+            try:
+                D3Dispersion.from_dict(arch["dispersion"])
+            except InputError as err:
+                raise ModelFileError(f"{path}: its dispersion term cannot be read ({err})") from None
+        # files written before the dispersion option have no "dispersion" key: None, no dispersion term
         model = EnvironmentModel(**arch)
         model.load_state_dict(state, strict=True)
     except ModelFileError:

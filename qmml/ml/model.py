@@ -21,6 +21,11 @@ Architecture (one member)
 * Strain derivative: the model sees positions only through pair vectors R_j + shift - R_i, so a
   homogeneous strain acts on those vectors (and on the cell of the Ewald sum), and dE/d(strain)
   comes out of the same backward passes as the forces.
+* Optional explicit dispersion (``dispersion=D3Dispersion(...)``, `qmml.ml.dispersion`): a two-body
+  D3(BJ) energy over a long cutoff (15 Å by default, switched smoothly), evaluated by simple-dftd3 over
+  all atoms passed to `EnvironmentModel.predict` and added, with its exact forces and strain
+  derivative, to every member's energy (the committee spread is unchanged).  The labels are trained
+  with it subtracted, so the networks learn only what is not dispersion beyond their cutoff.
 
 A committee is a list of such members sharing the neighbour list and the radial basis; the
 prediction is the committee mean and the spread its standard deviation.
@@ -40,6 +45,7 @@ from torch import nn
 from .. import units
 from ..errors import InputError
 from ..periodic.cell import check_cell
+from .dispersion import D3Dispersion
 from .neighbours import CellList, neighbour_list
 
 COULOMB_FORMS = ("dsf", "ewald")
@@ -151,7 +157,8 @@ class Prediction:
     Attributes
     ----------
     energy : float
-        Committee-mean energy of the atoms in ``energy_mask``, eV.
+        Committee-mean energy of the atoms in ``energy_mask``, eV (plus the model's dispersion term of
+        all atoms, if it has one).
     charges : ndarray (n,)
         Committee-mean charges, e (zero for atoms in group -1).
     forces : ndarray (n, 3) or None
@@ -208,12 +215,20 @@ class EnvironmentModel(nn.Module):
         sum (Ewald in periodic boxes, relative accuracy `EWALD_ACCURACY`, splitting chosen by
         `qmml.periodic.ewald.default_real_cutoff`; bare in open boundaries).  Training uses "dsf";
         `with_coulomb` switches a trained model.
+    dispersion : D3Dispersion or dict, optional
+        An explicit two-body D3(BJ) dispersion term (`qmml.ml.dispersion.D3Dispersion`, or its
+        ``to_dict()``), added by `predict` over all atoms it is given (group -1 included) to every
+        member's energy, with exact forces and strain derivative; it needs the ``dftd3`` package.
+        Stored in `config` and so in model files; None (the default, and every model file written
+        before the option) has none.
     """
 
     def __init__(self, elements, cutoff: float = 5.0, n_radial: int = 12, n_channels: int = 10,
                  hidden=(64, 64), n_members: int = 1, coulomb_cutoff: float | None = None,
-                 charge_groups: str = "molecule", coulomb: str = "dsf"):
+                 charge_groups: str = "molecule", coulomb: str = "dsf",
+                 dispersion: D3Dispersion | dict | None = None):
         super().__init__()
+        self.dispersion = None if dispersion is None else D3Dispersion.from_dict(dispersion)
         if charge_groups not in ("molecule", "structure"):
             raise ValueError(f"charge_groups must be 'molecule' or 'structure', not {charge_groups!r}")
         if coulomb not in COULOMB_FORMS:
@@ -237,7 +252,8 @@ class EnvironmentModel(nn.Module):
         return {"elements": self.elements, "cutoff": self.cutoff, "n_radial": self.n_radial,
                 "n_channels": self.n_channels, "hidden": list(self.hidden), "n_members": len(self.members),
                 "coulomb_cutoff": self.coulomb_cutoff, "charge_groups": self.charge_groups,
-                "coulomb": self.coulomb_form}
+                "coulomb": self.coulomb_form,
+                "dispersion": None if self.dispersion is None else self.dispersion.to_dict()}
 
     def with_coulomb(self, form: str) -> "EnvironmentModel":
         """A copy whose Coulomb term takes the form ``form`` ("dsf" or "ewald"); see the class docstring.
@@ -403,7 +419,8 @@ class EnvironmentModel(nn.Module):
             Molecule of each atom (-1: none); the optional Coulomb term acts only between different
             molecules.  Default: ``groups``.
         energy_mask : array_like (n,) bool, optional
-            Atoms whose atomic energies make up ``energy`` (default all).
+            Atoms whose atomic energies make up ``energy`` (default all).  Not available with a
+            dispersion term, which belongs to pairs of atoms rather than to atoms.
         forces : bool
         uncertainty : bool
             Also compute each member's forces for ``forces_std`` (costs one backward pass per member).
@@ -436,6 +453,9 @@ class EnvironmentModel(nn.Module):
             raise InputError(f"position of atom {bad} is not finite; check the structure or the integrator")
         if cell is not None:
             cell = check_cell(cell, right_handed=False)
+        if self.dispersion is not None and energy_mask is not None and not bool((mask != 0).all()):
+            raise InputError("this model has a dispersion term, a pair energy that cannot be split by atoms: "
+                             "energy_mask must be all true (or omitted)")
         chunks = [(a, min(n, a + chunk_size)) for a in range(0, n, chunk_size)]
         # pairs are built chunk by chunk so that memory stays bounded by the chunk size
         pair_lists = _LazyPairs(pos, self.cutoff, cell, chunks)
@@ -524,9 +544,18 @@ class EnvironmentModel(nn.Module):
             if len(weight_sets) > 1:
                 result_std = grads[1:].std(0, unbiased=False).cpu().numpy().astype(np.float64)
         m_e = member_e.detach().cpu().numpy().astype(np.float64)
+        strain_derivative = strain_grads[0].cpu().numpy().astype(np.float64) if with_strain else None
+        if self.dispersion is not None:
+            # the same term for every member: it shifts the mean and leaves the spread alone
+            e_d, f_d, s_d = self.dispersion.compute(np.asarray(atomic_numbers), np.asarray(positions, np.float64),
+                                                    cell, forces=forces)
+            m_e = m_e + e_d
+            if forces:
+                result_forces = result_forces + f_d
+            if with_strain:
+                strain_derivative = strain_derivative + s_d
         q_np = charges.detach().cpu().numpy().astype(np.float64)
         return Prediction(
             energy=float(m_e.mean()), charges=q_np.mean(0), forces=result_forces, energy_std=float(m_e.std()),
             charges_std=q_np.std(0), forces_std=result_std if uncertainty else None, member_energies=m_e,
-            member_charges=q_np,
-            strain_derivative=strain_grads[0].cpu().numpy().astype(np.float64) if with_strain else None)
+            member_charges=q_np, strain_derivative=strain_derivative)

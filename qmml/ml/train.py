@@ -50,6 +50,7 @@ class TrainingOptions:
     n_members: int = 1
     coulomb_cutoff: float | None = None
     charge_groups: str = "molecule"
+    dispersion: dict | None = None  # D3Dispersion parameters; coefficients are fitted on the training frames
     energy_weight: float = 10.0
     force_weight: float = 1.0
     charge_weight: float = 100.0
@@ -184,6 +185,16 @@ def _initialize(model: EnvironmentModel, member: Member, batches, dataset: Datas
         member.feature_std.copy_(feats.std(0).clamp(min=1e-6))
 
 
+def fit_dispersion(dataset: Dataset, parameters: dict, n_frames: int = 40):
+    """A `D3Dispersion` with ``parameters`` and D3 coefficients at the coordination of up to ``n_frames``
+    frames spread over ``dataset`` (every element pair that meets in them)."""
+    from .dispersion import D3Dispersion
+
+    picks = np.unique(np.linspace(0, len(dataset) - 1, min(n_frames, len(dataset))).round().astype(int))
+    return D3Dispersion.fitted([(dataset.frames[k].elements, dataset.frames[k].positions) for k in picks],
+                               **parameters)
+
+
 def evaluate(model: EnvironmentModel, dataset: Dataset, *, batch_size: int = 32) -> dict:
     """Committee-mean errors on a dataset: MAE and RMSE of energy per atom, forces and charges, and for
     frames with a stress label, of the stress (GPa) and the pressure (kbar)."""
@@ -248,13 +259,18 @@ def train(train_set: Dataset, options: TrainingOptions | None = None, *, validat
                                                     seed=opts.seed)
     torch.manual_seed(opts.seed)
     elements = sorted(set(train_set.elements) | set(validation_set.elements))
+    dispersion = None
+    if opts.dispersion is not None and (initial is None or initial.dispersion is None):
+        dispersion = fit_dispersion(train_set, opts.dispersion)
     if initial is None:
         model = EnvironmentModel(elements, cutoff=opts.cutoff, n_radial=opts.n_radial, n_channels=opts.n_channels,
                                  hidden=opts.hidden, n_members=opts.n_members, coulomb_cutoff=opts.coulomb_cutoff,
-                                 charge_groups=opts.charge_groups)
+                                 charge_groups=opts.charge_groups, dispersion=dispersion)
     else:
         initial.species(elements)  # clear error if the new data holds elements the model does not know
         model = copy.deepcopy(initial)
+        if dispersion is not None:  # a model trained without the term learns to leave it to the term
+            model.dispersion = dispersion
     model = model.to(dtype)
     n_members = len(model.members)
     rng = np.random.default_rng(opts.seed)
