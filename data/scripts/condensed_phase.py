@@ -381,9 +381,14 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="threads for tblite and torch")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after the chunk that passes this")
     parser.add_argument("--status", action="store_true", help="print progress and exit")
+    parser.add_argument("--campaigns-dir", type=Path, default=None,
+                        help="where campaign folders live (default: data/campaigns of this checkout)")
     parser.add_argument("--evaluate", metavar="MODEL", default=None,
                         help="print a model's errors (forces, charges, stress, pressure) on every labelled frame")
     args = parser.parse_args(argv)
+    global CAMPAIGNS
+    if args.campaigns_dir is not None:
+        CAMPAIGNS = args.campaigns_dir
     folder = CAMPAIGNS / args.campaign
     if args.evaluate:
         import qmml
