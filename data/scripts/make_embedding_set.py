@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # make_datasets, the shared sampling loop
 BOX_PDB = ROOT / "data" / "structures" / "water_box.pdb"
 OUT = ROOT / "data" / "structures" / "embedding_set"
 
@@ -149,8 +150,7 @@ def relax_cluster(elements, x, n_solute: int, charge: int, *, steps: int, seed: 
 
     Returns the final positions (Å) and the GFN2 energy of the last frame (eV).
     """
-    from qmml import units
-    from qmml.elements import ATOMIC_NUMBERS, MASSES_AMU
+    from qmml.elements import ATOMIC_NUMBERS
     from qmml.ml import XTBLabeller
 
     z = np.array([ATOMIC_NUMBERS[e] for e in elements])
@@ -179,24 +179,14 @@ def relax_cluster(elements, x, n_solute: int, charge: int, *, steps: int, seed: 
         label, f = force(x)
     log(f"    after descent: E = {label.energy:.3f} eV, max |F| = {np.linalg.norm(f, axis=1).max():.2f} eV/Å")
 
+    from make_datasets import langevin_frames  # the BAOAB loop with deuterium masses of the shipped datasets
+
     rng = np.random.default_rng(seed)
-    m = np.array([2.014 if e == "H" else MASSES_AMU[e] for e in elements])[:, None]  # D masses: sampling only
-    kT = units.BOLTZMANN_EV_PER_K * TEMPERATURE_K
-    v = rng.normal(size=x.shape) * np.sqrt(kT / (m * units.AMU_A2_PER_FS2_EV))
-    c1 = np.exp(-FRICTION_PER_FS * TIMESTEP_FS)
-    c2 = np.sqrt((1 - c1 * c1) * kT / (m * units.AMU_A2_PER_FS2_EV))
-    acc = 1.0 / (m * units.AMU_A2_PER_FS2_EV)  # eV/Å -> Å/fs^2
-    dt = TIMESTEP_FS
-    for k in range(1, steps + 1):
-        v = v + 0.5 * dt * f * acc
-        x = x + 0.5 * dt * v
-        v = c1 * v + c2 * rng.normal(size=x.shape)
-        x = x + 0.5 * dt * v
-        label, f = force(x)
-        v = v + 0.5 * dt * f * acc
-        if k % 100 == 0:
-            temp = float(np.sum(m * v * v) * units.AMU_A2_PER_FS2_EV / (3 * len(z) * units.BOLTZMANN_EV_PER_K))
-            log(f"    step {k}: E = {label.energy:.3f} eV, T = {temp:.0f} K")
+    every = 100 if steps % 100 == 0 else steps  # the last frame is always the one returned
+    for k, (x, label) in enumerate(langevin_frames(labeller, z, x, temperature_K=TEMPERATURE_K, steps=steps,
+                                                   every=every, burn_in=0, rng=rng, wall=wall,
+                                                   timestep_fs=TIMESTEP_FS, friction_per_fs=FRICTION_PER_FS), 1):
+        log(f"    step {every * k}: E = {label.energy:.3f} eV")
     return x, float(label.energy)
 
 
