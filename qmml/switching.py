@@ -23,7 +23,11 @@ from .errors import InputError
 
 
 def switch(r: np.ndarray, r_on: float, r_off: float) -> tuple[np.ndarray, np.ndarray]:
-    """S(r) and dS/dr (1/Å) of the quintic switch between r_on and r_off (Å)."""
+    """S(r) and dS/dr (1/Å) of the quintic switch between r_on and r_off (Å); r_off <= r_on is a hard cutoff at
+    r_off (S = 1 below it, 0 from it on, dS/dr = 0)."""
+    if r_off <= r_on:
+        r = np.asarray(r, float)
+        return (r < r_off).astype(float), np.zeros_like(r)
     x = np.clip((np.asarray(r, float) - r_on) / (r_off - r_on), 0.0, 1.0)
     s = 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x * x)
     ds = -30.0 * x * x * (1.0 - x) ** 2 / (r_off - r_on)

@@ -34,11 +34,11 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
-import torch
-
+from scipy.integrate import trapezoid
 from .. import units
 from ..errors import InputError
 from ..periodic.cell import check_cell, volume
+from ..switching import switch
 
 #: The only form so far; stored in model files so that another form can be told apart later.
 FORM = "d3-bj-two-body-fixed-c6"
@@ -69,23 +69,6 @@ def _dftd3():
         raise InputError(f"fitting dispersion coefficients needs simple-dftd3 ({err}); install it with "
                          "`pip install dftd3`") from None
     return interface
-
-
-def _switch_numpy(r, r_on: float, r_off: float):
-    """The switch of `_switch` and its derivative d/dr (1/Å)."""
-    if r_off <= r_on:
-        return (r < r_off).astype(float), np.zeros_like(r)
-    w = r_off - r_on
-    t = np.clip((r - r_on) / w, 0.0, 1.0)
-    return 1.0 - t ** 3 * (10.0 - 15.0 * t + 6.0 * t * t), -30.0 * t * t * (1.0 - t) ** 2 / w
-
-
-def _switch(r, r_on: float, r_off: float):
-    """1 below r_on, 0 above r_off, quintic (C2) in between."""
-    if r_off <= r_on:
-        return (r < r_off).to(r.dtype)
-    t = ((r - r_on) / (r_off - r_on)).clamp(0.0, 1.0)
-    return 1.0 - t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
 
 
 @dataclass(frozen=True)
@@ -252,8 +235,8 @@ class D3Dispersion:
         return replace(self, **changes)
 
     # -- evaluation ------------------------------------------------------------------------
-    def _tables(self, z, dtype, device):
-        """Species index per atom and the (species x species) C6, C8, R0 tables (Å units)."""
+    def _tables(self, z):
+        """Species index per atom and the (species x species) C6, C8, R0 tables (eV Å^6, eV Å^8, Å)."""
         known = self.elements
         if not known:
             raise InputError("this D3Dispersion has no coefficients; build it with D3Dispersion.fitted(structures)")
@@ -263,13 +246,12 @@ class D3Dispersion:
                              "with D3Dispersion.fitted on structures that hold them")
         index = {a: k for k, a in enumerate(known)}
         n = len(known)
-        c6 = torch.zeros((n, n), dtype=dtype, device=device)
-        c8 = torch.zeros((n, n), dtype=dtype, device=device)
+        c6, c8 = np.zeros((n, n)), np.zeros((n, n))
         for a, b, v6, v8 in self.coefficients:
             c6[index[a], index[b]] = c6[index[b], index[a]] = v6
             c8[index[a], index[b]] = c8[index[b], index[a]] = v8
-        r0 = self.a1 * torch.sqrt(c8 / c6) + self.a2 * units.BOHR_A
-        species = torch.as_tensor([index[int(a)] for a in z], dtype=torch.long, device=device)
+        r0 = self.a1 * np.sqrt(c8 / c6) + self.a2 * units.BOHR_A
+        species = np.array([index[int(a)] for a in z], dtype=np.int64)
         return species, c6, c8, r0
 
     def tail_energy(self, elements, cell) -> float:
@@ -283,18 +265,16 @@ class D3Dispersion:
     def _tail_integrals(self, elements: tuple):
         """Species of each atom and T_ab = int 4 pi r^2 (1 - sw) u_ab dr (eV Å^3), computed once per table."""
         cache = self.__dict__.setdefault("_tail_cache", {})
-        species, c6, c8, r0 = self._tables(np.asarray(elements), torch.float64, "cpu")
-        key = len(c6)
-        if key not in cache:
+        species, c6, c8, r0 = self._tables(np.asarray(elements))
+        if "T" not in cache:
             # numerically over the switch and beyond it to 4 cutoffs, analytically (u ~ -C/r^n) further out
             r_on, far = self.cutoff_A - self.switch_width_A, 4.0 * self.cutoff_A
-            r = torch.linspace(r_on, far, 20001, dtype=torch.float64)
-            rr = r[:, None, None]
-            u = -(self.s6 * c6 / (rr ** 6 + r0 ** 6) + self.s8 * c8 / (rr ** 8 + r0 ** 8))
-            weight = 1.0 - _switch(r, r_on, self.cutoff_A)
-            t = torch.trapezoid(4 * math.pi * rr ** 2 * weight[:, None, None] * u, r, dim=0)
-            cache[key] = (t - 4 * math.pi * (self.s6 * c6 / (3 * far ** 3) + self.s8 * c8 / (5 * far ** 5))).numpy()
-        return species.numpy(), cache[key]
+            r = np.linspace(r_on, far, 20001)[:, None, None]
+            u = -(self.s6 * c6 / (r ** 6 + r0 ** 6) + self.s8 * c8 / (r ** 8 + r0 ** 8))
+            weight = 1.0 - switch(r, r_on, self.cutoff_A)[0]
+            t = trapezoid(4 * np.pi * r ** 2 * weight * u, r[:, 0, 0], axis=0)
+            cache["T"] = t - 4 * np.pi * (self.s6 * c6 / (3 * far ** 3) + self.s8 * c8 / (5 * far ** 5))
+        return species, cache["T"]
 
     def compute(self, elements, positions_A, cell=None, *, forces: bool = True):
         """Dispersion energy, forces and strain derivative of one structure.
@@ -328,7 +308,7 @@ class D3Dispersion:
         with_strain = forces and h is not None
         if n == 0:
             return 0.0, (np.zeros((0, 3)) if forces else None), (np.zeros((3, 3)) if with_strain else None)
-        species, c6, c8, r0 = (t.numpy() for t in self._tables(z, torch.float64, "cpu"))
+        species, c6, c8, r0 = self._tables(z)
         i_all, j_all, shift_all = _half_pairs(x, h, self.cutoff_A)
         grad = np.zeros((n, 3))
         strain_derivative = np.zeros((3, 3))
@@ -348,7 +328,7 @@ class D3Dispersion:
             r6, rr0 = r2 * r2 * r2, r0[si, sj]
             d6, d8 = r6 + rr0 ** 6, r6 * r2 + rr0 ** 8
             u = -(p6 / d6 + p8 / d8)
-            sw, dsw = _switch_numpy(r, r_on, self.cutoff_A)
+            sw, dsw = switch(r, r_on, self.cutoff_A)
             energy += float((u * sw).sum())  # each pair once
             if forces:
                 du = (6.0 * p6 * r6 / (r * d6 * d6) + 8.0 * p8 * r6 * r / (d8 * d8)) * sw + u * dsw
