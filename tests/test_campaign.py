@@ -21,11 +21,14 @@ def tiny_plan():
 
 
 def test_seed_boxes_have_the_planned_density_and_no_contacts():
+    from qmml import units
+    from qmml.elements import MASSES_AMU
     from qmml.periodic.cell import minimum_image
 
     for t in campaign.water_plan()[::12]:
         z, x, cell, molecule, charges = campaign.water_box(t)
-        density = 18.015 * t.n_waters / 0.6022140857 / abs(np.linalg.det(cell))
+        mass = (MASSES_AMU["O"] + 2 * MASSES_AMU["H"]) * t.n_waters
+        density = mass / abs(np.linalg.det(cell)) * units.AMU_PER_A3_G_PER_CM3
         assert density == pytest.approx(t.density_g_cm3, rel=1e-6) and charges.sum() == 0
         d = minimum_image((x[:, None] - x[None]).reshape(-1, 3), cell).reshape(len(x), len(x), 3)
         r = np.linalg.norm(d, axis=-1)

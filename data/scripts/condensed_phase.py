@@ -49,7 +49,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGNS = ROOT / "data" / "campaigns"
 #: as the shipped cluster datasets name it, so that both can train one model
 REFERENCE = "GFN2-xTB (tblite {}), Mulliken charges".format(".".join(version("tblite").split(".")[:2]))
-WATER_G_PER_CM3_PER_MOLECULE_PER_A3 = 18.015 / 0.6022140857  # g/cm^3 of one water per Å^3
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,9 @@ def water_box(trajectory: Trajectory):
     solute is molecule 0 when there is one, ions and waters follow."""
     from make_datasets import embed, water
 
+    from qmml import units
     from qmml.elements import MASSES_AMU, SYMBOLS
+    from qmml.periodic.cell import minimum_image
 
     rng = np.random.default_rng(trajectory.seed)
     z_parts, x_parts, charges = [], [], []
@@ -129,17 +130,18 @@ def water_box(trajectory: Trajectory):
         z, x, q = embed(trajectory.solute, trajectory.seed)
         z_parts.append(z), x_parts.append(x), charges.append(q)
     n = trajectory.n_waters
-    mass = 18.015 * n + sum(MASSES_AMU[SYMBOLS[int(a) - 1]] for part in z_parts + [list(trajectory.ions)]
+    water_amu = MASSES_AMU["O"] + 2 * MASSES_AMU["H"]
+    mass = water_amu * n + sum(MASSES_AMU[SYMBOLS[int(a) - 1]] for part in z_parts + [list(trajectory.ions)]
                             for a in part)
-    length = (mass / 0.6022140857 / trajectory.density_g_cm3) ** (1 / 3)
+    length = (mass * units.AMU_PER_A3_G_PER_CM3 / trajectory.density_g_cm3) ** (1 / 3)
+    cell = np.eye(3) * length
     placed_z = np.concatenate(z_parts) if z_parts else np.zeros(0, int)
     placed = np.concatenate(x_parts) + length / 2 if x_parts else np.zeros((0, 3))
 
     def fits(zc, xc):
         if not len(placed):
             return True
-        d = xc[:, None, :] - placed[None, :, :]
-        d -= length * np.round(d / length)
+        d = minimum_image((xc[:, None, :] - placed[None, :, :]).reshape(-1, 3), cell).reshape(len(xc), -1, 3)
         r = np.linalg.norm(d, axis=-1)
         heavy = (zc[:, None] > 1) & (placed_z[None, :] > 1)
         ion = np.isin(zc, tuple(ION_CHARGES))[:, None] | np.isin(placed_z, tuple(ION_CHARGES))[None, :]
@@ -160,7 +162,7 @@ def water_box(trajectory: Trajectory):
         charges.append(ION_CHARGES[int(zc[0])] if len(zc) == 1 else 0)
     sizes = [len(p) for p in z_parts] + [1] * len(trajectory.ions) + [3] * n
     molecule = np.repeat(np.arange(len(sizes)), sizes)
-    return placed_z, placed, np.eye(3) * length, molecule, np.array(charges, dtype=float)
+    return placed_z, placed, cell, molecule, np.array(charges, dtype=float)
 
 
 def stretched(frame, rng):

@@ -213,9 +213,9 @@ def evaluate(model: EnvironmentModel, dataset: Dataset, *, batch_size: int = 32)
             w = torch.stack([o[3] for o in outs]).mean(0).detach()
             has = batch.has_stress.numpy()
             volumes = np.array([abs(np.linalg.det(f.cell)) for f, h in zip(frames, has) if h])
-            stress = ((w - batch.virial).numpy()[has] / volumes[:, None, None]) * units.EV_PER_A3_GPA
-            s_err.append(stress.reshape(len(volumes), 9))
-            p_err.append(-np.trace(stress, axis1=1, axis2=2) / 3 * 10)  # GPa -> kbar
+            stress = (w - batch.virial).numpy()[has] / volumes[:, None, None]  # eV/Å^3
+            s_err.append(stress.reshape(len(volumes), 9) * units.EV_PER_A3_GPA)
+            p_err.append(-np.trace(stress, axis1=1, axis2=2) / 3 / units.BAR_EV_PER_A3 / 1000.0)  # kbar
     e, f, q = (np.concatenate(v).astype(np.float64) for v in (e_err, f_err, q_err))
     out = {"frames": len(dataset), "atoms": dataset.n_atoms,
            "energy_mae_eV_per_atom": float(np.abs(e).mean()), "energy_rmse_eV_per_atom": float(np.sqrt((e**2).mean())),
