@@ -223,3 +223,19 @@ def test_clear_errors(box, disp, monkeypatch):
     monkeypatch.setitem(sys.modules, "dftd3", None)  # as if it were not installed
     with pytest.raises(InputError, match="pip install dftd3"):
         D3Dispersion.fitted([(z, x)])
+
+
+def test_energy_then_forces_of_one_geometry_evaluate_it_once(box, disp, monkeypatch):
+    """A QM/ML step asks the model for the energy, then for the forces: the term is evaluated once."""
+    z, x, cell = box
+    term = disp.with_parameters()  # a fresh instance, nothing cached
+    fresh = disp.with_parameters().compute(z, x, cell)
+    calls = []
+    evaluate = D3Dispersion._evaluate
+    monkeypatch.setattr(D3Dispersion, "_evaluate", lambda self, *a: calls.append(1) or evaluate(self, *a))
+    e = term.energy(z, x, cell)
+    e2, f, s = term.compute(z, x, cell)
+    assert len(calls) == 1 and e2 == e
+    assert np.array_equal(f, fresh[1]) and np.array_equal(s, fresh[2])
+    term.compute(z, x + 0.01, cell)
+    assert len(calls) == 2

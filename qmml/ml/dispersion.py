@@ -289,7 +289,8 @@ class D3Dispersion:
             Lattice vectors (rows, Å) of a periodic box; None for open boundaries.  A box thinner than
             the cutoff is fine: every lattice image within the cutoff is summed.
         forces : bool
-            False skips the gradient.
+            False returns the energy only.  The last geometry's result is kept, so asking for the
+            energy and then the forces of one structure (as a QM/ML step does) evaluates it once.
 
         Returns
         -------
@@ -304,10 +305,23 @@ class D3Dispersion:
         """
         z, x = self._check(elements, positions_A)
         h = None if cell is None else check_cell(cell, right_handed=False)
+        # the QM/ML step asks for the energy and then for the forces of one geometry: evaluate it once
+        key = (z.tobytes(), x.tobytes(), None if h is None else np.asarray(h, float).tobytes())
+        cache = self.__dict__.setdefault("_last", {})
+        if cache.get("key") != key:
+            cache.clear()
+            cache["value"] = self._evaluate(z, x, h)
+            cache["key"] = key
+        energy, grad, strain_derivative = cache["value"]
+        if not forces:
+            return energy, None, None
+        return energy, -grad, None if h is None else strain_derivative.copy()
+
+    def _evaluate(self, z, x, h):
+        """Energy (eV), dE/dR (eV/Å) and dE/d(strain) (eV, periodic only) of one structure."""
         n = len(z)
-        with_strain = forces and h is not None
         if n == 0:
-            return 0.0, (np.zeros((0, 3)) if forces else None), (np.zeros((3, 3)) if with_strain else None)
+            return 0.0, np.zeros((0, 3)), np.zeros((3, 3))
         species, c6, c8, r0 = self._tables(z)
         i_all, j_all, shift_all = _half_pairs(x, h, self.cutoff_A)
         grad = np.zeros((n, 3))
@@ -330,21 +344,14 @@ class D3Dispersion:
             u = -(p6 / d6 + p8 / d8)
             sw, dsw = switch(r, r_on, self.cutoff_A)
             energy += float((u * sw).sum())  # each pair once
-            if forces:
-                du = (6.0 * p6 * r6 / (r * d6 * d6) + 8.0 * p8 * r6 * r / (d8 * d8)) * sw + u * dsw
-                g = (du / r)[:, None] * vec  # dE/d(pair vector)
-                for k in range(3):  # bincount: scatter-add many times faster than np.add.at
-                    grad[:, k] += np.bincount(j, g[:, k], minlength=n) - np.bincount(i, g[:, k], minlength=n)
-                if with_strain:
-                    strain_derivative += g.T @ vec
+            du = (6.0 * p6 * r6 / (r * d6 * d6) + 8.0 * p8 * r6 * r / (d8 * d8)) * sw + u * dsw
+            g = (du / r)[:, None] * vec  # dE/d(pair vector)
+            for k in range(3):  # bincount: scatter-add many times faster than np.add.at
+                grad[:, k] += np.bincount(j, g[:, k], minlength=n) - np.bincount(i, g[:, k], minlength=n)
+            strain_derivative += g.T @ vec
         tail = self.tail_energy(z, h)
-        energy += tail
-        if not forces:
-            return energy, None, None
-        if not with_strain:
-            return energy, -grad, None
         # the tail depends on the volume only: E ~ 1/V, dE/d(strain) = -E_tail I
-        return energy, -grad, strain_derivative - tail * np.eye(3)
+        return energy + tail, grad, strain_derivative - tail * np.eye(3)
 
     def energy(self, elements, positions_A, cell=None) -> float:
         """Dispersion energy only, eV (see `compute`)."""
