@@ -23,6 +23,7 @@ from pyscf.data import radii as _radii
 from .. import units
 from ..elements import ATOMIC_NUMBERS, SYMBOLS
 from ..errors import InputError, QmmlError
+from ..periodic.cell import volume
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,7 @@ class XTBLabeller:
         stress = None
         if self.cell is not None:
             # tblite's "virial" is dE/d(strain) in Hartree (checked against finite strain)
-            stress = np.asarray(result.get("virial"), dtype=float) * units.HARTREE_EV / abs(np.linalg.det(self.cell))
+            stress = np.asarray(result.get("virial"), dtype=float) * units.HARTREE_EV / volume(self.cell)
         return Label(float(result.get("energy")) * units.HARTREE_EV,
                      -np.asarray(result.get("gradient")) * units.HARTREE_PER_BOHR_EV_PER_A,
                      np.asarray(result.get("charges"), dtype=float).copy(), stress)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .. import units
+from ..periodic.cell import volume
 from .dataset import Dataset
 from .model import EnvironmentModel, Member, dsf_coulomb_pairs
 from .neighbours import neighbour_list
@@ -82,11 +83,11 @@ class _Batch:
         self.forces = torch.as_tensor(np.concatenate([f.forces for f in frames]), dtype=dtype)
         self.charges = torch.as_tensor(np.concatenate([f.charges for f in frames]), dtype=dtype)
         self.has_stress = torch.as_tensor([f.stress is not None for f in frames])
+        self.volume = np.array([0.0 if f.cell is None else volume(f.cell) for f in frames])  # Å^3, 0 if open
         # the virial W = V * stress (eV), the quantity the model's strain derivative gives
-        self.virial = torch.as_tensor(np.stack([np.zeros((3, 3)) if f.stress is None else
-                                                np.asarray(f.stress) * abs(np.linalg.det(f.cell)) for f in frames]),
-                                      dtype=dtype)
-        dispersion = getattr(model, "dispersion", None)
+        self.virial = torch.as_tensor(np.stack([np.zeros((3, 3)) if f.stress is None else np.asarray(f.stress) * v
+                                                for f, v in zip(frames, self.volume)]), dtype=dtype)
+        dispersion = model.dispersion
         if dispersion is not None:  # the networks learn the labels minus the explicit term
             for k, f in enumerate(frames):
                 e_d, f_d, w_d = dispersion.compute(f.elements, f.positions, f.cell)
@@ -212,9 +213,8 @@ def evaluate(model: EnvironmentModel, dataset: Dataset, *, batch_size: int = 32)
         if virial:
             w = torch.stack([o[3] for o in outs]).mean(0).detach()
             has = batch.has_stress.numpy()
-            volumes = np.array([abs(np.linalg.det(f.cell)) for f, h in zip(frames, has) if h])
-            stress = (w - batch.virial).numpy()[has] / volumes[:, None, None]  # eV/Å^3
-            s_err.append(stress.reshape(len(volumes), 9) * units.EV_PER_A3_GPA)
+            stress = (w - batch.virial).numpy()[has] / batch.volume[has, None, None]  # eV/Å^3
+            s_err.append(stress.reshape(-1, 9) * units.EV_PER_A3_GPA)
             p_err.append(-np.trace(stress, axis1=1, axis2=2) / 3 / units.BAR_EV_PER_A3 / 1000.0)  # kbar
     e, f, q = (np.concatenate(v).astype(np.float64) for v in (e_err, f_err, q_err))
     out = {"frames": len(dataset), "atoms": dataset.n_atoms,
