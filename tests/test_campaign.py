@@ -26,7 +26,7 @@ def test_seed_boxes_have_the_planned_density_and_no_contacts():
     from qmml.periodic.cell import minimum_image
 
     for t in campaign.water_plan()[::12]:
-        z, x, cell, molecule, charges = campaign.water_box(t)
+        z, x, cell, molecule, charges = campaign.solvated_box(t)
         mass = (MASSES_AMU["O"] + 2 * MASSES_AMU["H"]) * t.n_waters
         density = mass / abs(np.linalg.det(cell)) * units.AMU_PER_A3_G_PER_CM3
         assert density == pytest.approx(t.density_g_cm3, rel=1e-6) and charges.sum() == 0

@@ -111,7 +111,7 @@ PLANS = {"water": water_plan, "solutions": solutions_plan}
 SEED_MODELS = {"water": "water", "solutions": "organic"}
 
 
-def water_box(trajectory: Trajectory):
+def solvated_box(trajectory: Trajectory):
     """The trajectory's solute (at the centre), ions and waters at random positions and orientations in a
     cubic box of its density (all masses counted), no atom closer than 1.7 Å to an atom of another
     molecule (2.5 Å between heavy atoms, 3.0 Å from an ion), minimum image.
@@ -257,7 +257,7 @@ def seed(trajectory: Trajectory, path: Path, model_name: str):
     import qmml
     from qmml.ml import Dataset, Frame
 
-    elements, x, cell, molecule, molecule_charges = water_box(trajectory)
+    elements, x, cell, molecule, molecule_charges = solvated_box(trajectory)
     model = qmml.load_model(model_name).select_members([0])  # one member: a third of the cost, same physics
     forces = ModelForces(model, elements, cell, molecule, molecule_charges)
     rng = np.random.default_rng(trajectory.seed)
