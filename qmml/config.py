@@ -247,6 +247,8 @@ class ModelArchitectureConfig(_Strict):
     coulomb_cutoff: float | None = Field(None, gt=0, description="explicit Coulomb between groups, cutoff Å")
     dispersion: dict | None = Field(None, description="explicit D3(BJ) dispersion term: parameters of "
                                                       "qmml.ml.D3Dispersion ({} for the defaults)")
+    baseline: dict | None = Field(None, description="Morse X-H bonds within molecules and contact walls between "
+                                                    "them: parameters of qmml.ml.BondBaseline ({} for the defaults)")
     charge_groups: Literal["molecule", "structure"] = Field(
         "molecule", description="conserve charge per molecule, or per structure (charge transfer allowed)")
 

@@ -67,6 +67,7 @@ class Trajectory:
     solute: str = ""  # SMILES of one solute molecule at the box centre (rdkit + MMFF)
     ions: tuple = ()  # atomic numbers of monatomic ions (Na 11, Cl 17) placed at random
     stretch: bool = False  # every second frame also labelled with one X-H bond stretched to 1.05-1.6 Å
+    seed_engine: str = "model"  # what drives the seed dynamics: the plan's shipped model, or "classical"
 
 
 #: Formal charges of the monatomic ions the organic model knows.
@@ -103,7 +104,8 @@ def solutions_plan() -> list[Trajectory]:
         for temperature in (300.0, 350.0):
             plan.append(dict(n=32, density=1.0, temperature=temperature, solute=smiles, ions=ions))
     return [Trajectory(k, p["n"], p["density"], p["temperature"], 5000 + k, 10, every=40, burn_in=600,
-                       solute=p["solute"], ions=tuple(p["ions"]), stretch=True) for k, p in enumerate(plan)]
+                       solute=p["solute"], ions=tuple(p["ions"]), stretch=True, seed_engine="classical")
+            for k, p in enumerate(plan)]
 
 
 PLANS = {"water": water_plan, "solutions": solutions_plan}
@@ -182,6 +184,111 @@ def stretched(frame, rng):
     return Frame(z, x, frame.energy, frame.forces, frame.charges, frame.molecule, frame.molecule_charges, frame.cell)
 
 
+#: Lennard-Jones sigma (Å) and epsilon (kcal/mol) of the classical seed force field: TIP3P water, Joung-Cheatham
+#: (TIP3P) Na+ and Cl-, GAFF atom types for solutes (hc on C, hn/ho on N/O, c3, n, o, sh).
+LJ_WATER = {8: (3.15061, 0.1521), 1: (0.0, 0.0)}
+LJ_IONS = {11: (2.439, 0.0874), 17: (4.478, 0.0356)}
+LJ_SOLUTE = {6: (3.40, 0.086), 7: (3.25, 0.17), 8: (2.96, 0.21), 16: (3.56, 0.25), 1: (2.65, 0.0157)}
+LJ_POLAR_H = (1.07, 0.0157)
+TIP3P_CHARGES = {8: -0.834, 1: 0.417}
+
+
+class ClassicalForces:
+    """A classical force field that drives seed dynamics where the shipped model cannot (returns a
+    `qmml.ml.Label`): TIP3P charges and Lennard-Jones for water, Joung-Cheatham Na+/Cl-, MMFF94 charges
+    and GAFF Lennard-Jones for a solute; Lorentz-Berthelot mixing; Coulomb (damped shifted force, the
+    models' own form) and Lennard-Jones between molecules within ``cutoff_A``.  Each molecule keeps
+    the shape of its starting structure through harmonic springs (``k`` eV/Å^2) on the distances of
+    its 1-2 and 1-3 pairs (and 1-4 pairs of a solute, softer), so it stays whole by construction.
+
+    Why: the shipped `organic` model pushes the protons of liquid water off with up to 35 eV/Å
+    within 40-200 fs, even with walls (measured on the solutions plan's first boxes), and three
+    waters collapse to O...H 1.3 Å; its seeds would be broken frames.  These seeds only choose
+    configurations; GFN2-xTB labels them.
+    """
+
+    def __init__(self, elements, positions, cell, molecule, molecule_charges, solute: str = "", *,
+                 cutoff_A: float = 9.0, k: float = 30.0):
+        import networkx as nx
+
+        from qmml import units
+        from qmml.ml.labelling import bonds_from_distances
+
+        z = np.asarray(elements)
+        self.elements, self.cell, self.cutoff = z, cell, cutoff_A
+        self.molecule = np.asarray(molecule)
+        n = len(z)
+        q, sigma, eps = np.zeros(n), np.zeros(n), np.zeros(n)
+        solute_atoms = np.nonzero(self.molecule == 0)[0] if solute else np.zeros(0, int)
+        if solute:
+            q[solute_atoms] = mmff_charges(solute)
+        bonds = bonds_from_distances(z, positions, cell)
+        graph = nx.Graph()
+        graph.add_nodes_from(range(n))
+        graph.add_edges_from(map(tuple, bonds))
+        for a in range(n):
+            if solute and self.molecule[a] == 0:
+                polar = z[a] == 1 and any(z[b] in (7, 8) for b in graph.neighbors(a))
+                sigma[a], eps[a] = LJ_POLAR_H if polar else LJ_SOLUTE[int(z[a])]
+            elif z[a] in LJ_IONS:
+                sigma[a], eps[a] = LJ_IONS[int(z[a])]
+                q[a] = ION_CHARGES[int(z[a])]
+            else:
+                sigma[a], eps[a] = LJ_WATER[int(z[a])]
+                q[a] = TIP3P_CHARGES[int(z[a])]
+        self.q, self.sigma, self.eps = q, sigma, eps * units.KCAL_PER_MOL_EV
+        springs, ks = [], []
+        for a in range(n):
+            depth = 3 if (solute and self.molecule[a] == 0) else 2
+            for b, hops in nx.single_source_shortest_path_length(graph, a, cutoff=depth).items():
+                if b > a and hops >= 1:
+                    springs.append((a, b))
+                    ks.append(k if hops < 3 else 0.2 * k)
+        from qmml.periodic.cell import minimum_image
+
+        self.springs = np.array(springs, dtype=int).reshape(-1, 2)
+        self.k_springs = np.array(ks)
+        self.lengths = np.linalg.norm(minimum_image(positions[self.springs[:, 1]] - positions[self.springs[:, 0]],
+                                                    cell), axis=1)
+
+    def __call__(self, positions):
+        import torch
+
+        from qmml.ml.labelling import Label
+        from qmml.ml.model import dsf_coulomb_pairs
+        from qmml.ml.neighbours import neighbour_list
+        from qmml.periodic.cell import minimum_image
+
+        x = torch.as_tensor(positions, dtype=torch.float64).requires_grad_(True)
+        i, j, s = neighbour_list(x.detach(), self.cutoff, self.cell)
+        keep = torch.as_tensor(self.molecule)[i] != torch.as_tensor(self.molecule)[j]
+        i, j, s = i[keep], j[keep], s[keep]
+        r = torch.linalg.norm(x[j] + s - x[i], dim=1)
+        q, sig, eps = (torch.as_tensor(v) for v in (self.q, self.sigma, self.eps))
+        sij, eij = 0.5 * (sig[i] + sig[j]), torch.sqrt(eps[i] * eps[j])
+        sr6 = (sij / r) ** 6
+        sr6_c = (sij / self.cutoff) ** 6
+        lj = 4 * eij * (sr6 * sr6 - sr6 - (sr6_c * sr6_c - sr6_c))
+        energy = 0.5 * (lj + dsf_coulomb_pairs(q[i], q[j], r, self.cutoff)).sum()  # each pair twice
+        a, b = self.springs.T
+        d = torch.as_tensor(minimum_image(positions[b] - positions[a], self.cell))  # image choice, not a gradient
+        d = d + (x[b] - x[a]) - (x[b] - x[a]).detach()
+        stretch = torch.linalg.norm(d, dim=1) - torch.as_tensor(self.lengths)
+        energy = energy + 0.5 * (torch.as_tensor(self.k_springs) * stretch ** 2).sum()
+        (grad,) = torch.autograd.grad(energy, x)
+        return Label(float(energy.detach()), -grad.numpy(), self.q.copy())
+
+
+def mmff_charges(smiles: str) -> np.ndarray:
+    """MMFF94 partial charges (e) of a molecule, in the atom order of `make_datasets.embed`."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    props = AllChem.MMFFGetMoleculeProperties(mol)
+    return np.array([props.GetMMFFPartialCharge(k) for k in range(mol.GetNumAtoms())])
+
+
 class ModelForces:
     """The shipped model as a force engine for `langevin_frames` (returns a `qmml.ml.Label`), with
     sampling-only walls that keep the molecules whole.
@@ -258,13 +365,18 @@ def seed(trajectory: Trajectory, path: Path, model_name: str):
     from qmml.ml import Dataset, Frame
 
     elements, x, cell, molecule, molecule_charges = solvated_box(trajectory)
-    model = qmml.load_model(model_name).select_members([0])  # one member: a third of the cost, same physics
-    forces = ModelForces(model, elements, cell, molecule, molecule_charges)
+    if trajectory.seed_engine == "classical":
+        forces = ClassicalForces(elements, x, cell, molecule, molecule_charges, trajectory.solute)
+        walls = {"engine": "classical: TIP3P, Joung-Cheatham ions, MMFF94 charges + GAFF LJ, shape springs"}
+    else:
+        model = qmml.load_model(model_name).select_members([0])  # one member: a third of the cost, same physics
+        forces = ModelForces(model, elements, cell, molecule, molecule_charges)
+        walls = {"bond_A": forces.bond_A, "contact_A": forces.contact_A, "O-O_A": 2.3, "k_eV_per_A2": forces.k}
     rng = np.random.default_rng(trajectory.seed)
     steps = trajectory.burn_in + trajectory.frames * trajectory.every
-    data = Dataset(metadata={"reference": f"seed frames: shipped '{model_name}' model (member 0), Langevin NVT",
-                             "walls": {"bond_A": forces.bond_A, "contact_A": forces.contact_A, "O-O_A": 2.3,
-                                       "k_eV_per_A2": forces.k},
+    engine = "classical force field" if trajectory.seed_engine == "classical" else \
+        f"shipped '{model_name}' model (member 0)"
+    data = Dataset(metadata={"reference": f"seed frames: {engine}, Langevin NVT", "walls": walls,
                              "trajectory": asdict(trajectory)})
     for positions, label in langevin_frames(forces, elements, x, temperature_K=trajectory.temperature_K,
                                             steps=steps, every=trajectory.every, burn_in=trajectory.burn_in,

@@ -1,7 +1,8 @@
 """Machine-learned environment models: neighbour lists, the committee model, datasets, labelling, training.
 
 Folder map: `neighbours` (cell lists), `model` (descriptor, networks, charges, predictions),
-`dispersion` (the explicit D3(BJ) dispersion term of a model),
+`dispersion` (the explicit D3(BJ) dispersion term of a model), `baseline` (Morse X-H bonds and
+contact walls under the networks),
 `dataset` (storage), `labelling` (PySCF and GFN2-xTB reference data), `train`, `io` (model files),
 `committee` (per-structure committee spread and error), `uncertainty` (committee spread of a running
 simulation), `cutout` (capped clusters around flagged atoms), `active` (active learning during
@@ -10,6 +11,7 @@ dynamics), `adversarial` (uncertainty-maximizing displacements).
 
 from .active import ActiveLearning, Thresholds
 from .adversarial import AdversarialResult, adversarial_attack
+from .baseline import BondBaseline
 from .committee import committee_spread, predict_frames
 from .cutout import Cluster, cut_out
 from .dataset import Dataset, Frame
@@ -22,7 +24,7 @@ from .potential import MLPotential, PotentialResult
 from .train import TrainingOptions, evaluate, train
 from .uncertainty import Uncertainty, committee_uncertainty
 
-__all__ = ["Dataset", "Frame", "D3Dispersion", "EnvironmentModel", "Prediction", "MLPotential", "PotentialResult", "neighbour_list", "load_model", "save_model",
+__all__ = ["Dataset", "Frame", "D3Dispersion", "BondBaseline", "EnvironmentModel", "Prediction", "MLPotential", "PotentialResult", "neighbour_list", "load_model", "save_model",
            "read_header", "ModelFileError", "Label", "PySCFLabeller", "XTBLabeller", "esp_grid", "resp_charges",
            "molecules_from_distances", "TrainingOptions", "train", "evaluate", "committee_spread", "predict_frames",
            "ActiveLearning", "Thresholds", "LabellerSpec", "Cluster", "cut_out",

@@ -276,7 +276,7 @@ class D3Dispersion:
             cache["T"] = t - 4 * np.pi * (self.s6 * c6 / (3 * far ** 3) + self.s8 * c8 / (5 * far ** 5))
         return species, cache["T"]
 
-    def compute(self, elements, positions_A, cell=None, *, forces: bool = True):
+    def compute(self, elements, positions_A, cell=None, molecules=None, *, forces: bool = True):
         """Dispersion energy, forces and strain derivative of one structure.
 
         Parameters
@@ -288,6 +288,9 @@ class D3Dispersion:
         cell : array_like (3, 3), optional
             Lattice vectors (rows, Å) of a periodic box; None for open boundaries.  A box thinner than
             the cutoff is fine: every lattice image within the cutoff is summed.
+        molecules : array_like (n,) int, optional
+            Ignored: dispersion acts between all pairs (the argument makes the signature that of every
+            term in `EnvironmentModel.fixed_terms`).
         forces : bool
             False returns the energy only.  The last geometry's result is kept, so asking for the
             energy and then the forces of one structure (as a QM/ML step does) evaluates it once.

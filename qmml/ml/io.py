@@ -18,6 +18,7 @@ import torch
 from .. import __version__
 from ..elements import SYMBOLS
 from ..errors import InputError
+from .baseline import BondBaseline
 from .dispersion import D3Dispersion
 from .model import EnvironmentModel
 
@@ -132,7 +133,12 @@ def load_model(name_or_path, *, dtype=torch.float64, device=None, elements=None)
                 D3Dispersion.from_dict(arch["dispersion"])
             except InputError as err:
                 raise ModelFileError(f"{path}: its dispersion term cannot be read ({err})") from None
-        # files written before the dispersion option have no "dispersion" key: None, no dispersion term
+        if arch.get("baseline") is not None:
+            try:
+                BondBaseline.from_dict(arch["baseline"])
+            except InputError as err:
+                raise ModelFileError(f"{path}: its baseline term cannot be read ({err})") from None
+        # files written before these options have no "dispersion"/"baseline" key: None, no such term
         model = EnvironmentModel(**arch)
         model.load_state_dict(state, strict=True)
     except ModelFileError:

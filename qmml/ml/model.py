@@ -26,6 +26,10 @@ Architecture (one member)
   all atoms passed to `EnvironmentModel.predict` and added, with its exact forces and strain
   derivative, to every member's energy (the committee spread is unchanged).  The labels are trained
   with it subtracted, so the networks learn only what is not dispersion beyond their cutoff.
+* Optional bonded baseline (``baseline=BondBaseline(...)``, `qmml.ml.baseline`): Morse X-H bonds within
+  each molecule and contact walls between molecules, added the same way, so that no network hole lets
+  a proton leave its molecule or two molecules collapse.  `fixed_terms` lists the model's terms of
+  this kind; all share ``compute(elements, positions, cell, molecules, forces=)``.
 
 A committee is a list of such members sharing the neighbour list and the radial basis; the
 prediction is the committee mean and the spread its standard deviation.
@@ -45,6 +49,7 @@ from torch import nn
 from .. import units
 from ..errors import InputError
 from ..periodic.cell import check_cell
+from .baseline import BondBaseline
 from .dispersion import D3Dispersion
 from .neighbours import CellList, neighbour_list
 
@@ -221,14 +226,19 @@ class EnvironmentModel(nn.Module):
         member's energy, with exact forces and strain derivative; it needs the ``dftd3`` package.
         Stored in `config` and so in model files; None (the default, and every model file written
         before the option) has none.
+    baseline : BondBaseline or dict, optional
+        A bonded and contact-wall baseline (`qmml.ml.baseline.BondBaseline`, or its ``to_dict()``;
+        ``{}`` for the defaults), added like ``dispersion``; it acts on the ``molecules`` passed to
+        `predict`.  None (the default, and older model files) has none.
     """
 
     def __init__(self, elements, cutoff: float = 5.0, n_radial: int = 12, n_channels: int = 10,
                  hidden=(64, 64), n_members: int = 1, coulomb_cutoff: float | None = None,
                  charge_groups: str = "molecule", coulomb: str = "dsf",
-                 dispersion: D3Dispersion | dict | None = None):
+                 dispersion: D3Dispersion | dict | None = None, baseline: BondBaseline | dict | None = None):
         super().__init__()
         self.dispersion = None if dispersion is None else D3Dispersion.from_dict(dispersion)
+        self.baseline = None if baseline is None else BondBaseline.from_dict(baseline)
         if charge_groups not in ("molecule", "structure"):
             raise ValueError(f"charge_groups must be 'molecule' or 'structure', not {charge_groups!r}")
         if coulomb not in COULOMB_FORMS:
@@ -253,7 +263,14 @@ class EnvironmentModel(nn.Module):
                 "n_channels": self.n_channels, "hidden": list(self.hidden), "n_members": len(self.members),
                 "coulomb_cutoff": self.coulomb_cutoff, "charge_groups": self.charge_groups,
                 "coulomb": self.coulomb_form,
-                "dispersion": None if self.dispersion is None else self.dispersion.to_dict()}
+                "dispersion": None if self.dispersion is None else self.dispersion.to_dict(),
+                "baseline": None if self.baseline is None else self.baseline.to_dict()}
+
+    @property
+    def fixed_terms(self) -> list:
+        """The model's terms with fixed parameters (dispersion, baseline), added to every member's energy,
+        forces and strain derivative; the networks are trained on the labels minus their sum."""
+        return [t for t in (self.dispersion, self.baseline) if t is not None]
 
     def with_coulomb(self, form: str) -> "EnvironmentModel":
         """A copy whose Coulomb term takes the form ``form`` ("dsf" or "ewald"); see the class docstring.
@@ -420,7 +437,7 @@ class EnvironmentModel(nn.Module):
             molecules.  Default: ``groups``.
         energy_mask : array_like (n,) bool, optional
             Atoms whose atomic energies make up ``energy`` (default all).  Not available with a
-            dispersion term, which belongs to pairs of atoms rather than to atoms.
+            dispersion or baseline term (`fixed_terms`), which belong to pairs of atoms rather than to atoms.
         forces : bool
         uncertainty : bool
             Also compute each member's forces for ``forces_std`` (costs one backward pass per member).
@@ -453,9 +470,9 @@ class EnvironmentModel(nn.Module):
             raise InputError(f"position of atom {bad} is not finite; check the structure or the integrator")
         if cell is not None:
             cell = check_cell(cell, right_handed=False)
-        if self.dispersion is not None and energy_mask is not None and not bool((mask != 0).all()):
-            raise InputError("this model has a dispersion term, a pair energy that cannot be split by atoms: "
-                             "energy_mask must be all true (or omitted)")
+        if self.fixed_terms and energy_mask is not None and not bool((mask != 0).all()):
+            raise InputError("this model has a dispersion or baseline term, a pair energy that cannot be split "
+                             "by atoms: energy_mask must be all true (or omitted)")
         chunks = [(a, min(n, a + chunk_size)) for a in range(0, n, chunk_size)]
         # pairs are built chunk by chunk so that memory stays bounded by the chunk size
         pair_lists = _LazyPairs(pos, self.cutoff, cell, chunks)
@@ -545,10 +562,10 @@ class EnvironmentModel(nn.Module):
                 result_std = grads[1:].std(0, unbiased=False).cpu().numpy().astype(np.float64)
         m_e = member_e.detach().cpu().numpy().astype(np.float64)
         strain_derivative = strain_grads[0].cpu().numpy().astype(np.float64) if with_strain else None
-        if self.dispersion is not None:
+        for term in self.fixed_terms:
             # the same term for every member: it shifts the mean and leaves the spread alone
-            e_d, f_d, s_d = self.dispersion.compute(np.asarray(atomic_numbers), np.asarray(positions, np.float64),
-                                                    cell, forces=forces)
+            e_d, f_d, s_d = term.compute(np.asarray(atomic_numbers), np.asarray(positions, np.float64), cell,
+                                         groups_t.cpu().numpy() if molecules is None else molecules, forces=forces)
             m_e = m_e + e_d
             if forces:
                 result_forces = result_forces + f_d

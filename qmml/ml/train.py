@@ -12,8 +12,9 @@ carry a stress enter the last term).  W comes out of the same backward pass as t
 model sees positions only through pair vectors x_j + s - x_i, so
 W = sum_i dE/dx_i (x) x_i + sum_pairs dE/ds (x) s, with s the lattice shift of the pair.
 
-A model with an explicit dispersion term (``model.dispersion``) is fitted to the labels minus that
-term (energies, forces and stress), so that the trained model plus the term reproduces the labels.
+A model with fixed terms (``model.dispersion``, ``model.baseline``: `EnvironmentModel.fixed_terms`) is
+fitted to the labels minus those terms (energies, forces and stress), so that the trained model plus
+the terms reproduces the labels.
 
 Neighbour lists of the (fixed) training structures are built once.
 """
@@ -33,6 +34,7 @@ import torch
 
 from .. import units
 from ..periodic.cell import volume
+from .baseline import BondBaseline
 from .dataset import Dataset
 from .model import EnvironmentModel, Member, dsf_coulomb_pairs
 from .neighbours import neighbour_list
@@ -52,6 +54,7 @@ class TrainingOptions:
     coulomb_cutoff: float | None = None
     charge_groups: str = "molecule"
     dispersion: dict | None = None  # D3Dispersion parameters; coefficients are fitted on the training frames
+    baseline: dict | None = None  # BondBaseline parameters ({} for the defaults)
     energy_weight: float = 10.0
     force_weight: float = 1.0
     charge_weight: float = 100.0
@@ -87,10 +90,9 @@ class _Batch:
         # the virial W = V * stress (eV), the quantity the model's strain derivative gives
         self.virial = torch.as_tensor(np.stack([np.zeros((3, 3)) if f.stress is None else np.asarray(f.stress) * v
                                                 for f, v in zip(frames, self.volume)]), dtype=dtype)
-        dispersion = model.dispersion
-        if dispersion is not None:  # the networks learn the labels minus the explicit term
+        for term in model.fixed_terms:  # the networks learn the labels minus the fixed terms
             for k, f in enumerate(frames):
-                e_d, f_d, w_d = dispersion.compute(f.elements, f.positions, f.cell)
+                e_d, f_d, w_d = term.compute(f.elements, f.positions, f.cell, f.molecule)
                 self.energy[k] -= e_d
                 self.forces[offsets[k]:offsets[k + 1]] -= torch.as_tensor(f_d, dtype=dtype)
                 if f.stress is not None:
@@ -262,15 +264,21 @@ def train(train_set: Dataset, options: TrainingOptions | None = None, *, validat
     dispersion = None
     if opts.dispersion is not None and (initial is None or initial.dispersion is None):
         dispersion = fit_dispersion(train_set, opts.dispersion)
+    baseline = None
+    if opts.baseline is not None and (initial is None or initial.baseline is None):
+        baseline = BondBaseline.from_dict(opts.baseline)
     if initial is None:
         model = EnvironmentModel(elements, cutoff=opts.cutoff, n_radial=opts.n_radial, n_channels=opts.n_channels,
                                  hidden=opts.hidden, n_members=opts.n_members, coulomb_cutoff=opts.coulomb_cutoff,
-                                 charge_groups=opts.charge_groups, dispersion=dispersion)
+                                 charge_groups=opts.charge_groups, dispersion=dispersion, baseline=baseline)
     else:
         initial.species(elements)  # clear error if the new data holds elements the model does not know
         model = copy.deepcopy(initial)
-        if dispersion is not None:  # a model trained without the term learns to leave it to the term
+        # a model trained without a term learns to leave that part to the term
+        if dispersion is not None:
             model.dispersion = dispersion
+        if baseline is not None:
+            model.baseline = baseline
     model = model.to(dtype)
     n_members = len(model.members)
     rng = np.random.default_rng(opts.seed)
