@@ -251,6 +251,8 @@ class ModelArchitectureConfig(_Strict):
                                                     "them: parameters of qmml.ml.BondBaseline ({} for the defaults)")
     charge_groups: Literal["molecule", "structure"] = Field(
         "molecule", description="conserve charge per molecule, or per structure (charge transfer allowed)")
+    embedding_charges: bool = Field(False, description="a second charge head for embedding, trained on the "
+                                                       "frames' ESP-fitted charges (esp_charges)")
 
 
 class TrainingLoopConfig(_Strict):
@@ -258,6 +260,7 @@ class TrainingLoopConfig(_Strict):
     force_weight: float = Field(1.0, ge=0)
     charge_weight: float = Field(100.0, ge=0)
     stress_weight: float = Field(10.0, ge=0, description="weight of the per-atom virial (frames with stress)")
+    esp_weight: float = Field(100.0, ge=0, description="weight of the embedding charges (frames with esp_charges)")
     learning_rate: float = Field(2e-3, gt=0)
     batch_size: int = Field(16, ge=1)
     max_epochs: int = Field(200, ge=1)

@@ -21,15 +21,18 @@ def waters(n, seed=0, spacing=3.1, box=None):
     return np.tile([8, 1, 1], n), x, np.repeat(np.arange(n), 3)
 
 
-def model(n_members=1, coulomb=None, seed=0, elements=(1, 8)):
+def model(n_members=1, coulomb=None, seed=0, elements=(1, 8), embedding=False):
     torch.manual_seed(seed)
     m = EnvironmentModel(list(elements), cutoff=4.0, n_radial=8, n_channels=6, hidden=(16,), n_members=n_members,
-                         coulomb_cutoff=coulomb).double()
+                         coulomb_cutoff=coulomb, embedding_charges=embedding).double()
     with torch.no_grad():  # a non-trivial untrained model: charges and energies vary with geometry
         for member in m.members:
             member.atomic_charge.copy_(torch.tensor([0.4, -0.8][:len(elements)]))
             member.charge_scale.fill_(0.3)
             member.charge_weight_logit.normal_()
+            if embedding:  # a second head unlike the first
+                member.embedding_charge.copy_(torch.tensor([0.6, -1.2][:len(elements)]))
+                member.embedding_weight_logit.normal_()
     return m
 
 
@@ -50,9 +53,10 @@ def finite_difference_forces(m, z, x, atoms, h=1e-4, **kw):
     return out
 
 
+@pytest.mark.parametrize("embedding", [False, True], ids=["one_head", "embedding_head"])
 @pytest.mark.parametrize("coulomb", [None, 6.0])
 @pytest.mark.parametrize("periodic", [False, True])
-def test_forces_with_charge_response_match_finite_differences(coulomb, periodic):
+def test_forces_with_charge_response_match_finite_differences(coulomb, periodic, embedding):
     z, x, groups = waters(8, seed=1)
     cell = np.array([[6.5, 0, 0], [0.8, 6.3, 0], [0.3, -0.5, 6.6]]) if periodic else None
     rng = np.random.default_rng(2)
@@ -60,12 +64,32 @@ def test_forces_with_charge_response_match_finite_differences(coulomb, periodic)
     groups = groups.copy()
     groups[:3] = -1  # a "QM" molecule: a neighbour without charge
     qg = np.array([0, 0, 1, 0, -1, 0, 0, 0], float)
-    m = model(coulomb=coulomb)
+    m = model(coulomb=coulomb, embedding=embedding)
     pred = m.predict(z, x, cell=cell, groups=groups, group_charges=qg, potential=phi)
+    if embedding:  # the returned (embedding) charges are conserved per group and are not the latent ones
+        assert np.abs(np.bincount(groups[3:], pred.charges[3:])[1:] - qg[1:]).max() < 1e-10
+        assert np.all(pred.charges[:3] == 0.0)
+        assert np.abs(pred.charges - model(coulomb=coulomb).predict(z, x, cell=cell, groups=groups,
+                                                                    group_charges=qg).charges).max() > 0.05
     atoms = [0, 4, 11, 23]
     fd = finite_difference_forces(m, z, x, atoms, cell=cell, groups=groups, group_charges=qg, potential=phi)
     assert np.abs(pred.forces[atoms] - fd).max() < 1e-4
     assert np.abs(pred.forces).max() > 1e-2  # the check is not vacuous
+
+
+@pytest.mark.parametrize("coulomb", [None, 6.0])
+def test_a_new_embedding_head_starts_as_a_copy_of_the_charge_head(coulomb):
+    """`with_embedding_head` adds the head without changing any prediction, so a trained model can be
+    refined on ESP charges from where it stands."""
+    z, x, groups = waters(6, seed=4)
+    phi = np.random.default_rng(5).normal(0, 1.0, len(z))
+    m = model(n_members=2, coulomb=coulomb)
+    e = m.with_embedding_head()
+    assert e.embedding_charges and not m.embedding_charges and e.config()["embedding_charges"]
+    p, q = (k.predict(z, x, groups=groups, potential=phi, molecules=groups, uncertainty=True) for k in (m, e))
+    assert q.energy == pytest.approx(p.energy, abs=1e-12)
+    for name in ("charges", "forces", "member_charges", "forces_std"):
+        assert np.abs(getattr(q, name) - getattr(p, name)).max() < 1e-12
 
 
 def test_charges_conserved_per_group_to_1e10():

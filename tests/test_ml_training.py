@@ -166,3 +166,41 @@ def test_training_targets_are_the_labels_minus_the_dispersion_term(tmp_path):
     with pytest.raises(InputError, match="unknown dispersion parameters"):
         train(Dataset(frames), TrainingOptions(max_epochs=1, progress=False, dispersion={"cut": 9.0}),
               validation_set=Dataset(frames))
+
+
+def test_embedding_head_learns_esp_charges_apart_from_the_latent_charges(tmp_path):
+    """A second charge head trained on ESP-like targets (here 1.45 x the GFN2 Mulliken charges, the ratio of
+    HF/6-31G* RESP to GFN2 for water) on the frames that carry them; the first head keeps learning the labels'
+    own charges, frames without ESP charges only train the first.  Datasets keep the partial ESP labels."""
+    from dataclasses import replace
+
+    from qmml.ml import Frame
+
+    frames = [f for f in Dataset.load(DATASETS / "water_test.npz") if f.cell is None and len(f.elements) <= 36][:16]
+    with_esp = [replace(f, esp_charges=1.45 * f.charges) for f in frames[::2]]
+    data = Dataset(with_esp + frames[1::2], {"reference": "GFN2-xTB", "esp_reference": "1.45 x Mulliken"})
+    path = data.save(tmp_path / "esp.npz")
+    back = Dataset.load(path)
+    assert back.has_esp_charges and back.metadata["esp_reference"] == "1.45 x Mulliken"
+    assert [f.esp_charges is not None for f in back] == [True] * 8 + [False] * 8
+    assert np.abs(back.frames[0].esp_charges - with_esp[0].esp_charges).max() < 1e-6
+    with pytest.raises(InputError, match="esp_charges"):
+        Dataset().append(replace(frames[0], esp_charges=np.full(len(frames[0].elements), np.nan)))
+
+    initial = load_model("water").select_members([0])
+    before = evaluate(initial.with_embedding_head(), back)
+    opts = TrainingOptions(max_epochs=25, batch_size=4, learning_rate=2e-3, progress=False, embedding_charges=True,
+                           patience=25)
+    model = train(back, opts, validation_set=back, initial=initial)
+    after = evaluate(model, back)
+    assert before["esp_charge_mae_e"] > 0.15 and after["esp_charge_mae_e"] < 0.5 * before["esp_charge_mae_e"]
+    assert after["charge_mae_e"] < 0.02  # the latent head still follows the labels' charges
+    z, x = back.frames[0].elements, back.frames[0].positions
+    p = model.predict(z, x, groups=back.frames[0].molecule)
+    assert np.abs(p.charges - 1.45 * back.frames[0].charges).mean() < 0.5 * before["esp_charge_mae_e"]
+    assert not initial.embedding_charges  # the initial model is left as it was
+    from qmml.ml import save_model
+
+    loaded = load_model(save_model(model, tmp_path / "esp.pt", reference="test"), device="cpu")
+    assert loaded.embedding_charges
+    assert np.abs(loaded.predict(z, x, groups=back.frames[0].molecule).charges - p.charges).max() < 1e-5

@@ -20,7 +20,7 @@ from ..errors import InputError
 FORMAT = "qmml-dataset"
 FORMAT_VERSION = 1
 UNITS = {"positions": "Angstrom", "energy": "eV", "forces": "eV/Angstrom", "charges": "e", "cell": "Angstrom",
-         "stress": "eV/Angstrom^3"}
+         "stress": "eV/Angstrom^3", "esp_charges": "e"}
 
 _ATOM_KEYS = ("elements", "positions", "forces", "charges", "molecule")
 _FRAME_KEYS = ("n_atoms", "energy", "cell", "periodic")
@@ -51,6 +51,11 @@ class Frame:
     stress : ndarray (3, 3) or None
         (1/V) dE/d(strain) of a periodic frame, eV/Å^3 (the convention of `qmml.ml.MLPotential` results
         and ASE; the pressure is minus a third of its trace); None where the label has none.
+    esp_charges : ndarray (n,) or None
+        Charges fitted to the electrostatic potential of a QM density (RESP), e: the targets of a model's
+        embedding-charge head (`EnvironmentModel(embedding_charges=True)`), separate from ``charges``
+        (the reference method's own, e.g. GFN2-xTB Mulliken); the dataset's metadata ``esp_reference``
+        names their level.  None where the frame has none.
     """
 
     elements: np.ndarray
@@ -62,6 +67,7 @@ class Frame:
     molecule_charges: np.ndarray
     cell: np.ndarray | None = None
     stress: np.ndarray | None = None
+    esp_charges: np.ndarray | None = None
 
     def to_system(self, resname: str = "MOL"):
         """This structure as a `qmml.System` to simulate: bonds from covalent radii, one residue per
@@ -118,6 +124,9 @@ class Dataset:
             raise InputError(f"frame {len(self)}: charges and molecule need one entry per atom ({n})")
         if frame.stress is not None and (frame.cell is None or np.shape(frame.stress) != (3, 3)):
             raise InputError(f"frame {len(self)}: a stress needs a cell and shape (3, 3), got {np.shape(frame.stress)}")
+        if frame.esp_charges is not None and (np.shape(frame.esp_charges) != (n,)
+                                              or not np.isfinite(frame.esp_charges).all()):
+            raise InputError(f"frame {len(self)}: esp_charges need one finite entry per atom ({n})")
         self.frames.append(frame)
 
     def split(self, fractions=(0.9, 0.1), seed: int = 0) -> list["Dataset"]:
@@ -135,14 +144,23 @@ class Dataset:
         """Whether any frame carries a stress label."""
         return any(f.stress is not None for f in self.frames)
 
+    @property
+    def has_esp_charges(self) -> bool:
+        """Whether any frame carries ESP-fitted charges."""
+        return any(f.esp_charges is not None for f in self.frames)
+
     def arrays(self) -> dict[str, np.ndarray]:
-        """The flat arrays written to disk (``stress`` only where some frame has one; NaN marks the others)."""
+        """The flat arrays written to disk (``stress`` and ``esp_charges`` only where some frame has them; NaN
+        marks the others)."""
         f = self.frames
         cells = np.stack([np.zeros((3, 3)) if x.cell is None else np.asarray(x.cell, float) for x in f]) if f else np.zeros((0, 3, 3))
         extra = {}
         if self.has_stress:
             extra["stress"] = np.stack([np.full((3, 3), np.nan) if x.stress is None else np.asarray(x.stress, float)
                                         for x in f])
+        if self.has_esp_charges:
+            extra["esp_charges"] = _cat([np.full(len(x.elements), np.nan) if x.esp_charges is None else x.esp_charges
+                                         for x in f], np.float32, (0,))
         return {**extra,
             "n_atoms": np.array([len(x.elements) for x in f], dtype=np.int64),
             "energy": np.array([x.energy for x in f], dtype=np.float64),
@@ -198,16 +216,17 @@ class Dataset:
             raise InputError(f"{path} lacks the arrays {missing}")
         frames = []
         a0 = m0 = 0
-        stress = arrays.get("stress")
+        stress, esp = arrays.get("stress"), arrays.get("esp_charges")
         for i, n in enumerate(arrays["n_atoms"]):
             a1, m1 = a0 + int(n), m0 + int(arrays["n_molecules"][i])
+            q_esp = None if esp is None or not np.isfinite(esp[a0:a1]).all() else esp[a0:a1].astype(np.float64)
             frames.append(Frame(
                 elements=arrays["elements"][a0:a1], positions=arrays["positions"][a0:a1].astype(np.float64),
                 energy=float(arrays["energy"][i]), forces=arrays["forces"][a0:a1].astype(np.float64),
                 charges=arrays["charges"][a0:a1].astype(np.float64), molecule=arrays["molecule"][a0:a1],
                 molecule_charges=arrays["molecule_charges"][m0:m1].astype(np.float64),
                 cell=arrays["cell"][i] if arrays["periodic"][i] else None,
-                stress=stress[i] if stress is not None and np.isfinite(stress[i]).all() else None))
+                stress=stress[i] if stress is not None and np.isfinite(stress[i]).all() else None, esp_charges=q_esp))
             a0, m0 = a1, m1
         meta = {k: v for k, v in meta.items() if k not in ("format", "format_version", "units")}
         return cls(frames, meta)

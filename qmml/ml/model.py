@@ -81,8 +81,10 @@ def cutoff_function(r: torch.Tensor, cutoff: float) -> torch.Tensor:
 class Member(nn.Module):
     """One committee member: learned radial channels, invariants, per-element networks."""
 
-    def __init__(self, n_species: int, n_radial: int, n_channels: int, hidden: tuple[int, ...]):
+    def __init__(self, n_species: int, n_radial: int, n_channels: int, hidden: tuple[int, ...],
+                 embedding_head: bool = False):
         super().__init__()
+        self.embedding_head = bool(embedding_head)
         self.n_channels = n_channels
         scale = 1.0 / math.sqrt(n_radial)
         self.mixing = nn.Parameter(torch.randn(3, n_species, n_radial, n_channels) * scale)
@@ -96,13 +98,16 @@ class Member(nn.Module):
             for h in hidden:
                 layers += [nn.Linear(width, h), nn.SiLU()]
                 width = h
-            layers.append(nn.Linear(width, 2))
+            layers.append(nn.Linear(width, 3 if self.embedding_head else 2))
             self.networks.append(nn.Sequential(*layers))
         self.atomic_energy = nn.Parameter(torch.zeros(n_species))  # eV, per-element reference
         self.atomic_charge = nn.Parameter(torch.zeros(n_species))  # e, per-element offset
         self.charge_weight_logit = nn.Parameter(torch.zeros(n_species))
         self.register_buffer("energy_scale", torch.ones(()))
         self.register_buffer("charge_scale", torch.ones(()) * 0.1)
+        if self.embedding_head:  # charges that embed a QM region, apart from the latent ones of the energy
+            self.embedding_charge = nn.Parameter(torch.zeros(n_species))  # e, per-element offset
+            self.embedding_weight_logit = nn.Parameter(torch.zeros(n_species))
         iu = torch.triu_indices(n_channels, n_channels)
         self.register_buffer("pair_a", iu[0])
         self.register_buffer("pair_b", iu[1])
@@ -127,19 +132,22 @@ class Member(nn.Module):
         return torch.cat([a0, p1, p2], dim=1)
 
     def atomic(self, features, species):
-        """Atomic energies (eV) and raw charges (e) from features."""
+        """Atomic energies (eV), raw charges (e) and raw embedding charges (e; None without that head)."""
         x = (features - self.feature_mean) / self.feature_std
-        out = features.new_zeros((len(features), 2))
+        out = features.new_zeros((len(features), 3 if self.embedding_head else 2))
         for s, net in enumerate(self.networks):
             mask = species == s
             if mask.any():
                 out = out.index_put((torch.nonzero(mask, as_tuple=True)[0],), net(x[mask]))
         energy = out[:, 0] * self.energy_scale + self.atomic_energy[species]
         charge = out[:, 1] * self.charge_scale + self.atomic_charge[species]
-        return energy, charge
+        if not self.embedding_head:
+            return energy, charge, None
+        return energy, charge, out[:, 2] * self.charge_scale + self.embedding_charge[species]
 
-    def charge_weights(self, species):
-        return nn.functional.softplus(self.charge_weight_logit[species]) + 1e-3
+    def charge_weights(self, species, head: str = "latent"):
+        logit = self.embedding_weight_logit if head == "embedding" else self.charge_weight_logit
+        return nn.functional.softplus(logit[species]) + 1e-3
 
 
 class _LazyPairs:
@@ -165,7 +173,8 @@ class Prediction:
         Committee-mean energy of the atoms in ``energy_mask``, eV (plus the model's dispersion term of
         all atoms, if it has one).
     charges : ndarray (n,)
-        Committee-mean charges, e (zero for atoms in group -1).
+        Committee-mean charges, e (zero for atoms in group -1): those of the embedding-charge head if the
+        model has one (`EnvironmentModel(embedding_charges=True)`), else the one charge head's.
     forces : ndarray (n, 3) or None
         -d/dR of ``energy + sum_i potential_i * charges_i`` with the potential held fixed, eV/Å.
     energy_std, charges_std, forces_std
@@ -230,13 +239,20 @@ class EnvironmentModel(nn.Module):
         A bonded and contact-wall baseline (`qmml.ml.baseline.BondBaseline`, or its ``to_dict()``;
         ``{}`` for the defaults), added like ``dispersion``; it acts on the ``molecules`` passed to
         `predict`.  None (the default, and older model files) has none.
+    embedding_charges : bool
+        A second charge head: the charges `predict` returns and the ones a QM region is embedded in
+        (trained on charges fitted to the QM electrostatic potential, `Frame.esp_charges`), conserved per
+        group like the first.  The first head's (latent) charges then serve only the model's own Coulomb
+        term.  False (the default, and older model files): one head for both.
     """
 
     def __init__(self, elements, cutoff: float = 5.0, n_radial: int = 12, n_channels: int = 10,
                  hidden=(64, 64), n_members: int = 1, coulomb_cutoff: float | None = None,
                  charge_groups: str = "molecule", coulomb: str = "dsf",
-                 dispersion: D3Dispersion | dict | None = None, baseline: BondBaseline | dict | None = None):
+                 dispersion: D3Dispersion | dict | None = None, baseline: BondBaseline | dict | None = None,
+                 embedding_charges: bool = False):
         super().__init__()
+        self.embedding_charges = bool(embedding_charges)
         self.dispersion = None if dispersion is None else D3Dispersion.from_dict(dispersion)
         self.baseline = None if baseline is None else BondBaseline.from_dict(baseline)
         if charge_groups not in ("molecule", "structure"):
@@ -255,7 +271,8 @@ class EnvironmentModel(nn.Module):
         self.register_buffer("centres", torch.linspace(0.5, cutoff, n_radial))
         self.width = (cutoff - 0.5) / (n_radial - 1)
         self.members = nn.ModuleList(
-            Member(len(self.elements), n_radial, n_channels, self.hidden) for _ in range(int(n_members)))
+            Member(len(self.elements), n_radial, n_channels, self.hidden, self.embedding_charges)
+            for _ in range(int(n_members)))
 
     # -- configuration -------------------------------------------------------------------
     def config(self) -> dict:
@@ -264,7 +281,27 @@ class EnvironmentModel(nn.Module):
                 "coulomb_cutoff": self.coulomb_cutoff, "charge_groups": self.charge_groups,
                 "coulomb": self.coulomb_form,
                 "dispersion": None if self.dispersion is None else self.dispersion.to_dict(),
-                "baseline": None if self.baseline is None else self.baseline.to_dict()}
+                "baseline": None if self.baseline is None else self.baseline.to_dict(),
+                "embedding_charges": self.embedding_charges}
+
+    def with_embedding_head(self) -> "EnvironmentModel":
+        """A copy with an embedding-charge head (see the class docstring) that starts as a copy of the
+        latent one, so the copy predicts what this model does until it is trained on ESP charges."""
+        if self.embedding_charges:
+            return self.select_members(range(len(self.members)))
+        clone = EnvironmentModel(**{**self.config(), "embedding_charges": True}).to(self.dtype)
+        state = self.state_dict()
+        for key, value in clone.state_dict().items():
+            if key in state and state[key].shape == value.shape:
+                value.copy_(state[key])
+            elif key in state:  # the last layer of an element network: a third row copying the charge row
+                value.copy_(torch.cat([state[key], state[key][1:2]]))
+        with torch.no_grad():
+            for member in clone.members:
+                member.embedding_charge.copy_(member.atomic_charge)
+                member.embedding_weight_logit.copy_(member.charge_weight_logit)
+        clone.coulomb_form = self.coulomb_form
+        return clone.to(self.device)
 
     @property
     def fixed_terms(self) -> list:
@@ -340,35 +377,39 @@ class EnvironmentModel(nn.Module):
 
     def atomic_terms(self, species, positions, i, j, shifts, start: int, stop: int, rows=None, members=None,
                      strain=None):
-        """Atomic energies and raw charges of atoms start..stop-1, shape (n_members, stop-start).
+        """Atomic energies, raw charges and raw embedding charges (None without that head) of atoms
+        start..stop-1, each of shape (n_members, stop-start).
 
         ``members`` selects committee members by index (default all); ``rows`` and ``strain`` see
         `pair_geometry`.
         """
         basis, unit = self.pair_geometry(positions, i, j, shifts, rows, strain)
         local = i - start
-        energies, charges = [], []
+        energies, charges, embedding = [], [], []
         for m in range(len(self.members)) if members is None else members:
             member = self.members[m]
             feats = member.features(basis, species[j], unit, local, stop - start)
-            e, q = member.atomic(feats, species[start:stop])
+            e, q, q_emb = member.atomic(feats, species[start:stop])
             energies.append(e)
             charges.append(q)
-        return torch.stack(energies), torch.stack(charges)
+            embedding.append(q_emb)
+        return torch.stack(energies), torch.stack(charges), \
+            torch.stack(embedding) if self.embedding_charges else None
 
-    def _group_weights(self, species, groups, members=None):
+    def _group_weights(self, species, groups, members=None, head: str = "latent"):
         """Atoms inside a group, their group index, and each member's shift weights f (zero outside)."""
         inside = groups >= 0
         chosen = self.members if members is None else [self.members[m] for m in members]
-        return inside, groups.clamp(min=0), [member.charge_weights(species) * inside for member in chosen]
+        return inside, groups.clamp(min=0), [member.charge_weights(species, head) * inside for member in chosen]
 
-    def conserve(self, raw, species, groups, group_charges, members=None):
+    def conserve(self, raw, species, groups, group_charges, members=None, head: str = "latent"):
         """Shift raw charges (n_members, n) so each group sums to its charge; atoms of group -1 get zero.
 
-        ``members`` selects committee members by index (default all), matching the rows of ``raw``.
+        ``members`` selects committee members by index (default all), matching the rows of ``raw``;
+        ``head`` ("latent" or "embedding") the charge head whose shift weights apply.
         """
         n_groups = len(group_charges)
-        inside, g, weights = self._group_weights(species, groups, members)
+        inside, g, weights = self._group_weights(species, groups, members, head)
         out = []
         for m, w in enumerate(weights):
             weight = _group_sum(w, g, n_groups).clamp(min=1e-30)  # an empty group must not give 0/0
@@ -376,14 +417,14 @@ class EnvironmentModel(nn.Module):
             out.append(torch.where(inside, raw[m] + w * excess[g], 0.0))
         return torch.stack(out)
 
-    def effective_potential(self, potential, species, groups, n_groups):
+    def effective_potential(self, potential, species, groups, n_groups, head: str = "latent"):
         """d(sum_i phi_m,i q_m,i)/d q^_m,k for potentials (M, n): phi minus its f-weighted group mean.
 
         This is the transpose of `conserve`'s shift.  Because the weights f do not depend on
         positions, the charge response of the conserved charges is that of the raw charges in this
         shifted potential; a constant added to phi drops out.
         """
-        inside, g, weights = self._group_weights(species, groups)
+        inside, g, weights = self._group_weights(species, groups, head=head)
         out = []
         for m, w in enumerate(weights):
             mean = _group_sum(potential[m] * w, g, n_groups) / _group_sum(w, g, n_groups).clamp(min=1e-30)
@@ -431,7 +472,7 @@ class EnvironmentModel(nn.Module):
             Total charge of each group, e (default 0).
         potential : array_like (n,), optional
             Electrostatic potential phi at each atom, V, held fixed: the forces then include the charge
-            response -sum_i phi_i dq_i/dR.
+            response -sum_i phi_i dq_i/dR of the returned ``charges``.
         molecules : array_like (n,) int, optional
             Molecule of each atom (-1: none); the optional Coulomb term acts only between different
             molecules.  Default: ``groups``.
@@ -487,43 +528,55 @@ class EnvironmentModel(nn.Module):
         def new_strain():
             return torch.zeros((3, 3), dtype=dtype, device=device, requires_grad=True) if with_strain else None
 
-        def chunk_with_forces(a, b, i, j, s, phi_eff):
+        embedding = self.embedding_charges
+
+        def chunk_with_forces(a, b, i, j, s, phi_eff, psi_eff=None):
             """Evaluate one chunk on its own copy of the positions it touches (so its cost does not
-            grow with the system) and add -d/dR (E + phi_eff . q^) of every weight set to grads (and
-            its strain derivative to strain_grads)."""
+            grow with the system) and add -d/dR (E + phi_eff . q^_emb + psi_eff . q^) of every weight set
+            to grads (and its strain derivative to strain_grads); without an embedding head the charges
+            are one, and phi_eff already holds both potentials."""
             touched, rows = torch.unique(torch.cat([torch.arange(a, b, device=device), j]), return_inverse=True)
             leaf = pos[touched].clone().requires_grad_(True)
             strain = new_strain()
-            e, q = self.atomic_terms(species, leaf, i, j, s, a, b, rows=(rows[i - a], rows[b - a:]), strain=strain)
+            e, q, q_emb = self.atomic_terms(species, leaf, i, j, s, a, b, rows=(rows[i - a], rows[b - a:]),
+                                            strain=strain)
             inputs = (leaf,) if strain is None else (leaf, strain)
+            coupling = phi_eff[:, a:b] * (q_emb if embedding else q)
+            if psi_eff is not None:
+                coupling = coupling + psi_eff[:, a:b] * q
             for k, w in enumerate(weight_sets):
-                objective = (w[:, None] * (e * mask[a:b] + phi_eff[:, a:b] * q)).sum()
+                objective = (w[:, None] * (e * mask[a:b] + coupling)).sum()
                 g = torch.autograd.grad(objective, inputs, retain_graph=k < len(weight_sets) - 1)
                 grads[k].index_add_(0, touched, g[0])
                 if strain is not None:
                     strain_grads[k] += g[1]
-            return e.detach(), q.detach()
+            return e.detach(), q.detach(), None if q_emb is None else q_emb.detach()
 
         # The weights f of the charge shift do not depend on positions, so the response to the given
         # potential is known before any charge is: each chunk is evaluated and differentiated once.
         # Only the optional Coulomb term, whose potential depends on all charges, needs a second pass.
+        head = "embedding" if embedding else "latent"
         second_pass = forces and self.coulomb_cutoff is not None
         if forces:
             with torch.no_grad():
-                phi_eff = self.effective_potential(phi.expand(n_members, n), species, groups_t, n_groups)
-        e_parts, q_parts = [], []
+                phi_eff = self.effective_potential(phi.expand(n_members, n), species, groups_t, n_groups, head)
+        e_parts, q_parts, emb_parts = [], [], []
         for (a, b), (i, j, s) in zip(chunks, pair_lists):
             if forces and not second_pass:
-                e, q = chunk_with_forces(a, b, i, j, s, phi_eff)
+                e, q, q_emb = chunk_with_forces(a, b, i, j, s, phi_eff)
             else:
                 with torch.no_grad():
-                    e, q = self.atomic_terms(species, pos, i, j, s, a, b)
+                    e, q, q_emb = self.atomic_terms(species, pos, i, j, s, a, b)
             e_parts.append(e)
             q_parts.append(q)
+            emb_parts.append(q_emb)
         raw = torch.cat(q_parts, 1) if q_parts else pos.new_zeros((n_members, 0))
         atomic_e = torch.cat(e_parts, 1) if e_parts else pos.new_zeros((n_members, 0))
         with torch.no_grad():  # the charge-shift weights are parameters; no gradient is wanted here
             charges = self.conserve(raw, species, groups_t, qg[:n_groups])
+            embedding_charges = charges if not embedding else self.conserve(
+                torch.cat(emb_parts, 1) if emb_parts else pos.new_zeros((n_members, 0)), species, groups_t,
+                qg[:n_groups], head="embedding")
         member_e = (atomic_e * mask).sum(1)
 
         if self.coulomb_cutoff is not None:
@@ -540,7 +593,8 @@ class EnvironmentModel(nn.Module):
             if forces:
                 # One backward pass of the committee mean gives the direct (fixed-charge) force, its strain
                 # derivative and psi_m = dE_c,m/dq_m (member m's energy depends on its own charges only, so
-                # psi_m is the charge gradient over the member's weight); psi acts as an extra potential.
+                # psi_m is the charge gradient over the member's weight); psi acts as an extra potential
+                # on the latent charges.
                 inputs = (x, q_leaf) if strain is None else (x, q_leaf, strain)
                 for k, w in enumerate(weight_sets):
                     g = torch.autograd.grad((w * e_c).sum(), inputs if k == 0 else inputs[:1] + inputs[2:],
@@ -551,9 +605,13 @@ class EnvironmentModel(nn.Module):
                     if strain is not None:
                         strain_grads[k] += g[1]
                 with torch.no_grad():
-                    phi_eff = self.effective_potential(phi[None, :] + psi, species, groups_t, n_groups)
+                    if embedding:
+                        psi_eff = self.effective_potential(psi, species, groups_t, n_groups)
+                    else:
+                        phi_eff, psi_eff = self.effective_potential(phi[None, :] + psi, species, groups_t,
+                                                                    n_groups), None
                 for (a, b), (i, j, s) in zip(chunks, pair_lists):
-                    chunk_with_forces(a, b, i, j, s, phi_eff)
+                    chunk_with_forces(a, b, i, j, s, phi_eff, psi_eff)
 
         result_forces = result_std = None
         if forces:
@@ -571,7 +629,7 @@ class EnvironmentModel(nn.Module):
                 result_forces = result_forces + f_d
             if with_strain:
                 strain_derivative = strain_derivative + s_d
-        q_np = charges.detach().cpu().numpy().astype(np.float64)
+        q_np = embedding_charges.detach().cpu().numpy().astype(np.float64)
         return Prediction(
             energy=float(m_e.mean()), charges=q_np.mean(0), forces=result_forces, energy_std=float(m_e.std()),
             charges_std=q_np.std(0), forces_std=result_std if uncertainty else None, member_energies=m_e,

@@ -8,7 +8,9 @@ validation loss, then joins the members into one `EnvironmentModel`.  Loss per m
         + w_S <|W - W_ref|^2 / n_atoms^2>/9
 
 where W = dE/d(strain) = V * stress is the virial of a periodic frame (only frames whose labels
-carry a stress enter the last term).  W comes out of the same backward pass as the forces: the
+carry a stress enter the last term).  A model with an embedding-charge head
+(``embedding_charges=True``) adds w_esp <(q_emb - q_esp)^2> over the atoms of frames with ESP-fitted
+charges (`Frame.esp_charges`); q_ref then trains only the latent head.  W comes out of the same backward pass as the forces: the
 model sees positions only through pair vectors x_j + s - x_i, so
 W = sum_i dE/dx_i (x) x_i + sum_pairs dE/ds (x) s, with s the lattice shift of the pair.
 
@@ -55,10 +57,12 @@ class TrainingOptions:
     charge_groups: str = "molecule"
     dispersion: dict | None = None  # D3Dispersion parameters; coefficients are fitted on the training frames
     baseline: dict | None = None  # BondBaseline parameters ({} for the defaults)
+    embedding_charges: bool = False  # a second charge head, trained on Frame.esp_charges
     energy_weight: float = 10.0
     force_weight: float = 1.0
     charge_weight: float = 100.0
     stress_weight: float = 10.0
+    esp_weight: float = 100.0  # weight of the embedding charges against Frame.esp_charges
     learning_rate: float = 2e-3
     batch_size: int = 16
     max_epochs: int = 200
@@ -85,6 +89,10 @@ class _Batch:
         self.energy = torch.as_tensor([f.energy for f in frames], dtype=dtype)
         self.forces = torch.as_tensor(np.concatenate([f.forces for f in frames]), dtype=dtype)
         self.charges = torch.as_tensor(np.concatenate([f.charges for f in frames]), dtype=dtype)
+        # ESP-fitted charges, the embedding head's targets; NaN (and has_esp False) where a frame has none
+        self.esp_charges = torch.as_tensor(np.concatenate([np.full(len(f.elements), np.nan) if f.esp_charges is None
+                                                           else f.esp_charges for f in frames]), dtype=dtype)
+        self.has_esp = torch.isfinite(self.esp_charges)
         self.has_stress = torch.as_tensor([f.stress is not None for f in frames])
         self.volume = np.array([0.0 if f.cell is None else volume(f.cell) for f in frames])  # Å^3, 0 if open
         # the virial W = V * stress (eV), the quantity the model's strain derivative gives
@@ -123,11 +131,12 @@ def _member_forward(model: EnvironmentModel, member_index: int, batch: _Batch, c
 
     ``positions`` (a tensor that requires grad) replaces the batch's own, so that quantities built
     from the forces can be differentiated with respect to it (adversarial sampling).  With
-    ``virial``, a fourth output holds each frame's dE/d(strain) (n_frames, 3, 3), eV."""
+    ``virial``, a fourth output holds each frame's dE/d(strain) (n_frames, 3, 3), eV.  The charges are
+    the latent head's (those the labels' ``charges`` train); `_embedding_charges` gives the other head's."""
     x = batch.positions.clone().requires_grad_(True) if positions is None else positions
     shifts = batch.shifts.clone().requires_grad_(virial)
-    e_atom, raw = model.atomic_terms(batch.species, x, batch.i, batch.j, shifts, 0, len(x),
-                                     members=[member_index])
+    e_atom, raw, _ = model.atomic_terms(batch.species, x, batch.i, batch.j, shifts, 0, len(x),
+                                        members=[member_index])
     q = model.conserve(raw, batch.species, batch.groups, batch.group_charges, members=[member_index])[0]
     e_atom, raw = e_atom[0], raw[0]
     energy = raw.new_zeros(batch.n_frames).index_add_(0, batch.frame, e_atom)
@@ -150,6 +159,14 @@ def _member_forward(model: EnvironmentModel, member_index: int, batch: _Batch, c
     return energy, -grads[0], q, w
 
 
+def _embedding_charges(model: EnvironmentModel, member_index: int, batch: _Batch):
+    """The embedding head's conserved charges of one member on a batch (differentiable in the parameters)."""
+    _, _, raw = model.atomic_terms(batch.species, batch.positions, batch.i, batch.j, batch.shifts, 0,
+                                   len(batch.positions), members=[member_index])
+    return model.conserve(raw, batch.species, batch.groups, batch.group_charges, members=[member_index],
+                          head="embedding")[0]
+
+
 def _losses(model, m, batch, opts, create_graph=True):
     with_virial = bool(batch.has_stress.any()) and opts.stress_weight > 0
     energy, forces, q, *virial = _member_forward(model, m, batch, create_graph, virial=with_virial)
@@ -164,6 +181,11 @@ def _losses(model, m, batch, opts, create_graph=True):
         w_err = (((virial[0] - batch.virial)[has] / batch.n_atoms[has, None, None]) ** 2).sum((1, 2)) / 9
         loss = loss + opts.stress_weight * w_err.mean()
         metrics["virial_rmse_eV_per_atom"] = w_err.mean().sqrt().item()
+    if model.embedding_charges and bool(batch.has_esp.any()):
+        has = batch.has_esp
+        esp_err = (_embedding_charges(model, m, batch)[has] - batch.esp_charges[has]) ** 2
+        loss = loss + opts.esp_weight * esp_err.mean()
+        metrics["esp_charge_rmse_e"] = esp_err.mean().sqrt().item()
     return loss, metrics
 
 
@@ -178,6 +200,10 @@ def _initialize(model: EnvironmentModel, member: Member, batches, dataset: Datas
     with torch.no_grad():
         member.atomic_energy.copy_(torch.as_tensor(e0))
         member.atomic_charge.copy_(torch.as_tensor(q0))
+        if member.embedding_head:
+            esp = [np.concatenate([f.esp_charges[f.elements == z] for f in dataset.frames if f.esp_charges is not None]
+                                  or [np.array([q])]) for z, q in zip(z_all, q0)]
+            member.embedding_charge.copy_(torch.as_tensor([float(np.mean(v)) if len(v) else 0.0 for v in esp]))
         member.energy_scale.fill_(max(float(np.std(resid)) * 4, 0.05))
         feats = []
         for b in batches[: max(1, min(len(batches), 8))]:
@@ -201,7 +227,7 @@ def fit_dispersion(dataset: Dataset, parameters: dict, n_frames: int = 40):
 def evaluate(model: EnvironmentModel, dataset: Dataset, *, batch_size: int = 32) -> dict:
     """Committee-mean errors on a dataset: MAE and RMSE of energy per atom, forces and charges, and for
     frames with a stress label, of the stress (GPa) and the pressure (kbar)."""
-    e_err, f_err, q_err, s_err, p_err = [], [], [], [], []
+    e_err, f_err, q_err, s_err, p_err, esp_err = [], [], [], [], [], []
     dtype = model.dtype
     for k in range(0, len(dataset), batch_size):
         frames = dataset.frames[k:k + batch_size]
@@ -212,6 +238,10 @@ def evaluate(model: EnvironmentModel, dataset: Dataset, *, batch_size: int = 32)
         e_err.append(((energy - batch.energy) / batch.n_atoms).numpy())
         f_err.append((forces - batch.forces).numpy().ravel())
         q_err.append((q - batch.charges).numpy())
+        if model.embedding_charges and bool(batch.has_esp.any()):
+            with torch.no_grad():
+                q_emb = torch.stack([_embedding_charges(model, m, batch) for m in range(len(model.members))]).mean(0)
+            esp_err.append((q_emb - batch.esp_charges)[batch.has_esp].numpy())
         if virial:
             w = torch.stack([o[3] for o in outs]).mean(0).detach()
             has = batch.has_stress.numpy()
@@ -223,6 +253,10 @@ def evaluate(model: EnvironmentModel, dataset: Dataset, *, batch_size: int = 32)
            "energy_mae_eV_per_atom": float(np.abs(e).mean()), "energy_rmse_eV_per_atom": float(np.sqrt((e**2).mean())),
            "force_mae_eV_A": float(np.abs(f).mean()), "force_rmse_eV_A": float(np.sqrt((f**2).mean())),
            "charge_mae_e": float(np.abs(q).mean()), "charge_rmse_e": float(np.sqrt((q**2).mean()))}
+    if esp_err:
+        d = np.concatenate(esp_err).astype(np.float64)
+        out.update({"esp_atoms": len(d), "esp_charge_mae_e": float(np.abs(d).mean()),
+                    "esp_charge_rmse_e": float(np.sqrt((d ** 2).mean()))})
     if s_err:
         s, p = np.concatenate(s_err), np.concatenate(p_err)
         out.update({"stress_frames": len(p), "stress_mae_GPa": float(np.abs(s).mean()),
@@ -270,10 +304,11 @@ def train(train_set: Dataset, options: TrainingOptions | None = None, *, validat
     if initial is None:
         model = EnvironmentModel(elements, cutoff=opts.cutoff, n_radial=opts.n_radial, n_channels=opts.n_channels,
                                  hidden=opts.hidden, n_members=opts.n_members, coulomb_cutoff=opts.coulomb_cutoff,
-                                 charge_groups=opts.charge_groups, dispersion=dispersion, baseline=baseline)
+                                 charge_groups=opts.charge_groups, dispersion=dispersion, baseline=baseline,
+                                 embedding_charges=opts.embedding_charges)
     else:
         initial.species(elements)  # clear error if the new data holds elements the model does not know
-        model = copy.deepcopy(initial)
+        model = initial.with_embedding_head() if opts.embedding_charges else copy.deepcopy(initial)
         # a model trained without a term learns to leave that part to the term
         if dispersion is not None:
             model.dispersion = dispersion
