@@ -150,3 +150,30 @@ def test_xtb_stress_of_a_periodic_box_is_its_strain_derivative():
             energies.append(XTBLabeller(z, cell=cell @ d)(x @ d).energy)
         assert abs((energies[0] - energies[1]) / (2 * h) / volume - label.stress[a, b]) < 1e-6
     assert np.allclose(label.stress, label.stress.T, atol=1e-8)
+
+
+def test_dft_labels_with_d3_dispersion_are_consistent():
+    """revPBE-D3(BJ) labels: the dispersion added is simple-dftd3's for revPBE, and the forces are the gradient
+    of the labelled energy (SCF plus D3)."""
+    from dftd3.interface import DispersionModel, RationalDampingParam
+
+    from qmml import units
+
+    z = np.array([8, 1, 1, 8, 1, 1])
+    x = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0],
+                  [2.9, 0.1, 0.2], [3.3, 0.9, 0.1], [3.2, -0.7, 0.4]])
+    with_d3 = PySCFLabeller("revpbe", "sto-3g", dispersion="d3bj", conv_tol=1e-11)
+    plain = PySCFLabeller("revpbe", "sto-3g", conv_tol=1e-11)
+    a, b = with_d3(z, x), plain(z, x)
+    e_d3 = DispersionModel(z, x * units.ANGSTROM_BOHR).get_dispersion(RationalDampingParam(method="revpbe"),
+                                                                       grad=False)["energy"] * units.HARTREE_EV
+    assert e_d3 < -1e-3 and a.energy - b.energy == pytest.approx(e_d3, abs=1e-8)
+    assert np.abs(a.forces - b.forces).max() > 1e-4 and "D3(BJ)" in with_d3.reference
+    h = 1e-4
+    for atom, k in ((0, 0), (4, 1)):
+        d = np.zeros_like(x)
+        d[atom, k] = h
+        fd = -(with_d3(z, x + d).energy - with_d3(z, x - d).energy) / (2 * h)
+        assert fd == pytest.approx(a.forces[atom, k], abs=2e-4)
+    with pytest.raises(InputError, match="no d3bj parameters"):
+        PySCFLabeller("notafunctional", "sto-3g", dispersion="d3bj")

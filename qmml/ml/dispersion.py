@@ -61,13 +61,12 @@ def _half_pairs(x, cell, cutoff):
     return i.astype(np.int64), j.astype(np.int64), vectors
 
 
-def _dftd3():
-    """The simple-dftd3 Python API, or InputError naming the fix."""
+def simple_dftd3():
+    """The simple-dftd3 Python API (``dftd3.interface``), or InputError naming the fix."""
     try:
         from dftd3 import interface
     except ImportError as err:
-        raise InputError(f"fitting dispersion coefficients needs simple-dftd3 ({err}); install it with "
-                         "`pip install dftd3`") from None
+        raise InputError(f"D3 dispersion needs simple-dftd3 ({err}); install it with `pip install dftd3`") from None
     return interface
 
 
@@ -155,7 +154,7 @@ class D3Dispersion:
         unknown = sorted(set(parameters) - known)
         if unknown:
             raise InputError(f"unknown dispersion parameters {unknown}; known: {sorted(known)}")
-        interface = _dftd3()
+        interface = simple_dftd3()
         # s6 = 1 (or s8 = 1) with zero damping radius makes every pair energy -C6/(2 r^6) (-C8/(2 r^8))
         bare = [interface.RationalDampingParam(s6=1.0, s8=0.0, s9=0.0, a1=0.0, a2=0.0),
                 interface.RationalDampingParam(s6=0.0, s8=1.0, s9=0.0, a1=0.0, a2=0.0)]

@@ -24,6 +24,7 @@ from .. import units
 from ..elements import ATOMIC_NUMBERS, SYMBOLS
 from ..errors import InputError, QmmlError
 from ..periodic.cell import volume
+from .dispersion import simple_dftd3
 
 
 @dataclass(frozen=True)
@@ -149,15 +150,43 @@ class PySCFLabeller:
     ----------
     method, basis : str
         PySCF method and basis (e.g. "b3lyp", "6-31g*").
+    dispersion : {None, "d3bj", "d3zero"}
+        Add Grimme's D3 dispersion with Becke-Johnson (or zero) damping and the published parameters of
+        ``method`` (simple-dftd3, the ``dftd3`` package), energy and forces: revPBE-D3(BJ) or
+        B3LYP-D3(BJ), the functionals whose liquid water is near its real density.
     **engine_options
         Passed to `qmml.PySCFEngine` (density_fit, conv_tol, ...).
     """
 
-    def __init__(self, method: str = "b3lyp", basis: str = "6-31g*", **engine_options):
+    def __init__(self, method: str = "b3lyp", basis: str = "6-31g*", *, dispersion: str | None = None,
+                 **engine_options):
         from ..qm import PySCFEngine
 
+        if dispersion not in (None, "d3bj", "d3zero"):
+            raise InputError(f"dispersion={dispersion!r}: use None, 'd3bj' or 'd3zero'")
+        self.dispersion = dispersion
+        if dispersion is not None:
+            self._d3_parameters(method)  # an unknown functional fails here, not after the first SCF
         self.engine = PySCFEngine(method, basis, **engine_options)
-        self.reference = f"{method}/{basis} (PySCF), RESP charges"
+        suffix = "" if dispersion is None else f"-{dispersion.upper().replace('D3BJ', 'D3(BJ)')}"
+        self.reference = f"{method}{suffix}/{basis} (PySCF), RESP charges"
+
+    def _d3_parameters(self, method):
+        interface = simple_dftd3()
+        damping = interface.RationalDampingParam if self.dispersion == "d3bj" else interface.ZeroDampingParam
+        try:
+            return damping(method=method)
+        except Exception as err:  # simple-dftd3 raises its own error type for an unknown method
+            raise InputError(f"simple-dftd3 has no {self.dispersion} parameters for {method!r} ({err}); choose a "
+                             "functional it knows (e.g. revpbe, b3lyp, pbe)") from None
+
+    def _d3(self, elements, positions_A):
+        """D3 energy (eV) and forces (eV/Å) of the structure."""
+        interface = simple_dftd3()
+        model = interface.DispersionModel(np.asarray(elements, dtype=np.int32),
+                                          np.asarray(positions_A, float) * units.ANGSTROM_BOHR)
+        out = model.get_dispersion(self._d3_parameters(self.engine.method), grad=True)
+        return out["energy"] * units.HARTREE_EV, -np.asarray(out["gradient"]) * units.HARTREE_EV / units.BOHR_A
 
     def __call__(self, elements, positions_A, *, charge: int = 0, multiplicity: int = 1, molecule=None,
                  molecule_charges=None, cell=None) -> Label:
@@ -171,7 +200,11 @@ class PySCFLabeller:
             molecule, molecule_charges = None, [charge]
         q = resp_charges(elements, positions_A, grid, result.probe_potential, molecule=molecule,
                          molecule_charges=molecule_charges)
-        return Label(result.energy, result.forces, q)
+        energy, forces = result.energy, result.forces
+        if self.dispersion is not None:
+            e_d, f_d = self._d3(elements, positions_A)
+            energy, forces = energy + e_d, forces + f_d
+        return Label(energy, forces, q)
 
 
 class XTBLabeller:
