@@ -82,3 +82,24 @@ def test_classical_seed_forces_are_exact_and_keep_a_solution_whole():
     rng = np.random.default_rng(0)
     frames = list(langevin_frames(forces, z, x, temperature_K=350.0, steps=300, every=100, burn_in=0, rng=rng))
     assert len(frames) == 3 and all(campaign.whole(z, p, cell, molecule) for p, _ in frames)
+
+
+def test_dft_cutout_campaign_labels_whole_clusters_and_continues(tmp_path, monkeypatch, capsys):
+    """The DFT route's campaign (data/scripts/dft_cutouts.py) on a tiny plan: clusters of whole waters around
+    a random water of a periodic frame, labelled at the plan's level with D3, written as one chunk that a second
+    run leaves alone."""
+    cutouts = pytest.importorskip("dft_cutouts")
+    plan = cutouts.Plan(("data/campaigns/water/labels/chunk_000.npz",), 2, 2.4, "revpbe", "sto-3g", "d3bj", 3)
+    monkeypatch.setitem(cutouts.PLANS, "tiny", plan)
+    assert cutouts.main(["tiny", "--campaigns-dir", str(tmp_path)]) == 0
+    data = Dataset.load(tmp_path / "tiny" / "labels" / "chunk_000.npz")
+    assert len(data) == 2 and "revpbe-D3(BJ)/sto-3g" in data.metadata["reference"]
+    for frame in data:
+        assert frame.cell is None and len(frame.elements) % 3 == 0 and len(frame.elements) >= 6
+        assert np.array_equal(np.bincount(frame.molecule), np.full(len(frame.elements) // 3, 3))
+        assert campaign.whole(frame.elements, frame.positions, None, frame.molecule)
+        assert np.isfinite(frame.energy) and np.abs(frame.forces).max() < 20
+        assert frame.esp_charges is not None and abs(frame.esp_charges.sum()) < 1e-6  # stored in float32
+    capsys.readouterr()
+    assert cutouts.main(["tiny", "--campaigns-dir", str(tmp_path)]) == 0
+    assert "1/1 chunks labelled" in capsys.readouterr().out.splitlines()[-1]
