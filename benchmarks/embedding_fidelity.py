@@ -162,7 +162,7 @@ def embedding_environment(kind: str, cluster: Cluster):
     if kind in ("water_model", "organic_model"):
         # the waters alone carry no net charge; MLEnvironment groups them as the model conserves charge
         # (water: per molecule; organic: per structure)
-        return MLEnvironment(qmml.load_model(kind.removesuffix("_model")), total_charge=cluster.charge)
+        return MLEnvironment(qmml.load_model(model_file(kind.removesuffix("_model"))), total_charge=cluster.charge)
     raise ValueError(f"unknown embedding {kind!r}; choose from {EMBEDDINGS}")
 
 
@@ -249,6 +249,24 @@ def result_path(out: Path, method: str, solute: str, quantity: str) -> Path:
     return out / f"{method}_{solute}_{quantity}.json"
 
 
+#: model files in place of the shipped ones (``--water-model``, ``--organic-model``)
+MODEL_FILES: dict = {}
+
+
+def model_file(name: str) -> Path:
+    from qmml.ml.io import SHIPPED_MODELS
+
+    return Path(MODEL_FILES.get(name) or SHIPPED_MODELS / f"{name}.pt")
+
+
+def model_digest(quantity: str) -> str | None:
+    """SHA-256 (16 hex digits) of the model file an ML embedding uses; None for other quantities."""
+    kind = quantity.removeprefix("embedded_")
+    if not kind.endswith("_model"):
+        return None
+    return hashlib.sha256(model_file(kind.removesuffix("_model")).read_bytes()).hexdigest()[:16]
+
+
 def load_result(out: Path, method: str, cluster: Cluster, quantity: str) -> dict | None:
     path = result_path(out, method, cluster.name, quantity)
     if not path.exists():
@@ -256,6 +274,10 @@ def load_result(out: Path, method: str, cluster: Cluster, quantity: str) -> dict
     data = json.loads(path.read_text())
     if data.get("structure") != cluster.digest:
         print(f"  {path.name}: computed for another structure, recomputing", flush=True)
+        return None
+    digest = model_digest(quantity)
+    if digest is not None and data.get("model") != digest:
+        print(f"  {path.name}: computed with another {quantity.removeprefix('embedded_')}, recomputing", flush=True)
         return None
     return data
 
@@ -274,7 +296,7 @@ def run(methods, solutes, basis: str, out: Path, counterpoise: bool = False) -> 
                       flush=True)
                 data = compute_quantity(quantity, cluster, engine)
                 data.update(method=method, basis=basis, solute=solute, quantity=quantity, structure=cluster.digest,
-                            omp_num_threads=os.environ.get("OMP_NUM_THREADS"))
+                            model=model_digest(quantity), omp_num_threads=os.environ.get("OMP_NUM_THREADS"))
                 path = result_path(out, method, solute, quantity)
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(data, indent=1))
@@ -416,9 +438,12 @@ def main(argv=None):
     parser.add_argument("--counterpoise", action="store_true",
                         help="also compute the counterpoise-corrected full-QM reference (2 more cluster-size SCFs "
                              "per solute and method)")
+    parser.add_argument("--water-model", help="model file in place of the shipped `water` (use another --out)")
+    parser.add_argument("--organic-model", help="model file in place of the shipped `organic` (use another --out)")
     parser.add_argument("--report-only", action="store_true", help="only print the tables of what is done")
     parser.add_argument("--no-append", action="store_true", help="do not append the tables to RESULTS.md")
     args = parser.parse_args(argv)
+    MODEL_FILES.update({k: v for k, v in (("water", args.water_model), ("organic", args.organic_model)) if v})
     missing = [s for s in args.solutes if not (SET_DIR / f"{s}.xyz").exists()]
     if missing:
         sys.exit(f"no structure for {', '.join(missing)} in {SET_DIR}; run data/scripts/make_embedding_set.py")
