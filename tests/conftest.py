@@ -44,6 +44,17 @@ def finite_strain_derivative(energy, step=1e-5):
     return out
 
 
+def finite_difference_forces(energy, x, atoms, step=1e-4):
+    """-dE/dR (len(atoms), 3) of ``energy(positions)`` by central differences at the rows ``atoms`` of x."""
+    out = np.zeros((len(atoms), 3))
+    for n, a in enumerate(atoms):
+        for k in range(3):
+            d = np.zeros_like(x)
+            d[a, k] = step
+            out[n, k] = -(energy(x + d) - energy(x - d)) / (2 * step)
+    return out
+
+
 def charges_around(n: int, r_min_A: float, r_max_A: float, seed: int):
     """n point charges (uniform in +-0.8 e, net zero) at random directions r_min..r_max Å from the origin."""
     rng = np.random.default_rng(seed)

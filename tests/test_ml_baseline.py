@@ -12,7 +12,7 @@ from qmml.errors import InputError
 from qmml.ml import BondBaseline, Dataset, EnvironmentModel, ModelFileError, TrainingOptions, load_model, \
     save_model, train
 from qmml.ml.baseline import GFN2_XH_MORSE
-from conftest import DATA, finite_strain_derivative
+from conftest import DATA, finite_difference_forces, finite_strain_derivative
 
 SHEAR = np.array([[1.0, 0.0, 0.0], [0.1, 1.0, 0.0], [-0.05, 0.08, 1.0]])
 
@@ -45,14 +45,8 @@ def box():
     return z, x, cell, molecule, np.asarray(frame.positions) @ SHEAR.T
 
 
-def fd_forces(energy, x, atoms, step=1e-5):
-    out = np.zeros((len(atoms), 3))
-    for n, a in enumerate(atoms):
-        for k in range(3):
-            d = np.zeros_like(x)
-            d[a, k] = step
-            out[n, k] = -(energy(x + d) - energy(x - d)) / (2 * step)
-    return out
+def fd_forces(energy, x, atoms):
+    return finite_difference_forces(energy, x, atoms, step=1e-5)
 
 
 def test_forces_and_strain_derivative_are_exact(box):

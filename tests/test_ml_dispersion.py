@@ -12,7 +12,7 @@ import torch
 from qmml import units
 from qmml.errors import InputError
 from qmml.ml import D3Dispersion, Dataset, EnvironmentModel, ModelFileError, load_model, save_model
-from conftest import DATA, finite_strain_derivative
+from conftest import DATA, finite_difference_forces, finite_strain_derivative
 
 SHEAR = np.array([[1.0, 0.0, 0.0], [0.1, 1.0, 0.0], [-0.05, 0.08, 1.0]])
 
@@ -32,14 +32,8 @@ def box():
     return z, x @ SHEAR.T, cell @ SHEAR.T
 
 
-def fd_forces(energy, x, atoms, step=1e-4):
-    out = np.zeros((len(atoms), 3))
-    for n, a in enumerate(atoms):
-        for k in range(3):
-            d = np.zeros_like(x)
-            d[a, k] = step
-            out[n, k] = -(energy(x + d) - energy(x - d)) / (2 * step)
-    return out
+def fd_forces(energy, x, atoms):
+    return finite_difference_forces(energy, x, atoms, step=1e-4)
 
 
 @pytest.mark.parametrize("periodic", [False, True], ids=["open", "triclinic"])

@@ -32,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from condensed_phase import save_atomically  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGNS = ROOT / "data" / "campaigns"
 CHUNK = 5
@@ -119,10 +122,7 @@ def main(argv=None):
                            molecule_charges=c.molecule_charges)
             out.append(Frame(c.elements, c.positions, lab.energy, lab.forces, lab.charges, c.molecule,
                              np.asarray(c.molecule_charges, float), esp_charges=lab.charges))
-        pending = path.with_name(path.stem + ".partial.npz")
-        pending.unlink(missing_ok=True)
-        out.save(pending)
-        os.replace(pending, path)
+        save_atomically(out, path)
         sizes = sorted({len(f.elements) // 3 for f in out.frames})
         print(f"chunk {k:03d}: {len(out)} clusters of {sizes[0]}-{sizes[-1]} waters ({time.time() - t0:.0f} s)",
               flush=True)

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from condensed_phase import save_atomically  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGNS = ROOT / "data" / "campaigns"
 METHOD, BASIS = "hf", "6-31g*"
@@ -109,10 +112,7 @@ def main(argv=None):
         for index in chunk:
             frame = source.frames[index]
             out.append(replace(frame, esp_charges=esp_charges(engine, frame)))
-        tmp = path.with_name(path.stem + ".partial.npz")
-        tmp.unlink(missing_ok=True)
-        out.save(tmp)
-        os.replace(tmp, path)
+        save_atomically(out, path)
         q = np.concatenate([f.esp_charges[f.elements == 8] for f in out.frames])
         print(f"chunk {k:03d}: {len(out)} frames, mean RESP q(O) {q.mean():+.3f} e ({time.time() - t0:.0f} s)",
               flush=True)

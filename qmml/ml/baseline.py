@@ -28,11 +28,12 @@ Units: Å and eV (D in eV, a in 1/Å, k in eV/Å^3).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InputError
+from .fixed_terms import FixedTerm
 from ..periodic.cell import check_cell
 from ..switching import switch
 
@@ -44,7 +45,7 @@ GFN2_XH_MORSE = ((6, 5.598, 1.778, 1.0973), (7, 5.632, 1.907, 1.0303), (8, 6.251
 
 
 @dataclass(frozen=True)
-class BondBaseline:
+class BondBaseline(FixedTerm):
     """Morse X-H bonds within molecules and contact walls between molecules (see the module docstring).
 
     Parameters
@@ -60,6 +61,8 @@ class BondBaseline:
     wall_k : float
         Wall stiffness k, eV/Å^3.
     """
+
+    FORM, KIND, TABLE = FORM, "baseline", "morse"  # for FixedTerm (class attributes, not fields)
 
     morse: tuple = GFN2_XH_MORSE
     switch_on_A: float = 3.0
@@ -93,30 +96,6 @@ class BondBaseline:
             raise InputError("BondBaseline.morse names an element twice; give one row per element")
         object.__setattr__(self, "morse", tuple(sorted(table)))
 
-    # -- model files -----------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict (stored in the ``architecture`` of model files)."""
-        data = asdict(self)
-        data["morse"] = [list(row) for row in self.morse]
-        return {"form": FORM, **data}
-
-    @classmethod
-    def from_dict(cls, data) -> "BondBaseline":
-        """The inverse of `to_dict`; ``{}`` gives the defaults."""
-        if isinstance(data, cls):
-            return data
-        if not isinstance(data, dict):
-            raise InputError(f"baseline must be a BondBaseline or its dict (to_dict()), got {data!r}")
-        data = dict(data)
-        form = data.pop("form", FORM)
-        if form != FORM:
-            raise InputError(f"baseline form {form!r} is not known to this qmml (it knows {FORM!r}); "
-                             "use the qmml version that wrote the model")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"unknown baseline parameters {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
     # -- evaluation ------------------------------------------------------------------------
     def compute(self, elements, positions_A, cell=None, molecules=None, *, forces: bool = True):

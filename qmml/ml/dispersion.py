@@ -31,12 +31,13 @@ every published D3/D4 parameter table, in Bohr.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from scipy.integrate import trapezoid
 from .. import units
 from ..errors import InputError
+from .fixed_terms import FixedTerm
 from ..periodic.cell import check_cell, volume
 from ..switching import switch
 
@@ -71,7 +72,7 @@ def simple_dftd3():
 
 
 @dataclass(frozen=True)
-class D3Dispersion:
+class D3Dispersion(FixedTerm):
     """Two-body D3 dispersion with Becke-Johnson damping and fixed per-element-pair coefficients.
 
     The default damping numbers are GFN2-xTB's own D4 damping parameters (Bannwarth, Ehlert, Grimme,
@@ -100,6 +101,8 @@ class D3Dispersion:
     Measured on `data/structures/water_box.pdb` (128 waters, 15.65 Å, 1 g/cm^3), against the same
     sum with a 40 Å cutoff: see tests/test_ml_dispersion.py and docs/ml_environment.md.
     """
+
+    FORM, KIND, TABLE = FORM, "dispersion", "coefficients"  # for FixedTerm (class attributes, not fields)
 
     s6: float = 1.0
     s8: float = 2.7
@@ -204,30 +207,6 @@ class D3Dispersion:
     def elements(self) -> list[int]:
         return sorted({z for row in self.coefficients for z in row[:2]})
 
-    # -- model files -----------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict (stored in the ``architecture`` of model files)."""
-        data = asdict(self)
-        data["coefficients"] = [list(row) for row in self.coefficients]
-        return {"form": FORM, **data}
-
-    @classmethod
-    def from_dict(cls, data) -> "D3Dispersion":
-        """The inverse of `to_dict`."""
-        if isinstance(data, cls):
-            return data
-        if not isinstance(data, dict):
-            raise InputError(f"dispersion must be a D3Dispersion or its dict (to_dict()), got {data!r}")
-        data = dict(data)
-        form = data.pop("form", FORM)
-        if form != FORM:
-            raise InputError(f"dispersion form {form!r} is not known to this qmml (it knows {FORM!r}); "
-                             "use the qmml version that wrote the model")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"unknown dispersion parameters {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
     def with_parameters(self, **changes) -> "D3Dispersion":
         """A copy with other damping or cutoff parameters and the same coefficients."""
