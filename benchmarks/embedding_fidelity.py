@@ -418,6 +418,9 @@ def report(methods, solutes, basis: str, out: Path, append: bool) -> str:
             "Lennard-Jones (UFF, CHARMM TIP3P polar H; the same for all three, column 'LJ part'). PySCF density "
             "fitting, SCF to 1e-8 Eh; B3LYP is PySCF's (VWN-RPA variant). QM time = all six SCFs of one solute. "
             "`OMP_NUM_THREADS=1 python benchmarks/embedding_fidelity.py [--counterpoise]`\n")
+    for name, path in sorted(MODEL_FILES.items()):
+        head += (f"\n**The `{name}` column is not the shipped model** but `{path}` "
+                 f"(`--{name}-model {path}`).\n")
     if not complete:
         head += "\n**Incomplete**: some results are missing (see the '-' entries); rerun the command to continue.\n"
     text = head + "\n" + "\n".join(sections) + ("\n" + "\n".join(f"* {v}" for v in verdicts) + "\n" if verdicts else "")
