@@ -51,10 +51,11 @@ def fd_forces(energy, x, atoms):
 
 def test_forces_and_strain_derivative_are_exact(box):
     z, x, cell, molecule, _ = box
-    term = BondBaseline(wall_h_A=1.5, wall_heavy_A=2.8)  # walls wide enough to act in this frame
+    term = BondBaseline(wall_h_A=1.5, wall_heavy_A=2.8, wall_hh_intra_A=1.7)  # walls that act in this frame
     e, f, w = term.compute(z, x, cell, molecule)
-    bonds_only = BondBaseline(wall_h_A=0.0, wall_heavy_A=0.0).energy(z, x, cell, molecule)
-    assert e > bonds_only + 1e-3 > 1e-3  # both parts act
+    no_intra = BondBaseline(wall_h_A=1.5, wall_heavy_A=2.8, wall_hh_intra_A=0.0).energy(z, x, cell, molecule)
+    bonds_only = BondBaseline(wall_h_A=0.0, wall_heavy_A=0.0, wall_hh_intra_A=0.0).energy(z, x, cell, molecule)
+    assert e > no_intra + 1e-3 and no_intra > bonds_only + 1e-3 > 1e-3  # every part acts
     atoms = sorted({0, 1, 2, 3, 4, 5, int(np.argmax(np.abs(f).sum(1)))})
     for c in (cell, None):
         e, f, w = term.compute(z, x, c, molecule)
@@ -69,7 +70,7 @@ def test_a_proton_that_leaves_its_molecule_pays_its_bond_energy(box):
     """Energy along the path of H(1) from its own O to the other molecule's O: zero at the bond length,
     rising monotonically to the O-H bond energy of the fit; the other molecule's O does not bind it."""
     z, _, cell, molecule, x = box
-    term = BondBaseline(wall_h_A=0.0, wall_heavy_A=0.0)  # the bonds alone (walls would add near the end)
+    term = BondBaseline(wall_h_A=0.0, wall_heavy_A=0.0, wall_hh_intra_A=0.0)  # the bonds alone
     b, d = _nearest_other(x, cell, 0, molecule)
     unit = d / np.linalg.norm(d)
     r0 = dict((row[0], row[3]) for row in GFN2_XH_MORSE)[8]
@@ -118,6 +119,11 @@ def test_model_adds_the_term_and_files_keep_it(box, tmp_path):
     del head["architecture"]["baseline"]  # files written before the option
     torch.save(dict(blob, header=json.dumps(head)), tmp_path / "old.pt")
     assert load_model(tmp_path / "old.pt", device="cpu").baseline is None
+    # a file of the first form (no H-H wall within molecules) loads without that wall: its own energy
+    head["architecture"]["baseline"] = {**term.to_dict(), "form": "morse-xh-contact-walls"}
+    del head["architecture"]["baseline"]["wall_hh_intra_A"]
+    torch.save(dict(blob, header=json.dumps(head)), tmp_path / "first.pt")
+    assert load_model(tmp_path / "first.pt", device="cpu").baseline == BondBaseline(wall_h_A=1.5, wall_hh_intra_A=0.0)
     head["architecture"]["baseline"] = {"form": "morse-xh-contact-walls", "morse": [[8, -1.0, 2.0, 0.96]]}
     torch.save(dict(blob, header=json.dumps(head)), tmp_path / "bad.pt")
     with pytest.raises(ModelFileError, match="baseline"):

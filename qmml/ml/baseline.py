@@ -5,7 +5,7 @@ A network only knows the configurations it was trained on.  Beyond them (an O-H 
 or two hydrogens collapse onto each other (both seen: `organic` in NaCl(aq), the seed runs of the
 condensed-phase campaigns).  This term makes those regions expensive whatever the networks do:
 
-    E = sum_H min( min_X V_X(r_HX), D_min ) + sum_{i<j, different molecules} k (r_w,ij - r_ij)^3_+ ,
+    E = sum_H min( min_X V_X(r_HX), D_min ) + sum_{i<j walled pairs} k (r_w,ij - r_ij)^3_+ ,
 
 * Morse bonds: for every hydrogen, the X-H bonds to the heavy atoms X of *its own molecule* (the
   ``molecules`` index the caller passes, fixed by the starting topology), with
@@ -15,7 +15,9 @@ condensed-phase campaigns).  This term makes those regions expensive whatever th
   keeps the energy continuous when the nearest heavy atom changes.  Because the molecule index is
   fixed, moving a proton onto another molecule costs its whole bond energy: no proton transfer.
 * Contact walls: a cubic repulsion between atoms of different molecules closer than ``wall_h_A`` (a
-  pair with a hydrogen) or ``wall_heavy_A`` (two heavier atoms), thresholds below any contact of
+  pair with a hydrogen) or ``wall_heavy_A`` (two heavier atoms), and between two hydrogens of one
+  molecule closer than ``wall_hh_intra_A`` (a water whose H-O-H angle closed: seen in NPT with a
+  briefly fine-tuned model, two H 0.05 Å apart at 1500 K), thresholds below any contact of
   the liquid training frames, so the term only acts where the networks have never been.
 
 The Morse numbers are fits to GFN2-xTB (tblite) scans of one X-H bond of H2O, NH3, CH4 and H2S
@@ -38,7 +40,10 @@ from ..periodic.cell import check_cell
 from ..switching import switch
 
 #: The only form so far; stored in model files so that another form can be told apart later.
-FORM = "morse-xh-contact-walls"
+FORM = "morse-xh-contact-walls-2"
+#: The first form: no wall between the hydrogens of one molecule (files written with it load with
+#: ``wall_hh_intra_A = 0``, their exact energy).
+FORM_1 = "morse-xh-contact-walls"
 #: (Z of X, D_eV, a_per_A, r0_A): GFN2-xTB X-H bond scans, data/scripts/fit_bond_baseline.py
 GFN2_XH_MORSE = ((6, 5.598, 1.778, 1.0973), (7, 5.632, 1.907, 1.0303), (8, 6.251, 1.832, 0.9819),
                  (16, 2.785, 2.389, 1.2910))
@@ -58,6 +63,9 @@ class BondBaseline(FixedTerm):
     wall_h_A, wall_heavy_A : float
         Contact distances between atoms of different molecules, Å: pairs with a hydrogen, and pairs of
         heavier atoms.  0 turns a wall off.
+    wall_hh_intra_A : float
+        Contact distance of two hydrogens of one molecule, Å (water's are 1.5 Å apart, geminal CH2
+        hydrogens 1.75 Å).  Model files of the first form (without this wall) load with 0.
     wall_k : float
         Wall stiffness k, eV/Å^3.
     """
@@ -69,10 +77,11 @@ class BondBaseline(FixedTerm):
     cutoff_A: float = 4.0
     wall_h_A: float = 1.2
     wall_heavy_A: float = 1.6
+    wall_hh_intra_A: float = 1.1
     wall_k: float = 20.0
 
     def __post_init__(self):
-        for name in ("switch_on_A", "cutoff_A", "wall_h_A", "wall_heavy_A", "wall_k"):
+        for name in ("switch_on_A", "cutoff_A", "wall_h_A", "wall_heavy_A", "wall_hh_intra_A", "wall_k"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
                     or not math.isfinite(value) or value < 0:
@@ -96,6 +105,13 @@ class BondBaseline(FixedTerm):
             raise InputError("BondBaseline.morse names an element twice; give one row per element")
         object.__setattr__(self, "morse", tuple(sorted(table)))
 
+
+    @classmethod
+    def from_dict(cls, data) -> "BondBaseline":
+        """The inverse of `to_dict`; ``{}`` gives the defaults, the first form loads without the H-H wall."""
+        if isinstance(data, dict) and data.get("form") == FORM_1:
+            data = {**data, "form": FORM, "wall_hh_intra_A": 0.0}
+        return super().from_dict(data)
 
     # -- evaluation ------------------------------------------------------------------------
     def compute(self, elements, positions_A, cell=None, molecules=None, *, forces: bool = True):
@@ -135,7 +151,7 @@ class BondBaseline(FixedTerm):
         grad = np.zeros((n, 3))
         virial = np.zeros((3, 3))
         energy = 0.0
-        reach = max(self.cutoff_A, self.wall_h_A, self.wall_heavy_A)
+        reach = max(self.cutoff_A, self.wall_h_A, self.wall_heavy_A, self.wall_hh_intra_A)
         if n > 1:
             i, j, vec = _pairs(x, h, reach)
             r = np.linalg.norm(vec, axis=1)
@@ -194,8 +210,10 @@ class BondBaseline(FixedTerm):
     def _walls(self, z, mol, i, j, vec, r):
         """Energy, pair ends, dE/d(pair vector) and the vectors of the contact walls (each pair once)."""
         hydrogen = (z[i] == 1) | (z[j] == 1)
-        wall = np.where(hydrogen, self.wall_h_A, self.wall_heavy_A)
-        use = (i < j) & (mol[i] != mol[j]) & ~((mol[i] < 0) & (mol[j] < 0)) & (r < wall)
+        same = mol[i] == mol[j]
+        wall = np.where(same, np.where((z[i] == 1) & (z[j] == 1), self.wall_hh_intra_A, 0.0),
+                        np.where(hydrogen, self.wall_h_A, self.wall_heavy_A))
+        use = (i < j) & ~((mol[i] < 0) & (mol[j] < 0)) & (r < wall)
         depth = wall[use] - r[use]
         energy = float((self.wall_k * depth ** 3).sum())
         du = -3.0 * self.wall_k * depth ** 2
