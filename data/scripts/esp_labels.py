@@ -11,7 +11,8 @@ keeping its integer charge), as `Frame.esp_charges`.  HF/6-31G* is the level of 
 overestimated gas-phase dipoles stand in for the polarization of the condensed phase.
 
 Plans (`PLANS`): ``water_esp`` (60 8-water and 60 12-water clusters of `water_train.npz`) and
-``water_esp_test`` (10 6-water and 10 20-water clusters of `water_test.npz`).  Each chunk of 10 frames is written to
+``water_esp_test`` (10 6-water and 10 20-water clusters of `water_test.npz`); ``organic_esp`` and
+``organic_esp_test`` (solutes, ions and solvated clusters of 21-46 atoms of the organic sets).  Each chunk of 10 frames is written to
 ``data/campaigns/NAME/labels/chunk_NNN.npz`` under a temporary name and renamed when complete, so a stopped
 campaign continues at the first missing chunk.  Cost (one core): ~5 s per 8-water frame, ~15 s per 12-water.
 """
@@ -40,6 +41,9 @@ ESP_REFERENCE = "RESP (a=0.0005, b=0.1) of the HF/6-31G* density (PySCF), Merz-K
 PLANS = {
     "water_esp": ("data/datasets/water_train.npz", {24: 60, 36: 60}),
     "water_esp_test": ("data/datasets/water_test.npz", {18: 10, 60: 10}),
+    # solutes, ions and their solvated clusters of the organic set (21-46 atoms)
+    "organic_esp": ("data/datasets/organic_train.npz", {21: 20, 23: 20, 25: 20, 38: 10, 41: 20, 46: 10}),
+    "organic_esp_test": ("data/datasets/organic_test.npz", {23: 6, 25: 8, 41: 6}),
 }
 CHUNK = 10
 
