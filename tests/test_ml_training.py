@@ -174,8 +174,6 @@ def test_embedding_head_learns_esp_charges_apart_from_the_latent_charges(tmp_pat
     own charges, frames without ESP charges only train the first.  Datasets keep the partial ESP labels."""
     from dataclasses import replace
 
-    from qmml.ml import Frame
-
     frames = [f for f in Dataset.load(DATASETS / "water_test.npz") if f.cell is None and len(f.elements) <= 36][:16]
     with_esp = [replace(f, esp_charges=1.45 * f.charges) for f in frames[::2]]
     data = Dataset(with_esp + frames[1::2], {"reference": "GFN2-xTB", "esp_reference": "1.45 x Mulliken"})

@@ -620,10 +620,13 @@ class EnvironmentModel(nn.Module):
                 result_std = grads[1:].std(0, unbiased=False).cpu().numpy().astype(np.float64)
         m_e = member_e.detach().cpu().numpy().astype(np.float64)
         strain_derivative = strain_grads[0].cpu().numpy().astype(np.float64) if with_strain else None
-        for term in self.fixed_terms:
+        terms = self.fixed_terms
+        if terms:  # the arrays every fixed term reads, converted once
+            z_np, x_np = np.asarray(atomic_numbers), np.asarray(positions, np.float64)
+            mol_np = groups_t.cpu().numpy() if molecules is None else np.asarray(molecules)
+        for term in terms:
             # the same term for every member: it shifts the mean and leaves the spread alone
-            e_d, f_d, s_d = term.compute(np.asarray(atomic_numbers), np.asarray(positions, np.float64), cell,
-                                         groups_t.cpu().numpy() if molecules is None else molecules, forces=forces)
+            e_d, f_d, s_d = term.compute(z_np, x_np, cell, mol_np, forces=forces)
             m_e = m_e + e_d
             if forces:
                 result_forces = result_forces + f_d
