@@ -4,16 +4,17 @@ A PySCF quantum region embedded electrostatically in an environment (fixed charg
 machine-learned potential predicting energy, forces and charges).  Public units: Å, eV, fs, amu, e, K.
 """
 
-__version__ = "0.1.0"  # before the imports: submodules record it in files they write
+from ._version import __version__
 
 from .environments import FixedCharges
 from .errors import InputError, PartitionError, QmmlError, SCFConvergenceError
 from .hamiltonian import Hamiltonian, Result
-from .md import (CollectiveVariableLog, Langevin, MultipleTimeStep, PathIntegralLangevin, Simulation,
+from .md import (CollectiveVariableLog, Integrator, Langevin, MultipleTimeStep, PathIntegralLangevin, Simulation,
                  StochasticCellRescaling, ThermoLog, TrajectoryWriter, VelocityVerlet, read_thermo, with_isotopes)
 from .ml import EnvironmentModel, MLPotential, load_model
 from .reference import MLReference
 from .partition import Partition, partition
+from .potential import Potential, PotentialResult, PotentialWrapper
 from .optimization import Optimization, optimize
 from .parallel import make_executor, map_tasks
 from .qm import PySCFEngine, QMPotential
@@ -23,9 +24,9 @@ from .umbrella import run_umbrella_windows
 
 
 __all__ = [
-    "System", "load_system", "Partition", "partition", "PySCFEngine", "QMPotential", "FixedCharges", "Hamiltonian", "Result",
+    "System", "load_system", "Partition", "partition", "Potential", "PotentialResult", "PotentialWrapper", "PySCFEngine", "QMPotential", "FixedCharges", "Hamiltonian", "Result",
     "EnvironmentModel", "MLPotential", "MLReference", "load_model",
-    "Simulation", "VelocityVerlet", "Langevin", "MultipleTimeStep", "ThermoLog", "TrajectoryWriter",
+    "Simulation", "Integrator", "VelocityVerlet", "Langevin", "MultipleTimeStep", "ThermoLog", "TrajectoryWriter",
     "CollectiveVariableLog", "optimize", "Optimization", "Restrained", "HarmonicRestraint",
     "QmmlError", "InputError", "PartitionError", "SCFConvergenceError",
     "make_executor", "map_tasks", "run_umbrella_windows",

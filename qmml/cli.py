@@ -80,7 +80,8 @@ def main(argv=None) -> int:
 
 
 def _partition(args) -> int:
-    from . import load_system, partition
+    from .partition import partition
+    from .system import load_system
 
     system = load_system(*args.structure, guess_bonds=args.guess_bonds or None)
     print(partition(system, args.qm, charge=args.charge, multiplicity=args.multiplicity,
@@ -91,21 +92,21 @@ def _partition(args) -> int:
 def _run(config_path, overrides=()) -> int:
     from .config import load_config
     from .errors import InputError
-    from .jobs import build_hamiltonian, build_partition, start_md
+    from .jobs import build_potential, start_md
 
-    config, root = load_config(config_path, overrides)
+    config, _ = load_config(config_path, overrides)
     if config.task == "md":
-        start_md(config_path, overrides, log=lambda text: print(text, flush=True))
+        start_md(config, log=lambda text: print(text, flush=True))
         return 0
     output = None
     if config.output:
-        output = (root / config.output)
+        output = Path(config.output)
         if output.exists():
             raise InputError(f"{config_path}: key 'output': {output} already exists and is never overwritten; "
                              "move it away or name another file")
-    part = build_partition(config, root)
+    hamiltonian = build_potential(config)
+    part = hamiltonian.partition
     print(part.report())
-    hamiltonian = build_hamiltonian(config, root, part)
     what = (f"the {config.environment.model} model" if config.environment.type == "ml"
             else "fixed topology charges")
     print(f"\nSingle point: {hamiltonian.qm.method}/{config.qm.basis} QM region in {len(part.env_atoms)} "
@@ -196,12 +197,11 @@ def _model_info(name) -> int:
 def _ipi(args) -> int:
     from .config import load_config
     from .interfaces.ipi import IPIClient
-    from .jobs import build_hamiltonian, build_partition
+    from .jobs import build_potential
 
-    config, root = load_config(args.config, args.overrides)
-    part = build_partition(config, root)
-    print(part.report())
-    hamiltonian = build_hamiltonian(config, root, part)
+    config, _ = load_config(args.config, args.overrides)
+    hamiltonian = build_potential(config)
+    print(hamiltonian.partition.report())
     client = IPIClient(hamiltonian, args.address, port=args.port, sockets_prefix=args.sockets_prefix,
                        connect_timeout_s=args.connect_timeout)
     what = (f"the {config.environment.model} model" if config.environment.type == "ml"
@@ -233,7 +233,7 @@ def summary(part, result, elapsed_s: float) -> str:
         f"on {system.atom_label(worst)}",
         f"  net force           : {np.abs(f.sum(axis=0)).max():.2e} eV/Å (should be ~0)",
     ]
-    if getattr(result, "stress", None) is not None:
+    if result.stress is not None:
         from . import units
 
         gpa = result.stress * units.EV_PER_A3_GPA

@@ -16,28 +16,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _engine_defaults() -> dict:
+    """`PySCFEngine`'s keyword defaults: the one place they are written (the ``qm:`` keys map onto it)."""
+    import inspect
+
+    from .qm.engine import PySCFEngine
+
+    return {name: p.default for name, p in inspect.signature(PySCFEngine).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+_ENGINE = _engine_defaults()
+#: the ``qm:`` keys that go to `qmml.partition` (the rest go to `PySCFEngine`)
+PARTITION_KEYS = ("selection", "charge", "multiplicity", "link", "boundary", "buffer_A", "complete", "allow_polar_cuts",
+                  "allow_multiple_bond_cuts", "allow_multiple_links")
+
+
 class QMConfig(_Strict):
+    """The ``qm:`` section: the QM region (`qmml.partition` keywords) and its engine (`PySCFEngine` keywords,
+    defaults taken from its signature)."""
+
     selection: str | list[int] = Field(description="MDAnalysis selection string or atom indices")
     charge: int = 0
     multiplicity: int = Field(1, ge=1)
-    method: str = "b3lyp"
-    basis: str = "6-31g*"
-    density_fit: bool = False
-    conv_tol: float = Field(1e-9, gt=0)
+    method: str = _ENGINE["method"]
+    basis: str = _ENGINE["basis"]
+    density_fit: bool = _ENGINE["density_fit"]
+    conv_tol: float = Field(_ENGINE["conv_tol"], gt=0)
     guess: Literal["extrapolate", "previous", "default"] = Field(
-        "extrapolate", description="SCF initial guess: extrapolated from previous MD steps, the last density, "
+        _ENGINE["guess"], description="SCF initial guess: extrapolated from previous MD steps, the last density, "
         "or PySCF's")
-    guess_order: int = Field(5, ge=1, le=8, description="densities the extrapolation uses")
-    far_field_A: float | None = Field(None, gt=0, description="sites beyond this distance from the QM centre "
+    guess_order: int = Field(_ENGINE["guess_order"], ge=1, le=8, description="densities the extrapolation uses")
+    far_field_A: float | None = Field(_ENGINE["far_field_A"], gt=0, description="sites beyond this distance from the QM centre "
                                       "enter through a multipole expansion, Å (None: exact for every site)")
-    far_field_width_A: float = Field(2.0, ge=0, description="blending width inside far_field_A, Å")
-    near_field_A: float = Field(9.0, gt=0, description="periodic boxes: site images within this distance of the QM "
+    far_field_width_A: float = Field(_ENGINE["far_field_width_A"], ge=0, description="blending width inside far_field_A, Å")
+    near_field_A: float = Field(_ENGINE["near_field_A"], gt=0, description="periodic boxes: site images within this distance of the QM "
                                 "centre enter through exact integrals, the rest through Ewald sums on the QM "
                                 "atoms' multipoles, Å")
-    near_field_width_A: float = Field(2.0, ge=0, description="periodic boxes: blending width inside near_field_A, Å")
-    ewald_accuracy: float = Field(1e-10, gt=0, lt=1e-3, description="periodic boxes: relative size of the "
+    near_field_width_A: float = Field(_ENGINE["near_field_width_A"], ge=0, description="periodic boxes: blending width inside near_field_A, Å")
+    ewald_accuracy: float = Field(_ENGINE["ewald_accuracy"], gt=0, lt=1e-3, description="periodic boxes: relative size of the "
                                   "neglected Ewald terms")
-    device: Literal["cpu", "gpu", "auto"] = Field("cpu", description="where the QM calculation runs "
+    device: Literal["cpu", "gpu", "auto"] = Field(_ENGINE["device"], description="where the QM calculation runs "
                                                   "('gpu' needs CUDA and gpu4pyscf)")
     link: str | float = "scaled"
     boundary: Literal["none", "z1", "z2", "z3", "rc", "rcd", "shift"] = "rcd"
@@ -46,6 +65,14 @@ class QMConfig(_Strict):
     allow_polar_cuts: bool = False
     allow_multiple_bond_cuts: bool = False
     allow_multiple_links: bool = False
+
+    def partition_options(self) -> dict:
+        """Keywords of `qmml.partition`; the selection is its ``qm`` argument."""
+        return {("qm" if key == "selection" else key): getattr(self, key) for key in PARTITION_KEYS}
+
+    def engine_options(self) -> dict:
+        """Keywords of `PySCFEngine`: every other key of the section."""
+        return self.model_dump(exclude=set(PARTITION_KEYS))
 
 
 class EnvironmentConfig(_Strict):
@@ -144,6 +171,26 @@ class JobConfig(_Strict):
     def _one_or_more(cls, value):
         return [value] if isinstance(value, str) else value
 
+    def with_absolute_paths(self, root: Path, stem: str) -> "JobConfig":
+        """This config with every file and folder absolute (relative ones are relative to ``root``, the job
+        file's folder): structure files, ``.pt`` model files, ``output`` and ``md.run_dir`` (default
+        ``<stem>_run``).  `load_config` does this once; everything after it uses the paths as they are."""
+
+        def absolute(value):
+            return str((root / value).resolve())
+
+        def model(value):
+            return absolute(value) if value and value.endswith(".pt") else value
+
+        changes = {"structure": [absolute(s) for s in self.structure],
+                   "environment": self.environment.model_copy(update={"model": model(self.environment.model)}),
+                   "output": absolute(self.output) if self.output else None}
+        if self.md is not None:
+            changes["md"] = self.md.model_copy(update={
+                "fast_model": model(self.md.fast_model),
+                "run_dir": absolute(self.md.run_dir if self.md.run_dir else f"{stem}_run")})
+        return self.model_copy(update=changes)
+
 
 def load_config(path, overrides=()) -> tuple[JobConfig, Path]:
     """Read and validate a job file; returns the config and the folder relative paths refer to.
@@ -160,7 +207,8 @@ def load_config(path, overrides=()) -> tuple[JobConfig, Path]:
     InputError
         One line naming the file, the key and the fix.
     """
-    return _load(path, JobConfig, overrides)
+    config, root = _load(path, JobConfig, overrides)
+    return config.with_absolute_paths(root, Path(path).stem), root
 
 
 def apply_overrides(data: dict, overrides, source: str) -> dict:

@@ -16,27 +16,27 @@ vector-Jacobian product with dE/dq = C^T phi.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import InputError
+from .periodic.cell import volume
+from .potential import Potential, PotentialResult
 from .vdw import LennardJones
 
 SCHEMES = ("additive", "subtractive")
 
 
-@dataclass(frozen=True, eq=False)
-class Result:
-    """Energy and forces of the whole system at one geometry.
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Result(PotentialResult):
+    """Energy and forces of the whole system at one geometry: a `qmml.PotentialResult` (``energy``,
+    ``forces``, ``stress``, ``charges`` with the environment charges on environment atoms and 0 on QM
+    atoms, ``energy_std`` the environment's committee spread, ``scf_cycles``, ``details``) and the parts.
 
     Attributes
     ----------
-    energy : float
-        Total energy, eV.
-    forces : ndarray (n_atoms, 3) or None
-        Forces on all real atoms, eV/Å (link-atom forces are already distributed); None from
-        ``compute(..., forces=False)``.
     env_charges : ndarray (n_env,)
         Environment charges before the boundary scheme, e.
     qm_energy : float
@@ -47,29 +47,27 @@ class Result:
         Charges the QM region sees after the boundary scheme (and switching), e.
     site_potential : ndarray (n_sites,)
         Potential of the QM nuclei and electrons at the sites, V.
-    scf_cycles : int
-    env_energy_std : float
-        Committee spread of the environment energy, eV (0 without a committee).
-    stress : ndarray (3, 3) or None
-        In a periodic box, with forces: (1/V) dE/d(strain) for a homogeneous strain of all positions
-        and the cell, eV/Å^3 (ASE's sign: the pressure is -trace/3 plus the kinetic part).
+    charge_gradient : ndarray (n_env,)
+        dE_QM/dq_j for every environment charge before the boundary scheme (the site potential mapped
+        back through the boundary scheme and the switching), V: what the environment's charge response
+        and its committee spread act on.
     """
 
-    energy: float
-    forces: np.ndarray | None
     env_charges: np.ndarray
     qm_energy: float
     env_energy: float
     vdw_energy: float
     site_charges: np.ndarray
     site_potential: np.ndarray
-    scf_cycles: int
-    env_energy_std: float = 0.0
-    details: dict = field(default_factory=dict)
-    stress: np.ndarray | None = None
+    charge_gradient: np.ndarray
+
+    @property
+    def env_energy_std(self) -> float:
+        """The environment's committee energy spread, eV (``energy_std``; the old name)."""
+        return self.energy_std
 
 
-class Hamiltonian:
+class Hamiltonian(Potential):
     """Energy and forces of a partitioned system.
 
     Parameters
@@ -133,6 +131,7 @@ class Hamiltonian:
         self.site_radii_A = _site_radii(partition, charge_radii_A)
         self.switching = None if embedding_cutoff_A is None else \
             ChargeSwitching(partition, embedding_cutoff_A, switch_width_A)
+        self.scf_history = qm.guess_history()  # this trajectory's converged densities: the next SCF's guess
 
     @property
     def system(self):
@@ -140,12 +139,18 @@ class Hamiltonian:
 
     def state(self) -> dict:
         """What carries over between MD steps (the SCF density history), for checkpoints."""
-        history = getattr(self.qm, "history", None)
-        return {"scf_guess": history.state()} if history is not None else {}
+        return {"scf_guess": self.scf_history.state()}
 
     def restore(self, state: dict) -> None:
-        if "scf_guess" in state and getattr(self.qm, "history", None) is not None:
-            self.qm.history.restore(state["scf_guess"])
+        if "scf_guess" in state:
+            self.scf_history.restore(state["scf_guess"])
+
+    def replica(self) -> "Hamiltonian":
+        """This Hamiltonian for another trajectory: same engine, environment and partition, its own SCF
+        history (a copy of this one's)."""
+        other = copy.copy(self)
+        other.scf_history = self.scf_history.copy()
+        return other
 
     def compute(self, positions, *, forces: bool = True, cell=None) -> Result:
         """Energy (eV) and forces (eV/Å) at ``positions`` (Å, shape (n_atoms, 3)).
@@ -177,43 +182,68 @@ class Hamiltonian:
         radii = self.site_radii_A
         if radii is not None and np.ndim(radii):
             radii = radii[active]
+        key = self.qm.guess_key(part.qm_elements, part.charge, part.multiplicity)
         qm = self.qm.compute(part.qm_elements, part.qm_positions(positions), charge=part.charge,
                              multiplicity=part.multiplicity, site_positions=site_positions[active],
-                             site_charges=site_charges[active], site_radii_A=radii, forces=forces, cell=cell)
+                             site_charges=site_charges[active], site_radii_A=radii, forces=forces, cell=cell,
+                             dm0=self.scf_history.predict(key))
+        self.scf_history.push(key, qm.density)
         potential = np.zeros(len(site_charges))
         potential[active] = qm.site_potential
+        gradient = part.boundary.env_charge_gradient(potential * scale)
         total_forces = None
         if forces:
             site_forces = np.zeros((len(site_charges), 3))
             site_forces[active] = qm.site_forces
             total_forces = part.qm_atom_forces(qm.forces) + part.boundary.atom_forces(site_forces)
-            total_forces += env.forces(part.boundary.env_charge_gradient(potential * scale))
+            total_forces += env.forces(gradient)
             if self.switching is not None:
                 total_forces += self.switching.forces(positions, potential * boundary_charges, switch_state)
         vdw_energy = 0.0
         strain = None
         if forces and cell is not None:
-            strain = qm.strain_derivative + env.strain_derivative(part.boundary.env_charge_gradient(potential * scale))
+            strain = qm.strain_derivative + env.strain_derivative(gradient)
         if self.vdw is not None:
             vdw_energy, vdw_forces, vdw_strain = self.vdw.compute_with_strain(positions, cell)
             if forces:
                 total_forces += vdw_forces
                 if strain is not None:
                     strain = strain + vdw_strain
+        charges = np.zeros(part.system.n_atoms)
+        charges[part.env_atoms] = env.charges
         return Result(
             energy=qm.energy + env.energy + vdw_energy,
             forces=total_forces,
+            stress=None if strain is None else 0.5 * (strain + strain.T) / volume(cell),
+            charges=charges,
+            energy_std=env.energy_std,
+            scf_cycles=qm.scf_cycles,
+            details={"scf_strategy": qm.converged_with},
             env_charges=env.charges,
             qm_energy=qm.energy,
             env_energy=env.energy,
             vdw_energy=vdw_energy,
             site_charges=site_charges,
             site_potential=potential,
-            scf_cycles=qm.scf_cycles,
-            env_energy_std=env.energy_std,
-            details={"scf_strategy": qm.converged_with},
-            stress=None if strain is None else 0.5 * (strain + strain.T) / abs(np.linalg.det(cell)),
+            charge_gradient=gradient,
         )
+
+    def committee_spread(self, positions, result=None):
+        """Committee spreads (`qmml.ml.Uncertainty`) of the environment model at ``positions`` (Å), with the
+        QM potential at the sites held fixed; ``result`` is this Hamiltonian's result there (computed,
+        without forces, if missing)."""
+        if not isinstance(result, Result):  # none, or a result of another kind (a ring polymer's average)
+            result = self.compute(positions, forces=False)
+        return self.environment.committee_spread(np.asarray(positions, dtype=np.float64), self.partition,
+                                                 self.scheme, result.charge_gradient)
+
+    @property
+    def environment_model(self):
+        return self.environment.model
+
+    @environment_model.setter
+    def environment_model(self, model) -> None:
+        self.environment.model = model
 
 
 def _check_whole(qm_positions, cell):

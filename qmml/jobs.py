@@ -21,47 +21,45 @@ THERMO = "thermo.csv"
 STOP_FILE = "STOP"
 
 
-def build_partition(config: JobConfig, root: Path):
-    from . import load_system, partition
+def build_partition(config: JobConfig):
+    """The system of the job's structure files (and ``box``), partitioned by its ``qm:`` section."""
+    import dataclasses
 
-    system = load_system(*((root / s).resolve() for s in config.structure), guess_bonds=config.guess_bonds or None)
+    from .partition import partition
+    from .system import load_system, normalize_box
+
+    system = load_system(*config.structure, guess_bonds=config.guess_bonds or None)
     if config.box is not None:
-        import dataclasses
-
-        from .system import _normalize_box
-
         try:
-            system = dataclasses.replace(system, box=_normalize_box(config.box))
+            system = dataclasses.replace(system, box=normalize_box(config.box))
         except InputError as err:
             raise InputError(f"key 'box': {err}") from None
-    qm = config.qm
-    return partition(system, qm.selection, charge=qm.charge, multiplicity=qm.multiplicity, link=qm.link,
-                     boundary=qm.boundary, buffer_A=qm.buffer_A, complete=qm.complete,
-                     allow_polar_cuts=qm.allow_polar_cuts, allow_multiple_bond_cuts=qm.allow_multiple_bond_cuts,
-                     allow_multiple_links=qm.allow_multiple_links)
+    return partition(system, **config.qm.partition_options())
 
 
-def _model(name: str, root: Path, key: str):
+def _model(name: str, key: str):
     from .ml import load_model
 
-    path = root / name
     try:
-        return load_model(path if path.suffix == ".pt" else name)
+        return load_model(name)
     except InputError as err:
         raise InputError(f"key '{key}': {err}") from None
 
 
-def build_hamiltonian(config: JobConfig, root: Path, part):
-    from . import FixedCharges, Hamiltonian, PySCFEngine
+def build_potential(config: JobConfig):
+    """The job's `Hamiltonian`: its partition, `PySCFEngine` (the ``qm:`` keys as they are) and environment.
+    The one builder behind ``qmml run``, ``qmml restart``, ``qmml ipi`` and umbrella windows; ``config`` comes
+    from `load_config` (paths absolute)."""
+    from .environments import FixedCharges
     from .environments.ml import MLEnvironment
+    from .hamiltonian import Hamiltonian
+    from .qm import PySCFEngine
 
-    qm, env = config.qm, config.environment
-    engine = PySCFEngine(qm.method, qm.basis, density_fit=qm.density_fit, conv_tol=qm.conv_tol, guess=qm.guess,
-                         guess_order=qm.guess_order, far_field_A=qm.far_field_A,
-                         far_field_width_A=qm.far_field_width_A, near_field_A=qm.near_field_A,
-                         near_field_width_A=qm.near_field_width_A, ewald_accuracy=qm.ewald_accuracy, device=qm.device)
+    part = build_partition(config)
+    env = config.environment
+    engine = PySCFEngine(**config.qm.engine_options())
     if env.type == "ml":
-        model = _model(env.model, root, "environment.model")
+        model = _model(env.model, "environment.model")
         if env.coulomb is not None and env.coulomb != model.coulomb_form:
             try:
                 model = model.with_coulomb(env.coulomb)
@@ -75,7 +73,7 @@ def build_hamiltonian(config: JobConfig, root: Path, part):
                        switch_width_A=env.switch_width_A)
 
 
-def build_integrator(config: JobConfig, root: Path, hamiltonian):
+def build_integrator(config: JobConfig, hamiltonian):
     from .md import Langevin, MultipleTimeStep, PathIntegralLangevin, VelocityVerlet
 
     md = config.md
@@ -99,16 +97,16 @@ def build_integrator(config: JobConfig, root: Path, hamiltonian):
         if contracted is not None and contracted > md.beads:
             raise InputError(f"key 'md.contracted_beads': {contracted} is more than md.beads={md.beads}; "
                              "contract to fewer beads (or leave it out for none)")
-        cheap = _ml_reference(config, root, hamiltonian, "path_integral with contracted_beads") \
+        cheap = _ml_reference(config, hamiltonian, "path_integral with contracted_beads") \
             if contracted is not None and contracted < md.beads else None
         return PathIntegralLangevin(md.timestep_fs, md.temperature_K, md.beads,
                                     centroid_friction_per_ps=md.friction_per_ps, seed=md.seed, cheap=cheap,
                                     contracted_beads=contracted if cheap is not None else None)
     return MultipleTimeStep(md.timestep_fs, md.inner_steps,
-                            _ml_reference(config, root, hamiltonian, "multiple_time_step"))
+                            _ml_reference(config, hamiltonian, "multiple_time_step"))
 
 
-def _ml_reference(config: JobConfig, root: Path, hamiltonian, purpose: str):
+def _ml_reference(config: JobConfig, hamiltonian, purpose: str):
     """The cheap force of multiple time steps and ring-polymer contraction: `MLReference`."""
     from .reference import MLReference
 
@@ -116,7 +114,7 @@ def _ml_reference(config: JobConfig, root: Path, hamiltonian, purpose: str):
         raise InputError(f"key 'md.integrator': {purpose} needs environment type 'ml' (its cheap force "
                          "is the ML environment plus an ML model of the QM region)")
     md = config.md
-    qm_model = _model(md.fast_model, root, "md.fast_model") if md.fast_model else None
+    qm_model = _model(md.fast_model, "md.fast_model") if md.fast_model else None
     try:
         return MLReference(hamiltonian, qm_model)
     except InputError as err:
@@ -131,17 +129,6 @@ def _reporters(config: JobConfig, run_dir: Path):
         TrajectoryWriter(run_dir / name, every=md.trajectory_every) for name in md.trajectory]
 
 
-def _resolved(config: JobConfig, root: Path, run_dir: Path) -> dict:
-    data = config.model_dump(mode="json")
-    data["md"]["run_dir"] = str(run_dir.resolve())
-    data["structure"] = [str((root / s).resolve()) for s in config.structure]
-    for section, key in (("environment", "model"), ("md", "fast_model")):
-        value = data.get(section) and data[section].get(key)
-        if value and value.endswith(".pt"):
-            data[section][key] = str((root / value).resolve())
-    return data
-
-
 def _write_resolved(run_dir: Path, data: dict) -> None:
     import os
 
@@ -151,24 +138,18 @@ def _write_resolved(run_dir: Path, data: dict) -> None:
     os.replace(tmp, run_dir / RESOLVED_CONFIG)
 
 
-def default_run_dir(config_path: Path, config: JobConfig) -> Path:
-    root = Path(config_path).resolve().parent
-    return root / config.md.run_dir if config.md.run_dir else root / f"{Path(config_path).stem}_run"
-
-
-def start_md(config_path, overrides=(), *, log=print):
-    """Set up and run ``task: md`` from a job file into a fresh run folder; returns the Simulation."""
+def start_md(config: JobConfig, *, log=print):
+    """Set up and run ``task: md`` of a loaded job (`load_config`) into a fresh run folder (``md.run_dir``);
+    returns the Simulation."""
     from .md import Simulation
 
-    config, root = load_config(config_path, overrides)
-    run_dir = default_run_dir(config_path, config)
+    run_dir = Path(config.md.run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise InputError(f"{config_path}: run folder {run_dir} already exists and is never overwritten; continue it "
+        raise InputError(f"run folder {run_dir} already exists and is never overwritten; continue it "
                          f"with 'qmml restart {run_dir}' or choose another with --set md.run_dir=NAME")
-    part = build_partition(config, root)
-    log(part.report())
-    ham = build_hamiltonian(config, root, part)
-    integrator = build_integrator(config, root, ham)
+    ham = build_potential(config)
+    log(ham.partition.report())
+    integrator = build_integrator(config, ham)
     md = config.md
     initial = md.temperature_K if md.initial_temperature_K is None else md.initial_temperature_K
     # the first energy and forces are computed before anything is written, so a job that cannot
@@ -177,8 +158,8 @@ def start_md(config_path, overrides=(), *, log=print):
                      checkpoint=run_dir / CHECKPOINT, checkpoint_every=md.checkpoint_every,
                      stop_file=run_dir / STOP_FILE, progress=md.progress)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_resolved(run_dir, _resolved(config, root, run_dir))
-    log(_settings(config, run_dir, len(part.env_atoms)))
+    _write_resolved(run_dir, config.model_dump(mode="json"))
+    log(_settings(config, run_dir, len(ham.partition.env_atoms)))
     return _run(sim, md.steps, run_dir, log)
 
 
@@ -194,16 +175,17 @@ def restart_md(run_dir, overrides=(), *, log=print):
         if item.partition("=")[0].strip() not in ("md.steps", "md.progress"):
             raise InputError(f"--set {item!r}: a restart may change only md.steps and md.progress (anything else "
                              "would not continue the same run); start a new run instead")
-    config, root = load_config(config_path, overrides)
-    part = build_partition(config, root)
-    ham = build_hamiltonian(config, root, part)
-    integrator = build_integrator(config, root, ham)
+    config, _ = load_config(config_path, overrides)
+    if Path(config.md.run_dir).resolve() != run_dir.resolve():
+        config = config.model_copy(update={"md": config.md.model_copy(update={"run_dir": str(run_dir.resolve())})})
+    ham = build_potential(config)
+    integrator = build_integrator(config, ham)
     md = config.md
     sim = Simulation.restart(run_dir / CHECKPOINT, ham, integrator, reporters=_reporters(config, run_dir),
                              checkpoint_every=md.checkpoint_every, stop_file=run_dir / STOP_FILE,
                              progress=md.progress)
     if overrides:  # a later plain 'qmml restart' continues to the new length
-        _write_resolved(run_dir, _resolved(config, root, run_dir))
+        _write_resolved(run_dir, config.model_dump(mode="json"))
     remaining = md.steps - sim.state.step
     if remaining <= 0:
         log(f"{run_dir}: already at step {sim.state.step} of {md.steps}; extend with --set md.steps=N")

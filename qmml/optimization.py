@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .potential import check_result
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,8 @@ def optimize(potential, positions=None, *, fmax: float = 0.05, max_steps: int = 
 
     Parameters
     ----------
-    potential : Hamiltonian or any potential
-        ``compute(positions)`` returning ``.energy`` (eV) and ``.forces`` (eV/Å); ``system``.
+    potential : qmml.Potential
+        A `Hamiltonian`, `MLPotential`, `QMPotential`, a wrapper of one, or your own subclass.
     positions : array_like (n_atoms, 3), optional
         Start, Å (default: the system's positions).
     fmax : float
@@ -112,7 +113,7 @@ def optimize(potential, positions=None, *, fmax: float = 0.05, max_steps: int = 
     def evaluate(z):
         key = z.tobytes()
         if last.get("key") != key:
-            result = potential.compute(full_positions(z))
+            result = check_result(potential, potential.compute(full_positions(z)))
             evaluations[0] += 1
             last.update(key=key, result=result)
         return last["result"]

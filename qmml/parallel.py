@@ -36,6 +36,7 @@ import pickle
 
 import numpy as np
 
+from ._deprecation import moved_names
 from .errors import InputError, QmmlError
 
 log = logging.getLogger(__name__)
@@ -418,32 +419,5 @@ def _task_error(function, tasks, failures: dict, results: list) -> TaskError:
     return error
 
 
-# -- labelling many structures ---------------------------------------------------------------------
-def label_structures(labeller, structures, *, executor=None, progress: bool = True, errors: str = "raise") -> list:
-    """Reference labels (energy, forces, charges) of many structures, one task each.
-
-    Parameters
-    ----------
-    labeller : LabellerSpec or callable
-        ``LabellerSpec("xtb")``, ``LabellerSpec("pyscf", "b3lyp", "6-31g*")``, or any picklable
-        ``labeller(structure) -> Label``.
-    structures : iterable
-        `qmml.ml.Frame` objects (their molecules and molecule charges are used), anything with
-        ``elements`` (atomic numbers or symbols) and ``positions`` (Å) and optionally ``charge``,
-        ``multiplicity``, ``molecule``, ``molecule_charges`` and ``cell``, or (elements, positions)
-        pairs.  Without charge information a structure is neutral; the default multiplicity is 1.
-    executor, progress, errors
-        As in `map_tasks` (default: a local process pool).
-
-    Returns
-    -------
-    list of qmml.ml.Label
-        In the order of ``structures``: energy (eV), forces (eV/Å), charges (e).
-    """
-    from .ml.labelling import PySCFLabeller, XTBLabeller
-
-    if isinstance(labeller, (PySCFLabeller, XTBLabeller)):
-        raise InputError(f"label_structures: give a LabellerSpec (e.g. LabellerSpec('pyscf', 'b3lyp', '6-31g*') or "
-                         f"LabellerSpec('xtb')), not a {type(labeller).__name__}: each worker builds its own labeller")
-    return map_tasks(labeller, structures, executor=executor, progress=progress, errors=errors,
-                     description="labelling")
+# label_structures lives in qmml.ml.labelling now; the old name works for one release
+__getattr__ = moved_names(__name__, {"label_structures": "qmml.ml.labelling"})

@@ -16,20 +16,13 @@ two O-H stretch force fields, oscillating every 9 fs, in the 2 fs outer step, wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .errors import InputError
+from .potential import Potential, PotentialResult
 
 
-@dataclass(frozen=True, eq=False)
-class ReferenceResult:
-    energy: float
-    forces: np.ndarray | None
-
-
-class MLReference:
+class MLReference(Potential):
     """Cheap reference potential of a `Hamiltonian` (see module docstring).
 
     Parameters
@@ -63,7 +56,15 @@ class MLReference:
     def __repr__(self) -> str:
         return f"MLReference({self.hamiltonian.scheme}, {len(self.qm_z)} QM centres)"
 
-    def compute(self, positions, *, forces: bool = True) -> ReferenceResult:
+    @property
+    def partition(self):
+        return self.hamiltonian.partition
+
+    def compute(self, positions, *, forces: bool = True, cell=None) -> PotentialResult:
+        """Energy (eV) and forces (eV/Å) of the cheap reference at ``positions`` (Å)."""
+        if cell is not None:
+            raise InputError("MLReference is the fast force of a multiple-time-step run, which keeps the box fixed: "
+                             "it takes no cell")
         ham, part = self.hamiltonian, self.hamiltonian.partition
         positions = np.asarray(positions, dtype=np.float64)
         energy, total = ham.environment.energy_and_forces(positions, part, ham.scheme)
@@ -75,4 +76,4 @@ class MLReference:
             e_vdw, f_vdw = ham.vdw.compute(positions)
             energy += e_vdw
             total += f_vdw
-        return ReferenceResult(energy, total if forces else None)
+        return PotentialResult(energy=energy, forces=total if forces else None)

@@ -13,6 +13,8 @@ from dataclasses import replace
 import numpy as np
 
 from .errors import InputError
+from .periodic.cell import volume
+from .potential import PotentialWrapper
 
 
 class HarmonicRestraint:
@@ -48,20 +50,19 @@ class HarmonicRestraint:
         return float(self.energy(s)), -self.force_constant * (s - self.centre) * self.variable.gradient(positions)
 
 
-class Restrained:
+class Restrained(PotentialWrapper):
     """A potential plus restraints.
 
     Parameters
     ----------
-    potential : Hamiltonian or any potential
-        Anything with ``compute(positions, forces=...)`` returning a dataclass result with ``energy``
-        (eV), ``forces`` (eV/Å) and ``details`` (dict), and a ``system`` attribute.
+    potential : qmml.Potential
+        E.g. a `Hamiltonian`, an `MLPotential` or another wrapper.
     restraints : sequence of restraints
         E.g. `HarmonicRestraint`.
     """
 
     def __init__(self, potential, restraints):
-        self.potential = potential
+        super().__init__(potential)
         self.restraints = list(restraints)
         if not self.restraints:
             raise InputError("Restrained: no restraints given; use the potential itself")
@@ -69,26 +70,10 @@ class Restrained:
     def __repr__(self) -> str:
         return f"Restrained({self.potential!r}, {self.restraints!r})"
 
-    @property
-    def system(self):
-        return self.potential.system
-
-    @property
-    def partition(self):
-        return getattr(self.potential, "partition", None)
-
-    def state(self) -> dict:
-        return self.potential.state() if hasattr(self.potential, "state") else {}
-
-    def restore(self, state: dict) -> None:
-        if hasattr(self.potential, "restore"):
-            self.potential.restore(state)
-
     def compute(self, positions, *, forces: bool = True, cell=None):
         """The potential's result with the restraints' energy and forces added; ``cell`` (periodic
         potentials) is passed on, and the bias's strain derivative added to the stress."""
-        kwargs = {} if cell is None else {"cell": cell}
-        result = self.potential.compute(positions, forces=forces, **kwargs)
+        result = self.potential.compute(positions, forces=forces, cell=cell)
         bias, bias_forces = 0.0, np.zeros(np.shape(positions))
         for restraint in self.restraints:
             e, f = restraint.compute(positions)
@@ -97,11 +82,10 @@ class Restrained:
         changes = {"energy": result.energy + bias}
         if forces:
             changes["forces"] = result.forces + bias_forces
-            stress = getattr(result, "stress", None)
-            if stress is not None:
+            if result.stress is not None:
                 # the collective variables are functions of the positions alone: dE/d(strain) = -sum F (x) R
                 box = cell if cell is not None else self.system.cell
                 w = -bias_forces.T @ np.asarray(positions)
-                changes["stress"] = stress + 0.5 * (w + w.T) / abs(np.linalg.det(box))
+                changes["stress"] = result.stress + 0.5 * (w + w.T) / volume(box)
         changes["details"] = {**result.details, "restraint_energy": bias}
         return replace(result, **changes)

@@ -18,17 +18,24 @@ of group g and to the QM atoms.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .errors import InputError
 
 
-def switch(r: np.ndarray, r_on: float, r_off: float) -> tuple[np.ndarray, np.ndarray]:
+def switch(r, r_on: float, r_off: float):
     """S(r) and dS/dr (1/Å) of the quintic switch between r_on and r_off (Å); r_off <= r_on is a hard cutoff at
-    r_off (S = 1 below it, 0 from it on, dS/dr = 0)."""
-    if r_off <= r_on:
+    r_off (S = 1 below it, 0 from it on, dS/dr = 0).  ``r`` is a NumPy array or a torch tensor (then S is
+    differentiable by autograd); the results are of the same kind.  The one switch function of qmml."""
+    if isinstance(r, torch.Tensor):
+        if r_off <= r_on:
+            return (r < r_off).to(r.dtype), torch.zeros_like(r)
+        x = ((r - r_on) / (r_off - r_on)).clamp(0.0, 1.0)
+    else:
         r = np.asarray(r, float)
-        return (r < r_off).astype(float), np.zeros_like(r)
-    x = np.clip((np.asarray(r, float) - r_on) / (r_off - r_on), 0.0, 1.0)
+        if r_off <= r_on:
+            return (r < r_off).astype(float), np.zeros_like(r)
+        x = np.clip((r - r_on) / (r_off - r_on), 0.0, 1.0)
     s = 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x * x)
     ds = -30.0 * x * x * (1.0 - x) ** 2 / (r_off - r_on)
     return s, ds

@@ -113,7 +113,7 @@ class System:
             elements=elements,
             positions=positions,
             masses=masses,
-            box=_normalize_box(box),
+            box=normalize_box(box),
             bonds=None if bonds is None else _normalize_bonds(bonds, n),
             resids=np.ones(n, dtype=int) if residues is None else _per_atom(residues, n, "residues", int),
             resnames=(np.array(["UNK"] * n, dtype=object) if resnames is None
@@ -284,7 +284,7 @@ def load_system(source, *coordinates, guess_bonds: bool | None = None) -> System
         elements=elements,
         positions=np.asarray(atoms.positions, dtype=np.float64),
         masses=masses,
-        box=_normalize_box(u.dimensions),
+        box=normalize_box(u.dimensions),
         bonds=None if bonds is None else _normalize_bonds(bonds, len(atoms)),
         resids=np.asarray(atoms.resids, dtype=int) if hasattr(atoms, "resids") else np.ones(len(atoms), dtype=int),
         resnames=np.asarray(atoms.resnames if hasattr(atoms, "resnames") else ["UNK"] * len(atoms), dtype=object),
@@ -337,7 +337,9 @@ def _element_from_mass(mass: float) -> str:
     return symbol if abs(MASSES_AMU[symbol] - mass) < 0.6 else ""
 
 
-def _normalize_box(box) -> np.ndarray | None:
+def normalize_box(box) -> np.ndarray | None:
+    """``box`` as [a, b, c, alpha, beta, gamma] (Å, degrees) from [a, b, c] or the six numbers; None stays None.
+    Raises `InputError` for anything else."""
     if box is None:
         return None
     box = np.asarray(box, dtype=np.float64).ravel()

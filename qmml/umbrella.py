@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, QmmlError
+from .potential import Potential
 
 #: Largest force (eV/Å) at which the optional relaxation before a window stops.
 RELAX_FMAX_EV_A = 0.2
@@ -100,17 +101,17 @@ class ConfigPotentialFactory:
 
     def __call__(self):
         from .config import load_config
-        from .jobs import build_hamiltonian, build_partition
+        from .jobs import build_potential
 
-        config, root = load_config(self.path, self.overrides)
-        return build_hamiltonian(config, root, build_partition(config, root))
+        config, _ = load_config(self.path, self.overrides)
+        return build_potential(config)
 
 
 def _factory(potential):
     """A zero-argument recipe for the potential, or one clear error."""
     if isinstance(potential, (str, os.PathLike)):
         return ConfigPotentialFactory(potential)
-    if hasattr(potential, "compute"):
+    if isinstance(potential, Potential):
         raise InputError(f"potential={potential!r} is a built potential; umbrella windows need a recipe that builds "
                          "it in the worker: MLPotentialFactory(system, 'water'), a qmml YAML job file, or a "
                          "module-level function (functools.partial of one) returning the potential")
@@ -305,7 +306,7 @@ def run_umbrella_window(window: UmbrellaWindow) -> WindowSamples:
 
 
 def _write_settings(window: UmbrellaWindow, path: Path) -> None:
-    from . import __version__
+    from ._version import __version__
 
     data = {**window.settings(), "potential": repr(window.potential), "qmml_version": __version__}
     tmp = path.with_name(f".{path.name}.tmp")

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import units
 from .errors import InputError
+from .periodic.cell import minimum_image
 
 #: UFF (x_i in Å, D_i in kcal/mol).
 UFF_PARAMETERS: dict[str, tuple[float, float]] = {
@@ -84,7 +85,7 @@ class LennardJones:
         """Energy (eV), forces (eV/Å) and the strain derivative dE/d(strain) (3, 3), eV."""
         d = positions[self.env_atoms][None, :, :] - positions[self.qm_atoms][:, None, :]
         if cell is not None:
-            d = _nearest_image(d, np.asarray(cell, dtype=float))
+            d = minimum_image(d, cell)
         elif self.box is not None:
             from MDAnalysis.lib.distances import minimize_vectors
 
@@ -100,20 +101,3 @@ class LennardJones:
         forces[self.qm_atoms] += pair_gradient.sum(axis=1)
         strain = np.einsum("ija,ijb->ab", pair_gradient, d)
         return energy, forces, strain
-
-
-def _nearest_image(d: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    """Separation vectors (..., 3) at their nearest periodic image in any cell (rows, Å): rounding the
-    fractional coordinates, then the shortest of the 27 neighbouring images (exact for skewed cells)."""
-    frac = d @ np.linalg.inv(cell)
-    d = (frac - np.round(frac)) @ cell
-    images = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)]) @ cell
-    best = d.copy()
-    best_r2 = np.einsum("...x,...x->...", d, d)
-    for shift in images:
-        trial = d + shift
-        r2 = np.einsum("...x,...x->...", trial, trial)
-        closer = r2 < best_r2 - 1e-12
-        best[closer] = trial[closer]
-        best_r2 = np.where(closer, r2, best_r2)
-    return best

@@ -228,3 +228,50 @@ def test_active_learning_in_a_qmml_run_labels_the_environment_around_the_qm_regi
         assert np.bincount(frame.elements)[1] == 2 * np.bincount(frame.elements)[8]
     log = np.genfromtxt(tmp_path / "al" / "uncertainty.csv", delimiter=",", names=True)
     assert np.all(log["embedding_std_eV"] > 1e-6) and list(log["step"]) == [5, 10, 15]
+
+
+# -- a retrained model put into a running simulation: the state must be that of the new model ------------------
+def _periodic_water():
+    frame = next(f for f in Dataset.load(DATA / "datasets" / "water_test.npz") if f.cell is not None)
+    return frame.to_system("WAT")
+
+
+def _swapped(sim, tmp_path):
+    """Install a different committee (two of the three members) through ActiveLearning, as a retraining does."""
+    learner = ActiveLearning(sim, LabellerSpec("xtb"), Dataset(), tmp_path / "al")
+    new = learner.model.select_members([1, 2])
+    learner.install(new)
+    assert learner.model is new
+    return new
+
+
+def test_a_model_swap_under_npt_gives_the_state_a_fresh_evaluation_in_the_current_box(tmp_path):
+    system = _periodic_water()
+    potential = qmml.MLPotential(load_model("water"), system)
+    barostat = qmml.md.StochasticCellRescaling(1.0, 4.5e-5, 200.0)
+    sim = qmml.Simulation(potential, qmml.Langevin(0.5, 300.0, seed=3, barostat=barostat), temperature_K=300.0,
+                          seed=3, progress=False)
+    sim.run(6)
+    assert not np.allclose(sim.state.cell, system.cell)  # the box has moved away from the system's
+    _swapped(sim, tmp_path)
+    fresh = potential.compute(sim.state.positions, cell=sim.state.cell)
+    np.testing.assert_allclose(sim.state.forces, fresh.forces, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(sim.state.stress, fresh.stress, rtol=0, atol=1e-12)
+    assert sim.state.potential_energy == pytest.approx(fresh.energy, abs=1e-10)
+    np.testing.assert_allclose(sim.state.result.charges, fresh.charges, rtol=0, atol=1e-12)
+    sim.run(2)  # and the run goes on from there
+
+
+def test_a_model_swap_under_pimd_recomputes_every_bead(tmp_path):
+    system = _periodic_water()
+    potential = qmml.MLPotential(load_model("water"), system)
+    integrator = qmml.PathIntegralLangevin(0.5, 300.0, 4, seed=2)
+    sim = qmml.Simulation(potential, integrator, temperature_K=300.0, seed=2, progress=False)
+    sim.run(4)
+    _swapped(sim, tmp_path)
+    beads = sim.state.extra["bead_positions"]
+    fresh = [potential.compute(x) for x in beads]
+    np.testing.assert_allclose(sim.state.extra["bead_forces"], np.stack([r.forces for r in fresh]), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(sim.state.forces, np.mean([r.forces for r in fresh], axis=0), rtol=0, atol=1e-10)
+    assert sim.state.potential_energy == pytest.approx(np.mean([r.energy for r in fresh]), abs=1e-10)
+    sim.run(2)

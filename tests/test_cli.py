@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,48 +73,48 @@ def test_shipped_example_config_is_valid():
     from qmml.config import load_config
 
     config, root = load_config(DATA / "examples" / "butanol_in_water.yaml")
-    assert all((root / s).is_file() for s in config.structure)
+    assert all(Path(s).is_absolute() and Path(s).is_file() for s in config.structure)  # resolved once, here
+    assert config.qm.engine_options()["conv_tol"] == qmml.PySCFEngine().conv_tol  # defaults: the engine's
 
 
 def test_far_field_and_device_reach_the_engine_from_the_job_file():
     from qmml.config import load_config
     from qmml.errors import InputError
-    from qmml.jobs import build_hamiltonian, build_partition
+    from qmml.jobs import build_potential
 
     job = DATA / "examples" / "sn2_in_water.yaml"
     config, root = load_config(job, ["qm.far_field_A=12", "qm.far_field_width_A=3", "qm.device=auto"])
-    part = build_partition(config, root)
-    engine = build_hamiltonian(config, root, part).qm
+    engine = build_potential(config).qm
     assert (engine.far_field_A, engine.far_field_width_A) == (12.0, 3.0)
     assert engine.device in ("cpu", "gpu")
     config, root = load_config(job, ["qm.far_field_A=12", "qm.far_field_width_A=20"])
     with pytest.raises(InputError, match="far_field_A"):
-        build_hamiltonian(config, root, part)
+        build_potential(config)
 
 
 def test_periodic_job_prints_the_stress_and_a_split_qm_region_is_refused(tmp_path, capsys):
     """The shipped periodic example (HF/STO-3G here): the stress line, and the cell reaching the engine."""
     from qmml.config import load_config
-    from qmml.jobs import build_hamiltonian, build_partition
+    from qmml.jobs import build_partition, build_potential
 
     job = DATA / "examples" / "water_box.yaml"
     assert main(["run", str(job), "--set", "qm.method=hf", "--set", "qm.basis=sto-3g"]) == 0
     out = capsys.readouterr().out
     assert "stress (GPa)" in out and "potential pressure" in out
     config, root = load_config(job, ["box=[20, 20, 20]", "qm.near_field_A=7.5"])
-    part = build_partition(config, root)
+    part = build_partition(config)
     assert part.system.box[:3].tolist() == [20.0, 20.0, 20.0]
-    assert build_hamiltonian(config, root, part).qm.near_field_A == 7.5
+    assert build_potential(config).qm.near_field_A == 7.5
     config, root = load_config(job, ["box=[20, 20]"])
     with pytest.raises(qmml.InputError, match="key 'box'"):
-        build_partition(config, root)
+        build_partition(config)
 
 
 def test_npt_job_runs_qm_ml_at_constant_pressure(tmp_path):
     """md.pressure_bar turns the Langevin run of the periodic example into NPT: the thermo log carries the
     volume, density and pressure, and the box moves; a non-Langevin integrator is refused."""
     from qmml.config import load_config
-    from qmml.jobs import build_hamiltonian, build_integrator, build_partition
+    from qmml.jobs import build_integrator, build_potential
     from qmml.md import read_thermo
 
     job = DATA / "examples" / "water_box.yaml"
@@ -125,6 +126,5 @@ def test_npt_job_runs_qm_ml_at_constant_pressure(tmp_path):
     assert {"volume_A3", "density_g_per_cm3", "pressure_bar"} <= set(thermo)
     assert len(set(np.round(thermo["volume_A3"], 6))) > 1
     config, root = load_config(job, ["task=md", "md.pressure_bar=1", "md.integrator=velocity_verlet"])
-    part = build_partition(config, root)
     with pytest.raises(qmml.InputError, match="md.pressure_bar"):
-        build_integrator(config, root, build_hamiltonian(config, root, part))
+        build_integrator(config, build_potential(config))

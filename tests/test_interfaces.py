@@ -414,7 +414,7 @@ def test_qmml_ipi_command_serves_a_qm_ml_hamiltonian(water_model, cluster, tmp_p
     """``qmml ipi JOB.yaml``: a QM water (HF/STO-3G) in five ML waters, 4 beads, 3 steps."""
     from qmml.cli import main
     from qmml.config import load_config
-    from qmml.jobs import build_hamiltonian, build_partition
+    from qmml.jobs import build_potential
 
     with warnings.catch_warnings():  # MDAnalysis lists the PDB fields it fills with defaults
         warnings.simplefilter("ignore")
@@ -429,7 +429,7 @@ def test_qmml_ipi_command_serves_a_qm_ml_hamiltonian(water_model, cluster, tmp_p
                                                              "--connect-timeout", "30"])))
     assert status == [0]
     config, root = load_config(job)
-    hamiltonian = build_hamiltonian(config, root, build_partition(config, root))
+    hamiltonian = build_potential(config)
     largest = assert_ipi_forces_equal_direct(hamiltonian, ipi_beads(tmp_path, 4), rtol=1e-6)
     print(f"\ni-PI vs direct (QM/ML): max |dF|/max|F| = {largest:.1e}")
 

@@ -64,7 +64,7 @@ def test_one_inner_step_multiple_time_step_is_velocity_verlet(water_model):
     ham = qmml_water(water_model)
     fast = qmml.MLReference(ham, qmml.load_model("organic"))
     a = qmml.Simulation(ham, qmml.VelocityVerlet(0.5), temperature_K=300, seed=1, progress=False).run(10)
-    ham.qm.reset()
+    ham.scf_history.clear()
     b = qmml.Simulation(ham, qmml.MultipleTimeStep(0.5, 1, fast), temperature_K=300, seed=1, progress=False).run(10)
     assert np.abs(a.state.positions - b.state.positions).max() < 1e-9
 

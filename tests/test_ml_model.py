@@ -7,7 +7,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from qmml.ml import EnvironmentModel, neighbour_list
-from qmml.ml.neighbours import brute_force_pairs
+from qmml.periodic.neighbours import brute_force_pairs
 
 
 def waters(n, seed=0, spacing=3.1, box=None):

@@ -10,9 +10,8 @@ import torch
 import qmml
 from qmml.colvars import Distance
 from qmml.errors import InputError
-from qmml.ml import LabellerSpec
-from qmml.parallel import (TaskError, label_structures, make_executor, map_tasks, thread_limits,
-                           worker_threads)
+from qmml.ml import LabellerSpec, label_structures
+from qmml.parallel import TaskError, make_executor, map_tasks, thread_limits, worker_threads
 from qmml.umbrella import ConfigPotentialFactory, MLPotentialFactory, run_umbrella_window, run_umbrella_windows
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"

@@ -256,7 +256,7 @@ class ClassicalForces:
 
         from qmml.ml.labelling import Label
         from qmml.ml.model import dsf_coulomb_pairs
-        from qmml.ml.neighbours import neighbour_list
+        from qmml.periodic.neighbours import neighbour_list
         from qmml.periodic.cell import minimum_image
 
         x = torch.as_tensor(positions, dtype=torch.float64).requires_grad_(True)
@@ -322,7 +322,7 @@ class ModelForces:
         import torch
 
         from qmml.ml.labelling import Label, bonds_from_distances
-        from qmml.ml.neighbours import neighbour_list
+        from qmml.periodic.neighbours import neighbour_list
 
         z = self.elements
         if self.bonds is None:  # the X-H bonds of the starting (whole) structure

@@ -60,6 +60,7 @@ import torch
 import qmml
 from qmml import units
 from qmml.analysis.transport import green_kubo_conductivity, msd_all_origins, yeh_hummer_correction
+from qmml.md.reporters import Reporter
 
 ROOT = Path(__file__).resolve().parents[2]
 STRUCTURE = (ROOT / "data" / "structures" / "nacl_water.psf", ROOT / "data" / "structures" / "nacl_water.pdb")
@@ -83,7 +84,7 @@ def verlet_skin(skin_A: float = 1.0):
     valid between builds.
     """
     from qmml.ml import model as model_module
-    from qmml.ml.neighbours import neighbour_list
+    from qmml.periodic.neighbours import neighbour_list
     from qmml.periodic import ewald as ewald_module
 
     cache: dict = {}
@@ -142,7 +143,7 @@ class BrokenStructure(RuntimeError):
 MAX_BOND_A = 1.5
 
 
-class FrameRecorder:
+class FrameRecorder(Reporter):
     """In-memory reporter: unwrapped positions (Å), velocities (Å/fs) and model charges every ``every`` steps.
 
     Stops the run (`BrokenStructure`) when a bond of ``bonds`` gets longer than `MAX_BOND_A`: an ML
@@ -151,15 +152,12 @@ class FrameRecorder:
     """
 
     def __init__(self, every: int, bonds=None):
-        self.every, self.path, self.handle = int(every), Path("frames-in-memory"), None
+        super().__init__("frames-in-memory", every)  # writes no file: start, finish and bookmark do nothing
         self.bonds = None if bonds is None or len(bonds) == 0 else np.asarray(bonds)
         self.time_fs, self.positions, self.velocities, self.charges, self.energy = [], [], [], [], []
 
     def start(self, simulation, resume=None):
         pass
-
-    def due(self, state):
-        return state.step % self.every == 0
 
     def report(self, simulation, state):
         if self.time_fs and state.time_fs <= self.time_fs[-1]:

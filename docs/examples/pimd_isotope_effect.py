@@ -15,7 +15,6 @@ Run:  python docs/examples/pimd_isotope_effect.py [steps]      (about 30 s with 
 """
 
 import sys
-from collections import namedtuple
 
 import numpy as np
 
@@ -25,23 +24,22 @@ from qmml.md.pimd import ISOTOPE_MASSES_AMU
 
 BARRIER_EV, HALF_WIDTH_A, CONFINEMENT_EV_A2 = 0.12, 0.35, 10.0
 TEMPERATURE_K, N_COPIES, N_BEADS, TIMESTEP_FS = 300.0, 256, 32, 0.5
-Result = namedtuple("Result", "energy forces")
 
 
-class DoubleWell:
+class DoubleWell(qmml.Potential):
     """Independent double wells along x about each atom's start position (x0 + a is the other minimum)."""
 
     def __init__(self, system):
         self.system = system
         self.centre = system.positions + [HALF_WIDTH_A, 0.0, 0.0]
 
-    def compute(self, positions):
+    def compute(self, positions, *, forces=True, cell=None):
         d = positions - self.centre
         u = d[:, 0] ** 2 / HALF_WIDTH_A ** 2 - 1.0
         energy = BARRIER_EV * np.sum(u * u) + 0.5 * CONFINEMENT_EV_A2 * np.sum(d[:, 1:] ** 2)
         forces = -CONFINEMENT_EV_A2 * d
         forces[:, 0] = -4.0 * BARRIER_EV * u * d[:, 0] / HALF_WIDTH_A ** 2
-        return Result(float(energy), forces)
+        return qmml.PotentialResult(energy=float(energy), forces=forces)
 
 
 def centroid_density_at_barrier(isotope: str, n_beads: int, steps: int, seed: int = 1):

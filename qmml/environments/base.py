@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
+
+from ..errors import InputError
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,10 +38,22 @@ class EnvironmentEvaluation:
     strain_derivative: Callable[[np.ndarray], np.ndarray] | None = None
 
 
-class Environment(Protocol):
-    """Anything that maps positions to an `EnvironmentEvaluation`."""
+class Environment:
+    """Base class of environments: anything that maps positions to an `EnvironmentEvaluation`.
+
+    ``model`` is the `EnvironmentModel` behind an ML environment (None for fixed charges); settable, so that
+    active learning can swap in a retrained committee.
+    """
+
+    model = None
 
     def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive", cell=None) -> EnvironmentEvaluation:
         """Energy, charges (e) and the force function at ``positions`` (Å) for ``scheme``; ``cell`` (3x3
         rows, Å) is the periodic box of this call (None: the system's)."""
-        ...  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    def committee_spread(self, positions, partition, scheme: str, charge_gradient, cell=None):
+        """Committee spreads (`qmml.ml.Uncertainty`) with the QM potential (``charge_gradient``, V, per
+        environment charge) held fixed; only committee models have them."""
+        raise InputError(f"{self!r} has no committee: committee uncertainty needs an ML environment "
+                         "(qmml.load_model(...)) trained as a committee")

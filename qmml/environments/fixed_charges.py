@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .base import EnvironmentEvaluation
+from .base import Environment, EnvironmentEvaluation
 
 
-class FixedCharges:
+class FixedCharges(Environment):
     """An environment of fixed point charges with zero energy and no forces of its own.
 
     Parameters

@@ -23,10 +23,11 @@ import numpy as np
 
 from ..errors import InputError
 from ..ml.potential import charge_groups
-from .base import EnvironmentEvaluation
+from ..ml.uncertainty import Uncertainty
+from .base import Environment, EnvironmentEvaluation
 
 
-class MLEnvironment:
+class MLEnvironment(Environment):
     """An environment whose energy, forces and charges come from an `EnvironmentModel`.
 
     Parameters
@@ -136,6 +137,39 @@ class MLEnvironment:
         return EnvironmentEvaluation(energy=energy, charges=charges, forces=lambda g: response(g)[0],
                                      energy_std=std,
                                      strain_derivative=None if cell is None else lambda g: response(g)[1])
+
+    def committee_spread(self, positions, partition, scheme: str, charge_gradient, cell=None) -> Uncertainty:
+        """Committee spreads of forces, charges and embedding energy at ``positions`` (Å), with the QM
+        potential held fixed: ``charge_gradient`` (V) is dE_QM/dq_j per environment charge
+        (`qmml.Result.charge_gradient`).  The force spread includes each member's charge response."""
+        model = self.model
+        if len(model.members) < 2:
+            raise InputError(f"the model has {len(model.members)} committee member: train a committee "
+                             "(TrainingOptions(n_members=3)) to measure its uncertainty")
+        s = self._prepare(partition, scheme)
+        cell = s["cell"] if cell is None else cell
+        x = np.asarray(positions, dtype=np.float64)
+        n, env = len(x), partition.env_atoms
+        gradient = np.asarray(charge_gradient, dtype=np.float64)
+        force_std = np.zeros(n)
+        charge_std = np.zeros(n)
+        if scheme == "additive":
+            p = model.predict(s["env_z"], x[env], cell=cell, groups=s["env_groups"], group_charges=s["group_charges"],
+                              molecules=s["env_molecules"], potential=gradient, uncertainty=True)
+            force_std[env] = np.linalg.norm(p.forces_std, axis=1)
+            member_charges = p.member_charges
+            model_atoms = np.asarray(env)
+        else:
+            phi = np.zeros(n)
+            phi[env] = gradient
+            p = model.predict(partition.system.atomic_numbers, x, cell=cell, groups=s["groups"],
+                              group_charges=s["group_charges"], molecules=s["molecules"], potential=phi,
+                              uncertainty=True)
+            force_std = np.linalg.norm(p.forces_std, axis=1)
+            member_charges = p.member_charges[:, env]
+            model_atoms = np.arange(n)
+        charge_std[env] = member_charges.std(0)
+        return Uncertainty(force_std, charge_std, float(np.std(member_charges @ gradient)), model_atoms)
 
     def _qm_region(self, positions, partition, s):
         """The model's prediction for the QM centres by themselves (subtracted in that scheme)."""

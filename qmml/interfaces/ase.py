@@ -1,14 +1,14 @@
 """`QMMLCalculator`: any qmml potential as an ASE calculator (optimizers, NEB, MD, vibrations).
 
 ASE and qmml share units (Å, eV, eV/Å, amu, e), so nothing is converted.  The calculator wraps a
-`qmml.Hamiltonian`, `qmml.MLPotential`, `qmml.QMPotential` or `qmml.Restrained` (anything with
-``compute(positions_A)`` and ``.system``); the Atoms object must hold the system's atoms in the
+`qmml.Hamiltonian`, `qmml.MLPotential`, `qmml.QMPotential`, `qmml.Restrained` or any other
+`qmml.Potential`; the Atoms object must hold the system's atoms in the
 system's order, which `to_ase_atoms` guarantees.
 
 NEB and other multi-image methods: give each image its own calculator around one shared potential,
-``image.calc = QMMLCalculator(potential)``.  Calls are serialized on the potential (threads are
-safe), and each calculator keeps its own SCF starting density (see ``scf_guess``), so jumping
-between images costs SCF cycles at worst, never accuracy.
+``image.calc = QMMLCalculator(potential)``.  Each calculator follows its own replica of the potential
+(`qmml.Potential.replica`: its own SCF starting density, see ``scf_guess``), so jumping between images
+costs SCF cycles at worst, never accuracy; calls are serialized on the shared engine (threads are safe).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import InputError
-from ._guess import has_guess_state, newest_only, potential_lock
+from ..potential import Potential, check_result
+from ._guess import newest_only, potential_lock
 
 try:
     from ase import Atoms
@@ -49,7 +50,8 @@ def to_ase_atoms(system, positions=None, *, calculator=None) -> Atoms:
         otherwise open (``pbc=False``, no cell).  Topology charges, when known, are the initial
         charges (``atoms.get_initial_charges()``, e).
     """
-    system = getattr(system, "system", system)
+    if isinstance(system, Potential):
+        system = system.system
     x = system.positions if positions is None else np.asarray(positions, dtype=np.float64)
     if x.shape != (system.n_atoms, 3):
         raise InputError(f"to_ase_atoms: positions have shape {x.shape}, expected ({system.n_atoms}, 3) in Å")
@@ -92,15 +94,9 @@ def check_atoms(atoms, system) -> None:
 def atom_charges(potential, result) -> np.ndarray:
     """Charge on every atom, e: environment charges on environment atoms and 0 on QM atoms (whose charge
     is the QM density), or the model's charges on every atom of an `MLPotential`; zeros if none."""
-    system = potential.system
-    out = np.zeros(system.n_atoms)
-    env_charges = getattr(result, "env_charges", None)
-    partition = getattr(potential, "partition", None)
-    if env_charges is not None and partition is not None:
-        out[partition.env_atoms] = env_charges
-    elif getattr(result, "charges", None) is not None:
-        out[:] = result.charges
-    return out
+    if result.charges is None:
+        return np.zeros(potential.system.n_atoms)
+    return np.asarray(result.charges, dtype=np.float64)
 
 
 class QMMLCalculator(Calculator):
@@ -108,9 +104,8 @@ class QMMLCalculator(Calculator):
 
     Parameters
     ----------
-    potential : Hamiltonian, MLPotential, QMPotential, Restrained or any potential
-        Anything with ``compute(positions_A, forces=...)`` returning ``.energy`` (eV) and
-        ``.forces`` (eV/Å), and a ``system`` attribute.
+    potential : qmml.Potential
+        A `Hamiltonian`, `MLPotential`, `QMPotential`, `Restrained` or your own subclass.
     scf_guess : {"previous", "extrapolate", "shared"}
         Starting density of the QM engine's SCF (changes cycle counts, never results):
         "previous" (default) starts from the density this calculator converged last, which suits
@@ -142,9 +137,9 @@ class QMMLCalculator(Calculator):
     implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces", "charges", "stress"]
 
     def __init__(self, potential, *, scf_guess: str = "previous", **kwargs):
-        if not callable(getattr(potential, "compute", None)) or getattr(potential, "system", None) is None:
-            raise InputError(f"QMMLCalculator: {potential!r} is not a qmml potential (it needs compute(positions) and "
-                             ".system); pass a qmml.Hamiltonian, MLPotential, QMPotential or Restrained")
+        if not isinstance(potential, Potential):
+            raise InputError(f"QMMLCalculator: {potential!r} is not a qmml potential (a qmml.Potential: Hamiltonian, "
+                             "MLPotential, QMPotential, Restrained or your own subclass)")
         if scf_guess not in SCF_GUESSES:
             raise InputError(f"QMMLCalculator: scf_guess={scf_guess!r} is not one of {SCF_GUESSES}")
         super().__init__(**kwargs)
@@ -152,7 +147,7 @@ class QMMLCalculator(Calculator):
         self.system = potential.system
         self.scf_guess = scf_guess
         self.last_result = None
-        self._guess_state: dict | None = None
+        self._trajectory = potential if scf_guess == "shared" else potential.replica()
 
     def __repr__(self) -> str:
         return f"QMMLCalculator({self.potential!r})"
@@ -175,24 +170,15 @@ class QMMLCalculator(Calculator):
         self.results["charges"] = atom_charges(self.potential, result)
         if want_forces:
             self.results["forces"] = np.array(result.forces, dtype=np.float64)
-        stress = getattr(result, "stress", None)
-        if stress is not None:
-            self.results["stress"] = np.asarray(stress)[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        if result.stress is not None:
+            self.results["stress"] = np.asarray(result.stress)[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
         elif "stress" in properties:
             raise InputError(f"QMMLCalculator: {self.potential!r} gives no stress (open boundaries, or a potential "
                              "without cell derivatives)")
 
     def _compute(self, positions, want_forces: bool, cell=None):
-        potential = self.potential
-        keep = self.scf_guess != "shared" and has_guess_state(potential)
-        with potential_lock(potential):
-            if keep and self._guess_state is not None:
-                potential.restore(self._guess_state)
-            elif keep:
-                potential.restore(newest_only(potential.state()))
-            kwargs = {} if cell is None else {"cell": cell}
-            result = potential.compute(positions, forces=want_forces, **kwargs)
-            if keep:
-                state = potential.state()
-                self._guess_state = newest_only(state) if self.scf_guess == "previous" else state
-        return result
+        own = self._trajectory
+        with potential_lock(self.potential):
+            if self.scf_guess == "previous" and own is not self.potential:
+                own.restore(newest_only(own.state()))
+            return check_result(own, own.compute(positions, forces=want_forces, cell=cell))

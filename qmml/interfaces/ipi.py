@@ -32,7 +32,9 @@ import numpy as np
 
 from .. import units
 from ..errors import InputError, QmmlError
-from ._guess import NearestGeometryGuess, potential_lock
+from ..periodic.cell import volume
+from ..potential import Potential
+from ._guess import NearestGeometryGuess
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +104,9 @@ class IPIClient:
     def __init__(self, potential, address: str = "qmml", *, port: int | None = None, unix: bool | None = None,
                  sockets_prefix: str = DEFAULT_SOCKETS_PREFIX, connect_timeout_s: float = 60.0,
                  guess_cache: int = 64):
-        if not callable(getattr(potential, "compute", None)) or getattr(potential, "system", None) is None:
-            raise InputError(f"IPIClient: {potential!r} is not a qmml potential (it needs compute(positions) and "
-                             ".system); pass a qmml.Hamiltonian, MLPotential, QMPotential or Restrained")
+        if not isinstance(potential, Potential):
+            raise InputError(f"IPIClient: {potential!r} is not a qmml potential (a qmml.Potential: Hamiltonian, "
+                             "MLPotential, QMPotential, Restrained or your own subclass)")
         if unix is None:
             unix = port is None
         if unix and port is not None:
@@ -243,18 +245,13 @@ class IPIClient:
             if previous is not None and np.array_equal(x, previous[0]):  # i-PI pads batches with copies
                 out.append(previous[1])
                 continue
-            kwargs = {} if self.system.cell is None else {"cell": cell}
-            with potential_lock(self.potential):
-                self.guess.before(x)
-                result = self.potential.compute(x, **kwargs)
-                self.guess.after(x)
+            result = self.guess.compute(x, cell=None if self.system.cell is None else cell)
             self.n_evaluations += 1
             self.last_result = result
-            stress = getattr(result, "stress", None)
             if self.system.cell is None:
                 w = virial(x, result.forces)
-            elif stress is not None:
-                w = -np.asarray(stress) * abs(np.linalg.det(cell))
+            elif result.stress is not None:
+                w = -np.asarray(result.stress) * volume(cell)
             else:
                 w = np.zeros((3, 3))
                 if not self._warned_virial:

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import units
 from ..errors import InputError
+from ..potential import check_result
 from .barostat import scaled_drift
 from .state import STREAM_BAROSTAT, MDState, generator, generator_state, kinetic_energy, new_rng_state
 
@@ -50,8 +51,9 @@ def thermostat(velocities, masses, h_fs, temperature_K, friction_per_fs, gen):
 
 def _evaluate(potential, positions, cell=None):
     """Result, forces, energy and stress (None for a potential without one) at ``positions`` (in ``cell``)."""
-    result = potential.compute(positions) if cell is None else potential.compute(positions, cell=cell)
-    stress = getattr(result, "stress", None)
+    result = check_result(potential, potential.compute(positions) if cell is None else
+                          potential.compute(positions, cell=cell))
+    stress = result.stress
     return (result, np.asarray(result.forces, dtype=np.float64), float(result.energy),
             None if stress is None else np.asarray(stress, dtype=np.float64))
 
@@ -62,7 +64,45 @@ def _check_timestep(timestep_fs):
     return float(timestep_fs)
 
 
-class VelocityVerlet:
+class Integrator:
+    """Base of integrators: ``init`` builds the first `MDState`, ``step`` maps a state to the next without
+    changing it, ``refresh`` recomputes a state after its potential changed.
+
+    ``state``/``restore`` carry the integrator's own memory through checkpoints; ``thermo_columns`` and
+    ``thermo_values`` add columns to the thermo log; ``conserved_energy`` is what a correct run keeps
+    constant (eV).
+    """
+
+    name = "integrator"
+    thermo_columns: tuple = ()
+
+    def degrees_of_freedom(self, n_atoms: int) -> int:
+        return 3 * n_atoms - 3  # total momentum is conserved
+
+    def init(self, potential, positions, velocities, masses) -> MDState:
+        raise NotImplementedError
+
+    def step(self, potential, state: MDState, masses) -> MDState:
+        raise NotImplementedError
+
+    def refresh(self, potential, state: MDState) -> MDState:
+        raise NotImplementedError
+
+    def thermo_values(self, state: MDState, masses) -> tuple:
+        return ()
+
+    def conserved_energy(self, state: MDState, masses) -> float:
+        """Potential plus kinetic energy plus the heat a thermostat took out, eV."""
+        return state.potential_energy + kinetic_energy(masses, state.velocities) + state.heat_eV
+
+    def state(self) -> dict:
+        return {}
+
+    def restore(self, state: dict) -> None:
+        pass
+
+
+class VelocityVerlet(Integrator):
     """NVE velocity Verlet (B A B).
 
     Parameters
@@ -75,13 +115,17 @@ class VelocityVerlet:
     def __init__(self, timestep_fs: float):
         self.timestep_fs = _check_timestep(timestep_fs)
 
-    def degrees_of_freedom(self, n_atoms: int) -> int:
-        return 3 * n_atoms - 3  # total momentum is conserved
-
     def init(self, potential, positions, velocities, masses) -> MDState:
         result, forces, energy, stress = _evaluate(potential, positions)
         return MDState(np.array(positions, float), np.array(velocities, float), forces, energy, result=result,
                        stress=stress)
+
+    def refresh(self, potential, state: MDState) -> MDState:
+        """``state`` recomputed with ``potential`` (after the potential changed, e.g. a retrained model):
+        everything that depends on the potential is evaluated anew at the state's positions and cell;
+        positions, velocities, time and random streams stay."""
+        result, forces, energy, stress = _evaluate(potential, state.positions, state.cell)
+        return state.replace(forces=forces, potential_energy=energy, stress=stress, result=result)
 
     def step(self, potential, state: MDState, masses) -> MDState:
         h = self.timestep_fs
@@ -91,12 +135,6 @@ class VelocityVerlet:
         v = kick(v, forces, masses, h / 2)
         return state.replace(positions=x, velocities=v, forces=forces, potential_energy=energy, stress=stress,
                              step=state.step + 1, time_fs=state.time_fs + h, result=result)
-
-    def state(self) -> dict:
-        return {}
-
-    def restore(self, _state: dict) -> None:
-        pass
 
 
 class Langevin(VelocityVerlet):
@@ -200,7 +238,7 @@ class Langevin(VelocityVerlet):
         after a restart from an NVT checkpoint), the stress there and the barostat's random stream."""
         if state.cell is not None and state.stress is not None and state.barostat_rng_state is not None:
             return state
-        cell = state.cell if state.cell is not None else getattr(potential.system, "cell", None)
+        cell = state.cell if state.cell is not None else potential.system.cell
         if cell is None:
             raise InputError(f"{self.barostat!r} needs a periodic system: give the system a box "
                              "([a, b, c, alpha, beta, gamma], Å and degrees)")
@@ -247,9 +285,14 @@ class MultipleTimeStep(VelocityVerlet):
         self.fast = fast
 
     def init(self, potential, positions, velocities, masses) -> MDState:
-        state = super().init(potential, positions, velocities, masses)
-        fast = self.fast.compute(state.positions)
-        return state.replace(extra={"fast_forces": np.asarray(fast.forces, float)})
+        return self._with_fast_forces(super().init(potential, positions, velocities, masses))
+
+    def refresh(self, potential, state: MDState) -> MDState:
+        return self._with_fast_forces(super().refresh(potential, state))
+
+    def _with_fast_forces(self, state: MDState) -> MDState:
+        fast = self.fast.compute(state.positions)  # no barostat here: the system's own box
+        return state.replace(extra={**state.extra, "fast_forces": np.asarray(fast.forces, float)})
 
     def step(self, potential, state: MDState, masses) -> MDState:
         h_outer, h = self.timestep_fs, self.timestep_fs / self.inner_steps
@@ -268,19 +311,7 @@ class MultipleTimeStep(VelocityVerlet):
                              extra={"fast_forces": fast_forces})
 
     def state(self) -> dict:
-        return potential_state(self.fast)
+        return self.fast.state()
 
     def restore(self, state: dict) -> None:
-        restore_potential_state(self.fast, state)
-
-
-def potential_state(potential) -> dict:
-    """What a potential carries from step to step (SCF density history), for checkpoints."""
-    getter = getattr(potential, "state", None)
-    return getter() if callable(getter) else {}
-
-
-def restore_potential_state(potential, state: dict) -> None:
-    setter = getattr(potential, "restore", None)
-    if callable(setter) and state:
-        setter(state)
+        self.fast.restore(state)

@@ -30,8 +30,9 @@ import numpy as np
 
 from .. import units
 from ..errors import InputError
+from ..potential import Potential, PotentialResult, PotentialWrapper, check_result
 from ..system import System
-from .integrators import _check_timestep, drift, kick, potential_state, restore_potential_state, thermostat
+from .integrators import Integrator, _check_timestep, drift, kick, thermostat
 from .state import MDState, generator, generator_state, kinetic_energy, new_rng_state
 
 #: Atomic masses of the hydrogen isotopes, amu (AME2020), for `with_isotopes`.
@@ -44,8 +45,8 @@ def with_isotopes(target, masses: dict):
 
     Parameters
     ----------
-    target : System or potential
-        A `System`, or a potential (`Hamiltonian`, `MLPotential`, ...) with a ``system`` attribute:
+    target : System or qmml.Potential
+        A `System`, or a potential (`Hamiltonian`, `MLPotential`, ...):
         a potential comes back wrapped so that `Simulation` moves its atoms with the new masses.
     masses : dict
         ``{atom index: mass}`` with the mass in amu or an isotope symbol of `ISOTOPE_MASSES_AMU`
@@ -55,9 +56,9 @@ def with_isotopes(target, masses: dict):
     -------
     System or potential
     """
-    system = target if isinstance(target, System) else getattr(target, "system", None)
-    if not isinstance(system, System):
-        raise InputError(f"with_isotopes: give a System or a potential with a system, not {type(target).__name__}")
+    if not isinstance(target, (System, Potential)):
+        raise InputError(f"with_isotopes: give a System or a qmml potential, not {type(target).__name__}")
+    system = target if isinstance(target, System) else target.system
     new = np.array(system.masses, dtype=np.float64)
     for index, mass in masses.items():
         if not -system.n_atoms <= int(index) < system.n_atoms:
@@ -73,16 +74,16 @@ def with_isotopes(target, masses: dict):
     return system if isinstance(target, System) else _WithMasses(target, system)
 
 
-class _WithMasses:
+class _WithMasses(PotentialWrapper):
     """A potential seen through a system with other masses (the potential energy surface is mass-free)."""
 
     def __init__(self, potential, system):
-        self.potential, self.system = potential, system
+        super().__init__(potential)
+        self._system = system
 
-    def __getattr__(self, name):  # compute, partition, state, restore, ... of the wrapped potential
-        if name == "potential":  # not set yet (unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.potential, name)
+    @property
+    def system(self):
+        return self._system
 
     def __repr__(self) -> str:
         return f"with_isotopes({self.potential!r})"
@@ -134,46 +135,29 @@ def _apply(matrix, beads):
     return (matrix @ beads.reshape(len(beads), -1)).reshape((len(matrix),) + beads.shape[1:])
 
 
-@dataclass
-class RingPolymerResult:
-    """The potential on the beads: bead-averaged energy (eV) and charges (e), centroid force (eV/Å).
+@dataclass(frozen=True, eq=False, kw_only=True)
+class RingPolymerResult(PotentialResult):
+    """The potential on the beads: bead-averaged energy (eV), charges (e), committee spread (eV) and numeric
+    ``details`` (e.g. ``restraint_energy``), the centroid force (eV/Å) and the SCF cycles of all beads.
 
     ``beads`` holds the expensive potential's results on its (contracted) beads."""
 
-    energy: float
-    forces: np.ndarray
     beads: list
 
-    @property
-    def scf_cycles(self) -> int:
-        return int(sum(getattr(r, "scf_cycles", 0) for r in self.beads))
-
-    def _mean(self, name):
-        values = [getattr(r, name, None) for r in self.beads]
-        return None if any(v is None for v in values) else np.mean(values, axis=0)
-
-    @property
-    def env_charges(self):
-        return self._mean("env_charges")
-
-    @property
-    def charges(self):
-        return self._mean("charges")
-
-    @property
-    def details(self) -> dict:
-        """The numbers in the beads' ``details`` (e.g. ``restraint_energy``), averaged over beads."""
-        dicts = [getattr(r, "details", None) or {} for r in self.beads]
-        return {k: float(np.mean([d[k] for d in dicts])) for k in dicts[0]
-                if all(isinstance(d.get(k), (int, float)) for d in dicts)}
-
-    @property
-    def energy_std(self) -> float:
-        return float(np.mean([getattr(r, "env_energy_std", getattr(r, "energy_std", 0.0)) for r in self.beads]))
+    @classmethod
+    def of(cls, energy: float, forces, beads: list) -> "RingPolymerResult":
+        charges = [r.charges for r in beads]
+        details = [r.details for r in beads]
+        return cls(energy=energy, forces=forces, beads=beads,
+                   charges=None if any(c is None for c in charges) else np.mean(charges, axis=0),
+                   energy_std=float(np.mean([r.energy_std for r in beads])),
+                   scf_cycles=int(sum(r.scf_cycles for r in beads)),
+                   details={k: float(np.mean([d[k] for d in details])) for k in details[0]
+                            if all(isinstance(d.get(k), (int, float)) for d in details)})
 
 
 # -- the integrator --------------------------------------------------------------------------
-class PathIntegralLangevin:
+class PathIntegralLangevin(Integrator):
     """Ring-polymer molecular dynamics with the PILE-L thermostat (NVT), optionally contracted.
 
     Parameters
@@ -226,25 +210,31 @@ class PathIntegralLangevin:
         self.omega = 2.0 * self.omega_p * np.sin(np.pi * harmonic / p)
         self.friction = 2.0 * self.pile_lambda * self.omega
         self.friction[0] = self.centroid_friction_per_ps / units.FS_PER_PS  # as Langevin computes it
-        self._bead_states: dict[str, list] = {}
+        self._replicas: dict[str, tuple] = {}  # key -> (the potential, one replica of it per bead)
+        self._restored: dict[str, list] = {}  # bead potential states read from a checkpoint, not yet in use
 
     def degrees_of_freedom(self, n_atoms: int) -> int:
         return 3 * n_atoms  # of the centroid, which the thermostat holds at T
 
     # -- forces on the ring polymer ------------------------------------------------------
     def _on_beads(self, key, potential, beads):
-        """Energies (B,), forces (B, n, 3) and results of ``potential`` on each bead; each bead keeps its
-        own potential state (SCF density history), so guesses extrapolate along that bead's path."""
-        states = self._bead_states.get(key) or [{}] * len(beads)
-        if len(states) != len(beads):
-            raise InputError(f"{len(states)} {key} potential states for {len(beads)} beads; restart with the same "
-                             "n_beads and contracted_beads")
-        self._bead_states[key] = states = list(states)
+        """Energies (B,), forces (B, n, 3) and results of ``potential`` on each bead; each bead follows its
+        own replica of the potential (`qmml.Potential.replica`), so SCF guesses extrapolate along that
+        bead's own path."""
+        source, replicas = self._replicas.get(key, (None, None))
+        if source is not potential or len(replicas) != len(beads):
+            replicas = [potential.replica() for _ in beads]
+            states = self._restored.pop(key, None)
+            if states is not None:
+                if len(states) != len(beads):
+                    raise InputError(f"{len(states)} {key} potential states for {len(beads)} beads; restart with "
+                                     "the same n_beads and contracted_beads")
+                for replica, state in zip(replicas, states):
+                    replica.restore(state)
+            self._replicas[key] = (potential, replicas)
         energies, forces, results = np.empty(len(beads)), np.empty(beads.shape), []
-        for j, x in enumerate(beads):
-            restore_potential_state(potential, states[j])
-            result = potential.compute(x)
-            states[j] = potential_state(potential)
+        for j, (x, replica) in enumerate(zip(beads, replicas)):
+            result = check_result(replica, replica.compute(x))
             energies[j], forces[j] = float(result.energy), np.asarray(result.forces, dtype=np.float64)
             results.append(result)
         return energies, forces, results
@@ -269,7 +259,7 @@ class PathIntegralLangevin:
         extra = {"bead_positions": beads, "bead_velocities": velocities, "bead_forces": forces}
         return state.replace(positions=beads.mean(0), velocities=velocities.mean(0), forces=forces.mean(0),
                              potential_energy=energy, extra=extra,
-                             result=RingPolymerResult(energy, forces.mean(0), results))
+                             result=RingPolymerResult.of(energy, forces.mean(0), results))
 
     # -- sub-steps --------------------------------------------------------------------------
     def to_normal_modes(self, beads):
@@ -299,12 +289,16 @@ class PathIntegralLangevin:
     def init(self, potential, positions, velocities, masses) -> MDState:
         """Every bead at ``positions`` (Å) moving with ``velocities`` (Å/fs): the internal modes start
         at rest and PILE-L thermalizes them within a few 1/omega_k."""
-        self._bead_states = {}
+        self._replicas, self._restored = {}, {}
         p = self.n_beads
         beads = np.repeat(np.array(positions, dtype=np.float64)[None], p, axis=0)
         bead_v = np.repeat(np.array(velocities, dtype=np.float64)[None], p, axis=0)
         state = MDState(beads[0], bead_v[0], np.zeros_like(beads[0]), 0.0, rng_state=new_rng_state(self.seed))
         return self._state(state, beads, bead_v, potential)
+
+    def refresh(self, potential, state: MDState) -> MDState:
+        """``state`` with every bead's forces and the ring's energy recomputed with ``potential``."""
+        return self._state(state, state.extra["bead_positions"], state.extra["bead_velocities"], potential)
 
     def step(self, potential, state: MDState, masses) -> MDState:
         h, extra = self.timestep_fs, state.extra
@@ -327,13 +321,15 @@ class PathIntegralLangevin:
         return state.replace(velocities=v.mean(0), extra={**state.extra, "bead_velocities": v})
 
     def state(self) -> dict:
-        return {"n_beads": self.n_beads, "bead_potentials": self._bead_states}
+        states = {key: [r.state() for r in replicas] for key, (_, replicas) in self._replicas.items()}
+        return {"n_beads": self.n_beads, "bead_potentials": {**self._restored, **states}}
 
     def restore(self, state: dict) -> None:
         if state.get("n_beads", self.n_beads) != self.n_beads:
             raise InputError(f"the checkpoint has {state['n_beads']} beads, this integrator {self.n_beads}; "
                              "restart with the same n_beads")
-        self._bead_states = {k: list(v) for k, v in state.get("bead_potentials", {}).items()}
+        self._replicas = {}
+        self._restored = {k: list(v) for k, v in state.get("bead_potentials", {}).items()}
 
     # -- estimators ---------------------------------------------------------------------------
     @staticmethod

@@ -43,7 +43,11 @@ def _cut(path: Path, size: int) -> None:
 
 
 class Reporter:
-    """Base: subclasses implement `_open`, `write`; `every` is the reporting interval in steps."""
+    """Base: subclasses implement `_open`, `write`; `every` is the reporting interval in steps.
+
+    ``binary`` reporters (DCD, XTC trajectories) keep their own bookmark even before their file is open."""
+
+    binary = False
 
     def __init__(self, path, every: int = 1):
         if int(every) < 1:
@@ -101,21 +105,20 @@ class ThermoLog(Reporter):
         self.plot = plot
 
     def _header(self, simulation) -> None:
-        extra = tuple(getattr(simulation.integrator, "thermo_columns", ()))
+        extra = tuple(simulation.integrator.thermo_columns)
         self.handle.write(",".join(THERMO_COLUMNS + extra) + "\n")
 
     def report(self, simulation, state) -> None:
         kinetic = simulation.kinetic_energy(state)
         result = state.result
         integrator = simulation.integrator
-        conserved = (integrator.conserved_energy(state, simulation.masses) if hasattr(integrator, "conserved_energy")
-                     else state.potential_energy + kinetic + state.heat_eV)
+        conserved = integrator.conserved_energy(state, simulation.masses)
         values = (state.step, state.time_fs, state.potential_energy, kinetic, state.potential_energy + kinetic,
                   simulation.temperature(state), conserved,
-                  getattr(result, "scf_cycles", 0),
-                  getattr(result, "env_energy_std", getattr(result, "energy_std", 0.0)),
+                  result.scf_cycles,
+                  result.energy_std,
                   time.perf_counter() - simulation.wall_start)
-        extra = integrator.thermo_values(state, simulation.masses) if getattr(integrator, "thermo_columns", ()) else ()
+        extra = integrator.thermo_values(state, simulation.masses)
         self.handle.write(f"{values[0]},{values[1]:.6f}," + ",".join(f"{v:.10f}" for v in values[2:7])
                           + f",{values[7]},{values[8]:.6g},{values[9]:.3f}" + "".join(f",{v:.10f}" for v in extra)
                           + "\n")
@@ -154,7 +157,7 @@ class CollectiveVariableLog(Reporter):
 
     def report(self, simulation, state) -> None:
         values = [v.value(state.positions) for v in self.variables]
-        bias = getattr(state.result, "details", {}).get("restraint_energy", 0.0)
+        bias = state.result.details.get("restraint_energy", 0.0)
         self.handle.write(f"{state.step},{state.time_fs:.6f}," + ",".join(f"{v:.8f}" for v in values)
                           + f",{bias:.10f}\n")
         self.handle.flush()

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..potential import Potential, PotentialResult
 from .checkpoint import read_checkpoint, write_checkpoint
-from .integrators import potential_state, restore_potential_state
+from .reporters import Reporter
 from .state import kinetic_energy, maxwell_boltzmann, temperature
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,10 @@ class Simulation:
 
     Parameters
     ----------
-    hamiltonian : Hamiltonian or potential
-        Anything with ``compute(positions_A)`` returning ``.energy`` (eV) and ``.forces`` (eV/Å) and a
-        ``system`` attribute (elements, masses, starting positions, box).  Under a barostat it is also
-        called with ``cell=`` (3x3, rows, Å) and must return ``.stress`` (eV/Å^3).
+    hamiltonian : qmml.Potential
+        A `Hamiltonian`, an `MLPotential`, any wrapper of them, or your own `qmml.Potential` subclass:
+        its ``system`` gives elements, masses, starting positions and box.  Under a barostat it is
+        called with ``cell=`` (3x3, rows, Å) and its result must carry ``stress`` (eV/Å^3).
     integrator : VelocityVerlet, Langevin or MultipleTimeStep
         ``Langevin(..., barostat=StochasticCellRescaling(...))`` for constant pressure.
     reporters : sequence of Reporter
@@ -57,9 +58,16 @@ class Simulation:
     def __init__(self, hamiltonian, integrator, *, reporters=(), positions=None, velocities=None,
                  temperature_K: float | None = None, seed: int = 0, checkpoint=None, checkpoint_every: int = 100,
                  stop_file=None, progress: bool = True, _state=None):
+        if not isinstance(hamiltonian, Potential):
+            raise InputError(f"Simulation: {hamiltonian!r} is not a qmml potential; subclass qmml.Potential (system, "
+                             "compute(positions, *, forces=True, cell=None) -> qmml.PotentialResult)")
         self.potential = hamiltonian
         self.integrator = integrator
         self.reporters = list(reporters)
+        for reporter in self.reporters:
+            if not isinstance(reporter, Reporter):
+                raise InputError(f"Simulation: {reporter!r} is not a reporter; subclass qmml.md.Reporter (start, due, "
+                                 "report, bookmark, finish)")
         self.system = hamiltonian.system
         self.masses = np.asarray(self.system.masses, dtype=np.float64)
         if int(checkpoint_every) < 1:
@@ -104,9 +112,11 @@ class Simulation:
         if len(state.positions) != hamiltonian.system.n_atoms:
             raise InputError(f"{checkpoint}: {len(state.positions)} atoms, but the system has "
                              f"{hamiltonian.system.n_atoms}; restart with the same structure")
-        restore_potential_state(hamiltonian, sections.get("potential", {}))
+        if not isinstance(hamiltonian, Potential):
+            raise InputError(f"Simulation.restart: {hamiltonian!r} is not a qmml potential (subclass qmml.Potential)")
+        hamiltonian.restore(sections.get("potential", {}))
         integrator.restore(sections.get("integrator", {}))
-        result = _ResultStub(sections.get("result", {}))
+        result = _restored_result(state, sections.get("result", {}), hamiltonian.partition)
         sim = cls(hamiltonian, integrator, reporters=reporters, checkpoint=checkpoint,
                   _state=(state.replace(result=result), sections.get("reporters", {})), **options)
         return sim
@@ -122,19 +132,13 @@ class Simulation:
                            self.integrator.degrees_of_freedom(self.system.n_atoms))
 
     def atom_charges(self, state=None) -> np.ndarray:
-        """Charge on every atom for output, e: environment-model charges, 0 on QM atoms."""
-        result = (state or self.state).result
-        out = np.zeros(self.system.n_atoms)
-        charges = getattr(result, "env_charges", None)
-        partition = getattr(self.potential, "partition", None)
-        if charges is not None and partition is not None:
-            out[partition.env_atoms] = charges
-        elif getattr(result, "charges", None) is not None:
-            out[:] = result.charges
-        return out
+        """Charge on every atom for output, e: environment-model charges, 0 on QM atoms (zeros for a
+        potential without charges)."""
+        charges = (state or self.state).result.charges
+        return np.zeros(self.system.n_atoms) if charges is None else np.asarray(charges, dtype=np.float64)
 
     def _regions(self) -> np.ndarray:
-        partition = getattr(self.potential, "partition", None)
+        partition = self.potential.partition
         if partition is None:
             return np.array(["ML"] * self.system.n_atoms)
         regions = np.array(["ENV"] * self.system.n_atoms)
@@ -191,7 +195,7 @@ class Simulation:
                 signal.signal(signal.SIGTERM, previous_handler)
             # a further run() continues these files where this one ended, as a restart would
             self._resume = {self._key(r): r.bookmark() for r in self.reporters
-                            if r.handle is not None or getattr(r, "binary", False)}
+                            if r.handle is not None or r.binary}
             for reporter in self.reporters:
                 reporter.finish(self)
         return self
@@ -219,20 +223,21 @@ class Simulation:
         write_checkpoint(
             self.checkpoint_path, self.state,
             integrator_name=self.integrator.name,
-            potential=potential_state(self.potential),
+            potential=self.potential.state(),
             integrator=self.integrator.state(),
             reporters={self._key(r): r.bookmark() for r in self.reporters if r.handle is not None or
-                       getattr(r, "binary", False)},
-            result={"scf_cycles": int(getattr(result, "scf_cycles", 0)),
-                    "env_charges": getattr(result, "env_charges", None),
-                    "charges": getattr(result, "charges", None)},
+                       r.binary},
+            result={"scf_cycles": int(result.scf_cycles), "energy_std": float(result.energy_std),
+                    "charges": result.charges},
         )
 
 
-class _ResultStub:
-    """What reporters need from the potential's result at a restored state."""
-
-    def __init__(self, values: dict):
-        self.scf_cycles = values.get("scf_cycles", 0)
-        self.env_charges = values.get("env_charges")
-        self.charges = values.get("charges")
+def _restored_result(state, values: dict, partition) -> PotentialResult:
+    """The potential's result at a restored state, as far as reporters need it (energy, forces, stress,
+    charges, SCF cycles); checkpoints written before per-atom charges kept the environment's only."""
+    charges = values.get("charges")
+    if charges is None and values.get("env_charges") is not None and partition is not None:
+        charges = np.zeros(len(state.positions))
+        charges[partition.env_atoms] = values["env_charges"]
+    return PotentialResult(energy=state.potential_energy, forces=state.forces, stress=state.stress, charges=charges,
+                           energy_std=float(values.get("energy_std", 0.0)), scf_cycles=int(values.get("scf_cycles", 0)))

@@ -21,16 +21,17 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from .cutout import Cluster, cut_out, minimum_image
+from ..periodic.cell import minimum_image
+from .cutout import Cluster, cut_out
 from .dataset import Dataset
 from .train import TrainingOptions, evaluate, train
-from .uncertainty import committee_uncertainty, model_holder
+from .uncertainty import committee_uncertainty
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,11 @@ class ActiveLearning:
                  radius_A: float | None = None, training: TrainingOptions | None = None, executor=None,
                  max_rounds: int | None = None):
         self.simulation = simulation
-        self.holder = model_holder(simulation.potential)
-        if len(self.holder.model.members) < 2:
+        model = simulation.potential.environment_model
+        if model is None:
+            raise InputError(f"{simulation.potential!r} has no environment model: active learning needs an MLPotential "
+                             "or a Hamiltonian with an ML environment (qmml.load_model(...))")
+        if len(model.members) < 2:
             raise InputError("active learning needs a committee (two or more members) to measure uncertainty")
         if not callable(reference):
             raise InputError(f"reference={reference!r} is not callable: use qmml.ml.LabellerSpec('xtb') or "
@@ -121,7 +125,7 @@ class ActiveLearning:
         self.thresholds = thresholds or Thresholds()
         self.check_every, self.batch_size = int(check_every), int(batch_size)
         self.segment_steps = None if segment_steps is None else int(segment_steps)
-        self.radius_A = float(radius_A) if radius_A is not None else self.holder.model.cutoff
+        self.radius_A = float(radius_A) if radius_A is not None else model.cutoff
         self.training = training or TrainingOptions(max_epochs=60, patience=15, progress=False)
         self.executor = executor
         self.max_rounds = max_rounds
@@ -142,7 +146,7 @@ class ActiveLearning:
         excess = np.maximum(u.force_std / t.force_eV_A, u.charge_std / t.charge_e)
         flagged = np.flatnonzero(excess > 1)
         centres = self._centres(flagged, excess, state.positions)
-        partition = getattr(sim.potential, "partition", None)
+        partition = sim.potential.partition
         if u.embedding_std > t.embedding_eV and partition is not None:
             centres = np.union1d(centres, partition.qm_atoms)  # the charges around the QM region
         queued = False
@@ -179,17 +183,17 @@ class ActiveLearning:
         steps = [s for s, _ in self.queue]
         clusters = [c for _, c in self.queue]
         self.queue = []
-        from ..parallel import label_structures
+        from .labelling import label_structures
 
         labels = label_structures(self.reference, clusters, executor=self.executor or "serial", progress=False)
         for cluster, label in zip(clusters, labels):
             self.dataset.append(cluster.to_frame(label))
-        old = self.holder.model
+        old = self.model
         new_frames = Dataset([c.to_frame(lb) for c, lb in zip(clusters, labels)])
         before = evaluate(old, new_frames)
         model = train(self.dataset, self.training, initial=old).to(old.dtype)
         after = evaluate(model, new_frames)
-        self._install(model)
+        self.install(model)
         k = len(self.rounds) + 1
         self.dataset.metadata = {**self.dataset.metadata, "active_learning_round": k}
         self.dataset.save(self.directory / f"dataset_round{k:02d}.npz")
@@ -208,18 +212,12 @@ class ActiveLearning:
                  len(clusters), before["force_rmse_eV_A"], after["force_rmse_eV_A"])
         return info
 
-    def _install(self, model) -> None:
-        """Put ``model`` into the running potential and redo the current step's forces with it."""
-        self.holder.model = model
+    def install(self, model) -> None:
+        """Put ``model`` into the running potential and recompute the current state with it
+        (`Integrator.refresh`: forces, energy, stress in the current cell, every bead, fast forces)."""
         sim = self.simulation
-        state = sim.state
-        result = sim.potential.compute(state.positions)
-        changes = {"forces": np.asarray(result.forces, float), "potential_energy": float(result.energy),
-                   "result": result}
-        fast = getattr(sim.integrator, "fast", None)
-        if fast is not None and "fast_forces" in state.extra:
-            changes["extra"] = {**state.extra, "fast_forces": np.asarray(fast.compute(state.positions).forces, float)}
-        sim.state = replace(state, **changes)
+        sim.potential.environment_model = model
+        sim.state = sim.integrator.refresh(sim.potential, sim.state)
 
     # -- running -------------------------------------------------------------------------
     def run(self, n_steps: int) -> "ActiveLearning":
@@ -255,4 +253,4 @@ class ActiveLearning:
     @property
     def model(self):
         """The committee now in use."""
-        return self.holder.model
+        return self.simulation.potential.environment_model

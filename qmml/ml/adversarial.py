@@ -46,7 +46,7 @@ class AdversarialResult:
     history : dict of ndarray
         ``objective``, ``force_std_eV_A`` and ``energy_change_eV`` at every ascent step.
     cluster : Cluster
-        The structure with its molecules, ready for `qmml.parallel.label_structures`.
+        The structure with its molecules, ready for `qmml.ml.label_structures`.
     """
 
     positions: np.ndarray

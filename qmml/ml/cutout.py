@@ -20,6 +20,7 @@ from pyscf.data import radii as _radii
 
 from .. import units
 from ..errors import InputError
+from ..periodic.cell import minimum_image
 from .dataset import Frame
 
 HYDROGEN = 1
@@ -69,14 +70,6 @@ class Cluster:
             raise InputError(f"a label for {np.shape(label.forces)[0]} atoms does not fit this {n}-atom cluster")
         return Frame(self.elements.copy(), self.positions.copy(), float(label.energy), np.asarray(label.forces, float),
                      np.asarray(label.charges, float), self.molecule.copy(), self.molecule_charges.copy())
-
-
-def minimum_image(d, cell):
-    """Separation vectors ``d`` (Å) reduced to their shortest periodic image (unchanged for cell None)."""
-    if cell is None:
-        return d
-    frac = d @ np.linalg.inv(cell)
-    return (frac - np.round(frac)) @ cell
 
 
 def cut_out(system, positions, centres, *, radius_A: float = 4.0, atoms=None,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..elements import SYMBOLS
 from ..errors import InputError
 from .baseline import BondBaseline

@@ -23,7 +23,8 @@ from pyscf.data import radii as _radii
 from .. import units
 from ..elements import ATOMIC_NUMBERS, SYMBOLS
 from ..errors import InputError, QmmlError
-from ..periodic.cell import volume
+from ..parallel import map_tasks
+from ..periodic.cell import minimum_image, volume
 from .dispersion import simple_dftd3
 
 
@@ -56,11 +57,7 @@ def bonds_from_distances(elements, positions_A, cell=None, scale: float = 1.2) -
     x = np.asarray(positions_A, dtype=float)
     r = _radii.COVALENT[z] * units.BOHR_A
     d = x[:, None, :] - x[None, :, :]
-    if cell is not None:
-        cell = np.asarray(cell, float)
-        frac = d @ np.linalg.inv(cell)
-        d = (frac - np.round(frac)) @ cell
-    dist = np.linalg.norm(d, axis=-1)
+    dist = np.linalg.norm(minimum_image(d, cell), axis=-1)
     bonded = (dist < scale * (r[:, None] + r[None, :])) & ~np.eye(len(z), dtype=bool)
     # alkali and alkaline-earth ions are never covalently bonded here
     ionic = np.isin(z, (3, 11, 19, 37, 55, 12, 20))
@@ -359,3 +356,31 @@ def structure_fields(structure) -> dict:
     return {"elements": elements, "positions": positions, "charge": int(charge),
             "multiplicity": int(optional("multiplicity", 1)), "molecule": optional("molecule"),
             "molecule_charges": molecule_charges, "cell": optional("cell")}
+
+
+def label_structures(labeller, structures, *, executor=None, progress: bool = True, errors: str = "raise") -> list:
+    """Reference labels (energy, forces, charges) of many structures, one task each.
+
+    Parameters
+    ----------
+    labeller : LabellerSpec or callable
+        ``LabellerSpec("xtb")``, ``LabellerSpec("pyscf", "b3lyp", "6-31g*")``, or any picklable
+        ``labeller(structure) -> Label``.
+    structures : iterable
+        `qmml.ml.Frame` objects (their molecules and molecule charges are used), anything with
+        ``elements`` (atomic numbers or symbols) and ``positions`` (Å) and optionally ``charge``,
+        ``multiplicity``, ``molecule``, ``molecule_charges`` and ``cell``, or (elements, positions)
+        pairs.  Without charge information a structure is neutral; the default multiplicity is 1.
+    executor, progress, errors
+        As in `qmml.parallel.map_tasks` (default: a local process pool).
+
+    Returns
+    -------
+    list of qmml.ml.Label
+        In the order of ``structures``: energy (eV), forces (eV/Å), charges (e).
+    """
+    if isinstance(labeller, (PySCFLabeller, XTBLabeller)):
+        raise InputError(f"label_structures: give a LabellerSpec (e.g. LabellerSpec('pyscf', 'b3lyp', '6-31g*') or "
+                         f"LabellerSpec('xtb')), not a {type(labeller).__name__}: each worker builds its own labeller")
+    return map_tasks(labeller, structures, executor=executor, progress=progress, errors=errors,
+                     description="labelling")

@@ -51,7 +51,7 @@ from ..errors import InputError
 from ..periodic.cell import check_cell
 from .baseline import BondBaseline
 from .dispersion import D3Dispersion
-from .neighbours import CellList, neighbour_list
+from ..periodic.neighbours import CellList, neighbour_list
 
 COULOMB_FORMS = ("dsf", "ewald")
 #: Relative accuracy of the Ewald form of the Coulomb term.

@@ -7,25 +7,12 @@ the model was trained (`EnvironmentModel.charge_groups`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from ..errors import InputError
 from ..periodic.cell import volume
-
-
-@dataclass(frozen=True, eq=False)
-class PotentialResult:
-    """Energy (eV), forces (eV/Å), charges (e), the committee energy spread (eV) and, in a periodic box
-    with forces, the stress (1/V) dE/d(strain) (3, 3), eV/Å^3."""
-
-    energy: float
-    forces: np.ndarray | None
-    charges: np.ndarray
-    energy_std: float = 0.0
-    details: dict = field(default_factory=dict)
-    stress: np.ndarray | None = None
+from ..potential import Potential, PotentialResult
+from .uncertainty import Uncertainty
 
 
 def charge_groups(model, molecules, topology_charges, total_charge: float):
@@ -45,7 +32,7 @@ def charge_groups(model, molecules, topology_charges, total_charge: float):
     return groups, charges
 
 
-class MLPotential:
+class MLPotential(Potential):
     """The environment model on all atoms of ``system``.
 
     Parameters
@@ -98,4 +85,24 @@ class MLPotential:
         if p.strain_derivative is not None:
             d = p.strain_derivative
             stress = 0.5 * (d + d.T) / volume(cell)
-        return PotentialResult(p.energy, p.forces, p.charges, p.energy_std, stress=stress)
+        return PotentialResult(energy=p.energy, forces=p.forces, stress=stress, charges=p.charges,
+                               energy_std=p.energy_std)
+
+    def committee_spread(self, positions, result=None) -> Uncertainty:
+        """Committee spreads of forces and charges at ``positions`` (Å); ``result`` is not needed."""
+        if len(self.model.members) < 2:
+            raise InputError(f"the model has {len(self.model.members)} committee member: train a committee "
+                             "(TrainingOptions(n_members=3)) to measure its uncertainty")
+        p = self.model.predict(self.system.atomic_numbers, np.asarray(positions, dtype=np.float64), cell=self.cell,
+                               groups=self.groups, group_charges=self.group_charges, molecules=self.molecules,
+                               uncertainty=True)
+        return Uncertainty(np.linalg.norm(p.forces_std, axis=1), p.charges_std, 0.0, np.arange(self.system.n_atoms))
+
+    @property
+    def environment_model(self):
+        return self.model
+
+    @environment_model.setter
+    def environment_model(self, model) -> None:
+        model.species(self.system.atomic_numbers)
+        self.model = model

@@ -39,7 +39,7 @@ from ..periodic.cell import volume
 from .baseline import BondBaseline
 from .dataset import Dataset
 from .model import EnvironmentModel, Member, dsf_coulomb_pairs
-from .neighbours import neighbour_list
+from ..periodic.neighbours import neighbour_list
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ forces (or the charges that polarize the QM region) cannot be trusted.  Three sp
   energy, summed over all sites, so many small charge errors that add up are caught too.
 
 `committee_uncertainty` works on an `MLPotential`, a `Hamiltonian` with an ML environment, and
-either of them wrapped in `Restrained` or `with_isotopes`.  Units: Å, eV, eV/Å, e, V.
+either of them wrapped in `Restrained` or `with_isotopes`: each computes its own spreads
+(`qmml.Potential.committee_spread`; a Hamiltonian's environment does the work).  Units: Å, eV, eV/Å, e, V.
 """
 
 from __future__ import annotations
@@ -55,87 +56,26 @@ class Uncertainty:
         return float(self.charge_std.max(initial=0.0))
 
 
-def model_holder(potential):
-    """The object whose ``model`` attribute is the committee driving ``potential`` (an `MLPotential`
-    or a Hamiltonian's `MLEnvironment`), looking through wrappers that hold the potential they
-    change (`Restrained`, `with_isotopes`)."""
-    from ..environments.ml import MLEnvironment
-    from .potential import MLPotential
-
-    inner = potential
-    for _ in range(16):  # wrappers of wrappers, bounded
-        if isinstance(inner, MLPotential):
-            return inner
-        environment = getattr(inner, "environment", None)
-        if isinstance(environment, MLEnvironment):
-            return environment
-        inner = getattr(inner, "potential", None)
-        if inner is None:
-            break
-    raise InputError(f"{potential!r} has no environment model: committee uncertainty needs an MLPotential or a "
-                     "Hamiltonian with an ML environment (qmml.load_model(...))")
-
-
 def committee_uncertainty(potential, positions, result=None) -> Uncertainty:
     """Committee spreads of ``potential`` at ``positions`` (Å).
 
     Parameters
     ----------
-    potential : MLPotential, Hamiltonian or Restrained
-        Its model must be a committee (two or more members), or every spread is zero.
+    potential : qmml.Potential
+        An `MLPotential`, a `Hamiltonian` with an ML environment, or either wrapped (`Restrained`,
+        `with_isotopes`).  Its model must be a committee (two or more members).
     positions : array_like (n_atoms, 3)
         Å.
-    result : Result, optional
-        The Hamiltonian's result at ``positions`` (for the QM potential at the sites); computed if
-        missing.  Not needed for an `MLPotential`.
+    result : PotentialResult, optional
+        The potential's result at ``positions`` (a Hamiltonian's gives the QM potential at the sites);
+        computed if missing.  Not needed for an `MLPotential`.
 
     Returns
     -------
     Uncertainty
     """
-    from .potential import MLPotential
+    from ..potential import Potential
 
-    holder = model_holder(potential)
-    model = holder.model
-    if len(model.members) < 2:
-        raise InputError(f"the model has {len(model.members)} committee member: train a committee "
-                         "(TrainingOptions(n_members=3)) to measure its uncertainty")
-    x = np.asarray(positions, dtype=np.float64)
-    n = len(x)
-    if isinstance(holder, MLPotential):
-        p = model.predict(holder.system.atomic_numbers, x, cell=holder.cell, groups=holder.groups,
-                          group_charges=holder.group_charges, molecules=holder.molecules, uncertainty=True)
-        return Uncertainty(np.linalg.norm(p.forces_std, axis=1), p.charges_std, 0.0, np.arange(n))
-
-    hamiltonian = potential
-    while not isinstance(getattr(hamiltonian, "environment", None), type(holder)):
-        hamiltonian = hamiltonian.potential
-    part, scheme = hamiltonian.partition, hamiltonian.scheme
-    if result is None:
-        result = hamiltonian.compute(x, forces=False)
-    scale = 1.0
-    if hamiltonian.switching is not None:
-        scale, _ = hamiltonian.switching.factors(x)
-    # dE/dq_j for every environment charge: phi at the sites mapped back through the boundary scheme
-    gradient = part.boundary.env_charge_gradient(np.asarray(result.site_potential) * scale)
-    env = part.env_atoms
-    s = holder._prepare(part, scheme)
-    force_std = np.zeros(n)
-    charge_std = np.zeros(n)
-    if scheme == "additive":
-        p = model.predict(s["env_z"], x[env], cell=s["cell"], groups=s["env_groups"], group_charges=s["group_charges"],
-                          molecules=s["env_molecules"], potential=gradient, uncertainty=True)
-        force_std[env] = np.linalg.norm(p.forces_std, axis=1)
-        member_charges = p.member_charges
-        model_atoms = np.asarray(env)
-    else:
-        phi = np.zeros(n)
-        phi[env] = gradient
-        p = model.predict(part.system.atomic_numbers, x, cell=s["cell"], groups=s["groups"],
-                          group_charges=s["group_charges"], molecules=s["molecules"], potential=phi, uncertainty=True)
-        force_std = np.linalg.norm(p.forces_std, axis=1)
-        member_charges = p.member_charges[:, env]
-        model_atoms = np.arange(n)
-    charge_std[env] = member_charges.std(0)
-    embedding_std = float(np.std(member_charges @ gradient))
-    return Uncertainty(force_std, charge_std, embedding_std, model_atoms)
+    if not isinstance(potential, Potential):
+        raise InputError(f"committee uncertainty needs a qmml potential (MLPotential or Hamiltonian), not {potential!r}")
+    return potential.committee_spread(np.asarray(positions, dtype=np.float64), result)

@@ -1,4 +1,4 @@
-"""Periodic boxes: cell geometry and strain, Ewald sums, and the QM region's coupling to a periodic
+"""Periodic boxes: cell geometry and strain, neighbour lists, Ewald sums, and the QM region's coupling to a periodic
 environment (see docs/periodic.md)."""
 
 from . import cell

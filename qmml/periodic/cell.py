@@ -121,15 +121,28 @@ def check_cell(cell, cutoff: float | None = None, *, right_handed: bool = True, 
 
 
 def minimum_image(vectors, cell) -> np.ndarray:
-    """The shortest lattice image of each vector (n, 3), Å (numpy; exact for any cell whose
-    fractional rounding lands next to the shortest image, i.e. any cell not skewed beyond 45 degrees
-    in a reduced description, and always for vectors shorter than half the smallest width)."""
+    """Separation vectors (..., 3), Å, at their shortest periodic image in ``cell`` (3x3 rows, Å; None: open
+    boundaries, returned unchanged).
+
+    Rounding the fractional coordinates finds the shortest image in an orthorhombic cell; in a skewed one
+    it can miss it, so the shortest of the 27 neighbouring images of the rounded one is taken (exact for
+    any cell whose reduced description is not skewed beyond 45 degrees).  The one minimum image of qmml.
+    """
+    d = np.asarray(vectors, dtype=np.float64)
+    if cell is None:
+        return d
     h = np.asarray(cell, dtype=np.float64)
-    d = np.asarray(vectors, dtype=np.float64).reshape(-1, 3)
     frac = d @ np.linalg.inv(h)
     d = (frac - np.round(frac)) @ h
-    # the rounded image can miss the shortest one in a skewed cell: look at its 26 neighbours
-    offsets = np.array([[a, b, c] for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)], float) @ h
-    candidates = d[:, None, :] + offsets[None, :, :]
-    best = np.argmin(np.einsum("nkx,nkx->nk", candidates, candidates), axis=1)
-    return candidates[np.arange(len(d)), best]
+    best, best_r2 = d.copy(), np.einsum("...x,...x->...", d, d)
+    for shift in _NEIGHBOUR_CELLS @ h:
+        trial = d + shift
+        r2 = np.einsum("...x,...x->...", trial, trial)
+        closer = r2 < best_r2 - 1e-12
+        best[closer] = trial[closer]
+        best_r2 = np.where(closer, r2, best_r2)
+    return best
+
+
+_NEIGHBOUR_CELLS = np.array([[a, b, c] for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)
+                             if (a, b, c) != (0, 0, 0)], dtype=np.float64)

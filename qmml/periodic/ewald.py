@@ -39,8 +39,8 @@ from torch.autograd.function import once_differentiable
 
 from .. import units
 from ..errors import InputError
-from ..ml.neighbours import neighbour_list
-from .cell import check_cell, minimum_image, perpendicular_widths
+from .neighbours import neighbour_list
+from .cell import check_cell, minimum_image, perpendicular_widths, volume
 
 #: Default relative size of the neglected Ewald terms.
 DEFAULT_ACCURACY = 1e-7
@@ -221,7 +221,7 @@ def ewald_coulomb(charges, positions, cell, *, real_cutoff: float | None = None,
     h = cell.to(dtype=dtype, device=device) if isinstance(cell, torch.Tensor) else \
         torch.as_tensor(cell_np, dtype=dtype, device=device)
     if real_cutoff is None:
-        real_cutoff = default_real_cutoff(n, abs(np.linalg.det(cell_np)), accuracy)
+        real_cutoff = default_real_cutoff(n, float(volume(cell_np)), accuracy)
     eta, g_max = splitting(real_cutoff, accuracy)
     deform = None if strain is None else torch.eye(3, dtype=dtype, device=device) + strain
 
@@ -257,17 +257,17 @@ def ewald_coulomb(charges, positions, cell, *, real_cutoff: float | None = None,
     # they use the unstrained cell; the strain acts through the volume and |G| in the prefactor
     m_idx = torch.as_tensor(reciprocal_indices(cell_np, g_max), dtype=dtype, device=device)
     h_strained = h if deform is None else h @ deform.T
-    volume = torch.linalg.det(h_strained).abs()
+    strained_volume = volume(h_strained)
     g_phase = 2 * math.pi * m_idx @ torch.linalg.inv(h).T
     g = g_phase if deform is None else 2 * math.pi * m_idx @ torch.linalg.inv(h_strained).T
     g2 = (g * g).sum(1)
-    prefactor = (4 * math.pi / volume) * torch.exp(-g2 / (4 * eta * eta)) / g2  # 4 pi: each +-pair once
+    prefactor = (4 * math.pi / strained_volume) * torch.exp(-g2 / (4 * eta * eta)) / g2  # 4 pi: each +-pair once
     block = max(1, BLOCK_ELEMENTS // max(1, len(m_idx)))
     recip = _ReciprocalEnergy.apply(q, positions, g_phase, prefactor, block)
 
     total = q.sum(1)
     self_term = -(eta / math.sqrt(math.pi)) * (q * q).sum(1)
-    background = -math.pi * total**2 / (2 * volume * eta * eta)
+    background = -math.pi * total**2 / (2 * strained_volume * eta * eta)
     energy = units.COULOMB_EV_A * (real + recip + self_term + background - excluded)
     return energy[0] if single else energy
 

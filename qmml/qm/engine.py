@@ -49,6 +49,9 @@ class QMResult:
     strain_derivative : ndarray (3, 3) or None
         In a periodic box, with forces: dE/d(strain) of this energy, eV, for a homogeneous strain of the
         QM centres, the sites and the cell ([a, b] = sum_i dE/dR_ia R_ib + explicit cell terms).
+    density : ndarray or None
+        The converged density matrix in the AO basis (atomic units; (2, nao, nao) for open shells): the
+        ``dm0`` of the next SCF along a trajectory (see `qmml.qm.guess.DensityHistory`).
     """
 
     energy: float
@@ -60,6 +63,7 @@ class QMResult:
     probe_potential: np.ndarray | None = None
     far_field: dict | None = None
     strain_derivative: np.ndarray | None = None
+    density: np.ndarray | None = None
 
 
 class PySCFEngine:
@@ -132,7 +136,8 @@ class PySCFEngine:
         self.max_cycle = max_cycle
         self.grid_response = grid_response
         self.scf_options = scf_options
-        self.history = DensityHistory(guess, guess_order)
+        DensityHistory(guess, guess_order)  # checks the options
+        self.guess, self.guess_order = guess, guess_order
         if far_field_A is not None and not far_field_A > far_field_width_A >= 0:
             raise InputError(f"far_field_A={far_field_A} Å and far_field_width_A={far_field_width_A} Å: need "
                              "far_field_A > far_field_width_A >= 0")
@@ -198,7 +203,7 @@ class PySCFEngine:
     # -- computing ---------------------------------------------------------------------
     def compute(self, elements, positions_A, *, charge: int = 0, multiplicity: int = 1, site_positions=None,
                 site_charges=None, site_radii_A=None, forces: bool = True, probe_positions=None,
-                cell=None) -> QMResult:
+                cell=None, dm0=None) -> QMResult:
         """Energy, forces and site potential of the QM region in the field of the sites.
 
         Parameters
@@ -222,6 +227,10 @@ class PySCFEngine:
         cell : array_like (3, 3), optional
             Lattice vectors as rows, Å: the sites (at any image) and the QM region repeat periodically
             (Ewald embedding, `qmml.qm.periodic`); the result then carries ``strain_derivative``.
+        dm0 : ndarray, optional
+            Initial density matrix (atomic units), e.g. `DensityHistory.predict` of the previous steps'
+            ``result.density``; None starts from PySCF's default guess.  The engine keeps no state between
+            calls: whoever follows a trajectory owns its history (`Hamiltonian`, `QMPotential`).
         """
         mol = self.build_molecule(elements, positions_A, charge, multiplicity)
         coords = np.zeros((0, 3)) if site_positions is None else np.asarray(site_positions, float) * units.ANGSTROM_BOHR
@@ -238,7 +247,7 @@ class PySCFEngine:
         mf = self.make_scf(mol)
         field = None
         if cell is not None:
-            return self._compute_periodic(mol, mf, coords, q, zetas, np.asarray(cell, float), forces)
+            return self._compute_periodic(mol, mf, coords, q, zetas, np.asarray(cell, float), forces, dm0)
         if len(q):
             far = None if self.far_field_A is None else self.far_field_A * units.ANGSTROM_BOHR
             field = ExternalField(mol, coords, q, zetas, far_field=far,
@@ -248,10 +257,9 @@ class PySCFEngine:
             if self.device == "gpu":
                 h_core = to_device(h_core)
             mf.get_hcore = lambda *args, **kwargs: h_core  # PySCF's documented way to change the Hamiltonian
-        mf, strategy = self._converge(mf, mol)
+        mf, strategy = self._converge(mf, mol, dm0)
         dm = to_host(mf.make_rdm1())
         dm_total = dm if dm.ndim == 2 else dm[0] + dm[1]
-        self.history.push(self._key(mol), dm)
 
         energy = mf.e_tot
         grad_qm = np.zeros((mol.natm, 3))
@@ -292,9 +300,10 @@ class PySCFEngine:
             converged_with=strategy,
             probe_potential=probe_potential,
             far_field=far_info,
+            density=dm,
         )
 
-    def _compute_periodic(self, mol, mf, coords, q, zetas, cell_A, forces) -> QMResult:
+    def _compute_periodic(self, mol, mf, coords, q, zetas, cell_A, forces, dm0) -> QMResult:
         from .periodic import PeriodicField
 
         if self.device == "gpu":
@@ -310,10 +319,9 @@ class PySCFEngine:
         h_core = mf.get_hcore(mol) + field.operator()
         mf.get_hcore = lambda *args, **kwargs: h_core
         _add_image_potential(mf, field)
-        mf, strategy = self._converge(mf, mol)
+        mf, strategy = self._converge(mf, mol, dm0)
         dm = mf.make_rdm1()
         dm_total = dm if dm.ndim == 2 else dm[0] + dm[1]
-        self.history.push(self._key(mol), dm)
         response = field.response(dm_total, deriv=forces)
         energy = mf.e_tot + response.nuclear_energy + field.constant_energy
         grad_qm = strain = site_forces = None
@@ -335,21 +343,20 @@ class PySCFEngine:
             scf_cycles=int(getattr(mf, "cycles", -1)),
             converged_with=strategy,
             strain_derivative=strain,
+            density=np.asarray(dm),
         )
 
-    def reset(self) -> None:
-        """Forget previous densities (the next SCF starts from PySCF's default guess)."""
-        self.history.clear()
+    def guess_history(self) -> DensityHistory:
+        """A new, empty history of converged densities with this engine's ``guess`` and ``guess_order``:
+        one per trajectory (a Hamiltonian, a path-integral bead, an ASE calculator)."""
+        return DensityHistory(self.guess, self.guess_order)
 
-    def _key(self, mol) -> str:
-        return repr((tuple(mol.elements), mol.charge, mol.spin, str(self.basis), mol.nao))
+    def guess_key(self, elements, charge: int, multiplicity: int) -> str:
+        """What a density can be reused for: the same elements, charge, spin and basis."""
+        return repr((tuple(str(e) for e in elements), int(charge), int(multiplicity) - 1, str(self.basis)))
 
-    def _initial_density(self, mol):
-        return self.history.predict(self._key(mol))
-
-    def _converge(self, mf, mol):
-        """Run the SCF; on failure retry with damping, a level shift, then second-order SCF."""
-        dm0 = self._initial_density(mol)
+    def _converge(self, mf, mol, dm0=None):
+        """Run the SCF from ``dm0``; on failure retry with damping, a level shift, then second-order SCF."""
         if dm0 is not None and self.device == "gpu":
             dm0 = to_device(dm0)
         tried = []

@@ -77,3 +77,9 @@ class DensityHistory:
 
     def restore(self, state: dict) -> None:
         self.key, self.densities = state["key"], [np.array(d) for d in state["densities"]]
+
+    def copy(self) -> "DensityHistory":
+        """An independent history with the same densities (a replica's starting point)."""
+        other = DensityHistory(self.guess, self.order)
+        other.restore(self.state())
+        return other

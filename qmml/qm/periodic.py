@@ -45,6 +45,7 @@ import torch
 from ..errors import InputError
 from ..periodic.cell import perpendicular_widths
 from ..periodic.ewald import reciprocal_indices, splitting
+from ..switching import switch
 from ..units import BOHR_A as _BOHR_A
 from . import far_field
 from .embedding import SiteIntegrals
@@ -105,13 +106,6 @@ def _tensors(x, r, f, d1, d2):
     t2 = torch.einsum("...p,...px,...py->...xy", d2 - d1 / r, u, u) \
         + (d1 / r).sum(-1)[..., None, None] * torch.eye(3, dtype=x.dtype)
     return t0, t1, t2
-
-
-def _switch(r, r_on: float, r_off: float):
-    if r_off <= r_on:
-        return (r <= r_off).to(r.dtype)
-    x = ((r - r_on) / (r_off - r_on)).clamp(0.0, 1.0)
-    return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x * x)
 
 
 def _strain_matrix(strain):
@@ -211,7 +205,7 @@ class PeriodicField:
         self.image_shift = np.concatenate(shift)
         self.image_coords = np.concatenate(pos)
         r = np.linalg.norm(self.image_coords - self.centre, axis=1)
-        self.image_weight = _switch(torch.from_numpy(r), self.near - self.width, self.near).numpy()
+        self.image_weight = switch(r, self.near - self.width, self.near)[0]
 
     def _site_phases(self):
         """cos and sin of G . R_j in blocks of sites (bounded memory), as torch tensors on all threads:
@@ -270,7 +264,7 @@ class PeriodicField:
         # sites: real space over the selected images, reciprocal space over all sites
         img = sites[self.image_site] + torch.as_tensor(self.image_shift, dtype=dtype) @ cell
         centre = atoms.mean(0)
-        w = _switch(torch.linalg.norm(img - centre, dim=1), self.near - self.width, self.near)
+        w = switch(torch.linalg.norm(img - centre, dim=1), self.near - self.width, self.near)[0]
         q_img = charges[self.image_site]
         x = atoms[:, None, :] - img[None, :, :]  # (A, images, 3)
         r = torch.linalg.norm(x, dim=2)
