@@ -13,7 +13,7 @@ fitting):
   cluster's basis) as a second reference column.
 * QM/ML:     E_int = E_QM(solute in the charges of the 16 waters) - E_QM(solute in vacuum) + E_LJ,
   where the charges are those the shipped ``water`` model (or ``organic`` model) predicts for the 16
-  waters by themselves, and E_LJ is qmml's QM-environment Lennard-Jones term (`qmml.vdw`, UFF with
+  waters by themselves, and E_LJ is qmml's QM-environment Lennard-Jones term (`qmml.coupling.vdw`, UFF with
   CHARMM TIP3P polar hydrogens).  It is exactly what `qmml.Hamiltonian` (additive scheme, its
   defaults: point charges, no charge smearing, LJ on) computes: qm_energy + vdw_energy.
 * QM/TIP3P:  the same with fixed TIP3P charges (O -0.834 e, H +0.417 e) and the same LJ.

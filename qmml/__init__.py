@@ -12,15 +12,15 @@ from .hamiltonian import Hamiltonian, Result
 from .md import (CollectiveVariableLog, Integrator, Langevin, MultipleTimeStep, PathIntegralLangevin, Simulation,
                  StochasticCellRescaling, ThermoLog, TrajectoryWriter, VelocityVerlet, read_thermo, with_isotopes)
 from .ml import EnvironmentModel, MLPotential, load_model
-from .reference import MLReference
+from .coupling.reference import MLReference
 from .partition import Partition, partition
 from .potential import Potential, PotentialResult, PotentialWrapper
 from .optimization import Optimization, optimize
 from .parallel import make_executor, map_tasks
 from .qm import PySCFEngine, QMPotential
-from .restraints import HarmonicRestraint, Restrained
+from .sampling.restraints import HarmonicRestraint, Restrained
 from .system import System, load_system
-from .umbrella import run_umbrella_windows
+from .sampling.umbrella import run_umbrella_windows
 
 
 __all__ = [

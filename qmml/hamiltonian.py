@@ -24,7 +24,7 @@ import numpy as np
 from .errors import InputError
 from .periodic.cell import volume
 from .potential import Potential, PotentialResult
-from .vdw import LennardJones
+from .coupling.vdw import LennardJones
 
 SCHEMES = ("additive", "subtractive")
 
@@ -107,7 +107,7 @@ class Hamiltonian(Potential):
                  switch_width_A: float = 1.0):
         from .environments.ml import MLEnvironment
         from .ml.model import EnvironmentModel
-        from .switching import ChargeSwitching
+        from .coupling.switching import ChargeSwitching
 
         if scheme not in SCHEMES:
             raise InputError(f"scheme={scheme!r} is not one of {SCHEMES}")

@@ -108,7 +108,7 @@ def build_integrator(config: JobConfig, hamiltonian):
 
 def _ml_reference(config: JobConfig, hamiltonian, purpose: str):
     """The cheap force of multiple time steps and ring-polymer contraction: `MLReference`."""
-    from .reference import MLReference
+    from .coupling.reference import MLReference
 
     if config.environment.type != "ml":
         raise InputError(f"key 'md.integrator': {purpose} needs environment type 'ml' (its cheap force "

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import qmml
-from qmml.colvars import Distance
+from qmml.sampling.colvars import Distance
 from qmml.ml import Dataset, TrainingOptions, load_model, train
 from qmml.ml import LabellerSpec
 from qmml.ml.active import ActiveLearning, Thresholds

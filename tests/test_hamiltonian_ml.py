@@ -6,7 +6,7 @@ import pytest
 import qmml
 from qmml.environments.ml import MLEnvironment
 from qmml.errors import InputError
-from qmml.switching import switch
+from qmml.coupling.switching import switch
 
 from conftest import butanol_in_waters, central_difference_forces, water_cluster
 

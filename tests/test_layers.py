@@ -110,3 +110,33 @@ def test_the_checker_finds_an_upward_import_a_cycle_and_an_undocumented_module(l
     assert any("qmml.units:1 imports the qmml package itself" in f for f in found)
     assert any("qmml.brand_new: not in the layer table" in f for f in found)
     assert len(found) == 3, found  # md importing periodic and units is downward: allowed
+
+
+MOVED = {"qmml.ml.neighbours": "qmml.periodic.neighbours", "qmml.colvars": "qmml.sampling.colvars",
+         "qmml.restraints": "qmml.sampling.restraints", "qmml.umbrella": "qmml.sampling",
+         "qmml.analysis.free_energy": "qmml.sampling.free_energy", "qmml.vdw": "qmml.coupling.vdw",
+         "qmml.switching": "qmml.coupling.switching", "qmml.reference": "qmml.coupling.reference"}
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_a_moved_module_still_imports_with_a_warning_naming_its_new_home(old):
+    import importlib
+    import sys
+    import warnings
+
+    new = importlib.import_module(MOVED[old])
+    sys.modules.pop(old, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(old)
+    assert any(issubclass(w.category, DeprecationWarning) and MOVED[old] in str(w.message) for w in caught), caught
+    public = [name for name in vars(module) if not name.startswith("_") and name not in ("moved_module",)]
+    assert public and all(getattr(module, name) is getattr(new, name) for name in public if hasattr(new, name))
+
+
+def test_a_moved_function_still_imports_with_a_warning():
+    import qmml.ml
+    import qmml.parallel
+
+    with pytest.warns(DeprecationWarning, match="qmml.ml.labelling.label_structures"):
+        assert qmml.parallel.label_structures is qmml.ml.label_structures

@@ -233,3 +233,29 @@ def test_energy_then_forces_of_one_geometry_evaluate_it_once(box, disp, monkeypa
     assert np.array_equal(f, fresh[1]) and np.array_equal(s, fresh[2])
     term.compute(z, x + 0.01, cell)
     assert len(calls) == 2
+
+
+def test_dispersion_fit_covers_an_element_pair_that_meets_in_one_frame_only():
+    """Rare pairs (here Na+ and Cl- with water and each other, in one frame of twenty) must get coefficients however few frames the
+    fit spreads over; the evenly spread frames alone would miss them and the model could not use them."""
+    from qmml.ml import Frame
+    from qmml.ml.train import fit_dispersion
+
+    water = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+
+    def frame(elements, positions):
+        n = len(elements)
+        return Frame(np.array(elements), np.array(positions), 0.0, np.zeros((n, 3)), np.zeros(n), np.zeros(n, int),
+                     np.zeros(1))
+
+    frames = [frame([8, 1, 1, 8, 1, 1], np.vstack([water, water + [3.0, 0.0, 0.0]])) for _ in range(20)]
+    frames[7] = frame([8, 1, 1, 11, 17, 11, 17], np.vstack([water, [[2.4, 0, 0], [5.2, 0, 0], [5.2, 2.8, 0],
+                                                                  [2.4, 2.8, 0]]]))
+    frames[12] = frame([16, 1, 1], [[0.0, 0.0, 0.0], [1.34, 0.0, 0.0], [-0.04, 1.34, 0.0]])  # one S, never with Na
+    fitted = fit_dispersion(Dataset(frames), {}, n_frames=3)
+    c6 = {(int(a), int(b)): c for a, b, c, _ in fitted.coefficients}
+    assert {(11, 17), (8, 11), (1, 17), (11, 11), (8, 8)} <= set(c6)
+    # pairs that never meet (S-S, Na-S) are measured with each element in its own environment, side by side:
+    # a C6 between those of the pairs that do meet, as for any dispersion coefficient of similar atoms
+    assert 0 < c6[(8, 16)] < c6[(16, 16)] and c6[(11, 16)] > 0
+    assert np.sqrt(c6[(11, 11)] * c6[(16, 16)]) == pytest.approx(c6[(11, 16)], rel=0.3)

@@ -1,4 +1,4 @@
-"""Independent tasks on a process pool, a local Dask cluster and serially (qmml.parallel, qmml.umbrella)."""
+"""Independent tasks on a process pool, a local Dask cluster and serially (qmml.parallel, qmml.sampling)."""
 
 import math
 from pathlib import Path
@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import qmml
-from qmml.colvars import Distance
+from qmml.sampling.colvars import Distance
 from qmml.errors import InputError
 from qmml.ml import LabellerSpec, label_structures
 from qmml.parallel import TaskError, make_executor, map_tasks, thread_limits, worker_threads
-from qmml.umbrella import ConfigPotentialFactory, MLPotentialFactory, run_umbrella_window, run_umbrella_windows
+from qmml.sampling import ConfigPotentialFactory, MLPotentialFactory, run_umbrella_window, run_umbrella_windows
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 

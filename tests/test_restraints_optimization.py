@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import qmml
-from qmml.colvars import Distance, DistanceDifference
+from qmml.sampling.colvars import Distance, DistanceDifference
 from qmml.errors import InputError
 
 

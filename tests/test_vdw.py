@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import qmml
-from qmml.vdw import LennardJones
+from qmml.coupling.vdw import LennardJones
 
 
 def two_waters(box=None):

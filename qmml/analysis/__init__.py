@@ -5,7 +5,7 @@ keeps one, or ``MDAnalysis.Universe(topology, trajectory)``); array functions ta
 """
 
 from .energy import EnergyDrift, energy_drift
-from .free_energy import FreeEnergyProfile, umbrella_free_energy
+from ..sampling.free_energy import FreeEnergyProfile, umbrella_free_energy
 from .hbonds import HydrogenBonds, hydrogen_bonds
 from .structure import radial_distribution
 from .transport import (Conductivity, Diffusion, current_autocorrelation, diffusion_coefficient,

@@ -29,7 +29,6 @@ Units: Å and eV (D in eV, a in 1/Å, k in eV/Å^3).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +36,7 @@ import numpy as np
 from ..errors import InputError
 from .fixed_terms import FixedTerm
 from ..periodic.cell import check_cell
-from ..switching import switch
+from ..coupling.switching import switch
 
 #: The only form so far; stored in model files so that another form can be told apart later.
 FORM = "morse-xh-contact-walls-2"
@@ -81,22 +80,13 @@ class BondBaseline(FixedTerm):
     wall_k: float = 20.0
 
     def __post_init__(self):
-        for name in ("switch_on_A", "cutoff_A", "wall_h_A", "wall_heavy_A", "wall_hh_intra_A", "wall_k"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-                    or not math.isfinite(value) or value < 0:
-                raise InputError(f"BondBaseline.{name} must be a finite number >= 0, got {value!r}")
-            object.__setattr__(self, name, float(value))
+        self._plain_numbers(("switch_on_A", "cutoff_A", "wall_h_A", "wall_heavy_A", "wall_hh_intra_A", "wall_k"),
+                            non_negative=True)
         if not 0 < self.switch_on_A < self.cutoff_A:
             raise InputError(f"BondBaseline needs 0 < switch_on_A < cutoff_A, got {self.switch_on_A}, "
                              f"{self.cutoff_A} Å")
         table = []
-        for row in self.morse:
-            try:
-                z, d, a, r0 = row
-                z, d, a, r0 = int(z), float(d), float(a), float(r0)
-            except (TypeError, ValueError):
-                raise InputError(f"BondBaseline.morse rows are (Z, D_eV, a_per_A, r0_A), got {row!r}") from None
+        for z, d, a, r0 in self._table_rows((int, float, float, float), "(Z, D_eV, a_per_A, r0_A)"):
             if z <= 1 or not (d > 0 and a > 0 and 0 < r0 < self.switch_on_A):
                 raise InputError(f"Morse parameters of X-H with X = {z} must have Z > 1, D > 0, a > 0 and "
                                  f"0 < r0 < switch_on_A; got D={d} eV, a={a} 1/Å, r0={r0} Å")

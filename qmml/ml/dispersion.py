@@ -39,7 +39,7 @@ from .. import units
 from ..errors import InputError
 from .fixed_terms import FixedTerm
 from ..periodic.cell import check_cell, volume
-from ..switching import switch
+from ..coupling.switching import switch
 
 #: The only form so far; stored in model files so that another form can be told apart later.
 FORM = "d3-bj-two-body-fixed-c6"
@@ -69,6 +69,13 @@ def simple_dftd3():
     except ImportError as err:
         raise InputError(f"D3 dispersion needs simple-dftd3 ({err}); install it with `pip install dftd3`") from None
     return interface
+
+
+#: Centre distance (Å) of two structures put side by side to measure a pair of elements that never meet:
+#: far enough that coordination numbers do not change (D3 counts neighbours within a few Å), near enough
+#: that the pairs stay within simple-dftd3's 60 Bohr cutoff.
+SIDE_BY_SIDE_A = 20.0
+MEASURE_WITHIN_BOHR = 55.0
 
 
 @dataclass(frozen=True)
@@ -114,12 +121,7 @@ class D3Dispersion(FixedTerm):
     coefficients: tuple = ()
 
     def __post_init__(self):
-        for name in ("s6", "s8", "a1", "a2", "cutoff_A", "switch_width_A"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-                    or not math.isfinite(value):
-                raise InputError(f"D3Dispersion.{name} must be a finite number, got {value!r}")
-            object.__setattr__(self, name, float(value))  # plain floats, so that to_dict is JSON
+        self._plain_numbers(("s6", "s8", "a1", "a2", "cutoff_A", "switch_width_A"), non_negative=False)
         if self.a1 < 0 or self.a2 < 0 or (self.a1 == 0 and self.a2 == 0):
             raise InputError(f"the damping radius a1 sqrt(C8/C6) + a2 must be positive (a1={self.a1}, "
                              f"a2={self.a2} Bohr); use e.g. GFN2-xTB's a1=0.52, a2=5.0")
@@ -127,12 +129,7 @@ class D3Dispersion(FixedTerm):
             raise InputError(f"need cutoff_A > 0 and 0 <= switch_width_A < cutoff_A, got {self.cutoff_A}, "
                              f"{self.switch_width_A} Å")
         table = []
-        for row in self.coefficients:
-            try:
-                za, zb, c6, c8 = row
-                za, zb, c6, c8 = int(za), int(zb), float(c6), float(c8)
-            except (TypeError, ValueError):
-                raise InputError(f"dispersion coefficients must be (Z_a, Z_b, C6, C8) rows, got {row!r}") from None
+        for za, zb, c6, c8 in self._table_rows((int, int, float, float), "(Z_a, Z_b, C6, C8)"):
             if not (c6 > 0 and c8 > 0 and math.isfinite(c6) and math.isfinite(c8)):
                 raise InputError(f"dispersion coefficients of {za}-{zb} must be positive, got C6={c6}, C8={c8}")
             table.append((min(za, zb), max(za, zb), c6, c8))
@@ -148,8 +145,10 @@ class D3Dispersion(FixedTerm):
         ----------
         structures : iterable of (elements, positions_A)
             Reference structures (clusters or periodic frames, treated as clusters): their coordination
-            numbers select the D3 coefficients.  An element pair that never meets in one structure
-            takes the combination rule C_ab = sqrt(C_aa C_bb).
+            numbers select the D3 coefficients.  An element pair that never meets in one structure (a
+            rare solute atom and an ion, say) is measured with a structure holding each element put side
+            by side, their centres `SIDE_BY_SIDE_A` apart: each atom keeps its own coordination, so the
+            coefficients are those of the two environments.
         **parameters
             The other fields (s6, s8, a1, a2, cutoff_A, ...).
         """
@@ -162,21 +161,19 @@ class D3Dispersion(FixedTerm):
         bare = [interface.RationalDampingParam(s6=1.0, s8=0.0, s9=0.0, a1=0.0, a2=0.0),
                 interface.RationalDampingParam(s6=0.0, s8=1.0, s9=0.0, a1=0.0, a2=0.0)]
         sums: dict = {}
-        for elements, positions in structures:
-            z = np.asarray(elements, dtype=np.int32)
-            x = np.asarray(positions, dtype=np.float64) * units.ANGSTROM_BOHR
-            if len(z) < 2:
-                continue
+
+        def measure(z, x, only=None):
+            """Add the C6, C8 of the atom pairs of one structure (Bohr) to ``sums`` (``only``: one pair)."""
             model = interface.DispersionModel(z, x)
             d = np.linalg.norm(x[:, None] - x[None, :], axis=-1)
-            off = ~np.eye(len(z), dtype=bool)
+            off = ~np.eye(len(z), dtype=bool) & (d < MEASURE_WITHIN_BOHR)  # simple-dftd3 cuts pairs at 60 Bohr
             c = [np.zeros_like(d), np.zeros_like(d)]
             for k, (param, n) in enumerate(zip(bare, (6, 8))):
                 pair = model.get_pairwise_dispersion(param)["additive pairwise energy"]
                 c[k][off] = -2.0 * pair[off] * d[off] ** n
             for a in np.unique(z):
                 for b in np.unique(z):
-                    if a > b:
+                    if a > b or (only is not None and (int(a), int(b)) != only):
                         continue
                     mask = (z[:, None] == a) & (z[None, :] == b) & off
                     if mask.any():
@@ -184,6 +181,22 @@ class D3Dispersion(FixedTerm):
                         s[0] += c[0][mask].sum()
                         s[1] += c[1][mask].sum()
                         s[2] += int(mask.sum())
+
+        holding: dict = {}  # element -> a structure (z, x in Bohr) holding it
+        for elements, positions in structures:
+            z = np.asarray(elements, dtype=np.int32)
+            x = np.asarray(positions, dtype=np.float64) * units.ANGSTROM_BOHR
+            for a in np.unique(z):
+                holding.setdefault(int(a), (z, x))
+            if len(z) >= 2:
+                measure(z, x)
+        kinds = sorted(holding)
+        for i, a in enumerate(kinds):
+            for b in kinds[i:]:
+                if (a, b) not in sums:
+                    (za, xa), (zb, xb) = holding[a], holding[b]
+                    apart = xb - xb.mean(0) + xa.mean(0) + [SIDE_BY_SIDE_A * units.ANGSTROM_BOHR, 0.0, 0.0]
+                    measure(np.concatenate([za, zb]), np.concatenate([xa, apart]), only=(a, b))
         if not sums:
             raise InputError("D3Dispersion.fitted needs at least one structure of two or more atoms")
         hartree_bohr = units.HARTREE_EV * units.BOHR_A ** 6, units.HARTREE_EV * units.BOHR_A ** 8
@@ -192,14 +205,7 @@ class D3Dispersion(FixedTerm):
         table = []
         for i, a in enumerate(elements):
             for b in elements[i:]:
-                if (a, b) in mean:
-                    c6, c8 = mean[(a, b)]
-                elif (a, a) in mean and (b, b) in mean:
-                    c6 = math.sqrt(mean[(a, a)][0] * mean[(b, b)][0])
-                    c8 = math.sqrt(mean[(a, a)][1] * mean[(b, b)][1])
-                else:
-                    raise InputError(f"elements {a} and {b} never meet nor appear in pairs of their own in the "
-                                     "reference structures; add a structure holding both")
+                c6, c8 = mean[(a, b)]
                 table.append((a, b, c6, c8))
         return cls(**{**parameters, "coefficients": tuple(table)})
 

@@ -8,7 +8,10 @@ model file names the form it was trained with and an unknown one is refused.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, fields
+
+import numpy as np
 
 from ..errors import InputError
 
@@ -23,6 +26,30 @@ class FixedTerm:
     FORM: str = ""
     KIND: str = ""
     TABLE: str = ""
+
+    def _plain_numbers(self, names, *, non_negative: bool) -> None:
+        """Check that each named field is a finite number (>= 0 if asked) and store it as a plain float, so
+        that `to_dict` is JSON; called from ``__post_init__`` of the frozen dataclass."""
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+                    or not math.isfinite(value) or (non_negative and value < 0):
+                bound = " >= 0" if non_negative else ""
+                raise InputError(f"{type(self).__name__}.{name} must be a finite number{bound}, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+    def _table_rows(self, types, layout: str) -> list[tuple]:
+        """The rows of the table field, each converted by ``types``; one clear error naming ``layout``
+        (e.g. "(Z, D_eV, a_per_A, r0_A)") for a row that does not fit."""
+        rows = []
+        for row in getattr(self, self.TABLE):
+            try:
+                if len(row) != len(types):
+                    raise ValueError
+                rows.append(tuple(kind(value) for kind, value in zip(types, row)))
+            except (TypeError, ValueError):
+                raise InputError(f"{type(self).__name__}.{self.TABLE} rows are {layout}, got {row!r}") from None
+        return rows
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (stored in the ``architecture`` of model files)."""

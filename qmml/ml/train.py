@@ -216,11 +216,22 @@ def _initialize(model: EnvironmentModel, member: Member, batches, dataset: Datas
 
 def fit_dispersion(dataset: Dataset, parameters: dict, n_frames: int = 40):
     """A `D3Dispersion` with ``parameters`` and D3 coefficients at the coordination of up to ``n_frames``
-    frames spread over ``dataset`` (every element pair that meets in them)."""
+    frames spread over ``dataset``, plus the first frame holding each element pair that meets in the dataset
+    but not in those (rare pairs, e.g. N with Na+, must not be missed)."""
     from .dispersion import D3Dispersion
 
-    picks = np.unique(np.linspace(0, len(dataset) - 1, min(n_frames, len(dataset))).round().astype(int))
-    return D3Dispersion.fitted([(dataset.frames[k].elements, dataset.frames[k].positions) for k in picks],
+    def pairs(z):
+        kinds, counts = np.unique(z, return_counts=True)
+        return {(int(a), int(b)) for i, a in enumerate(kinds) for b in kinds[i:] if a != b or counts[i] > 1}
+
+    picks = [int(k) for k in np.unique(np.linspace(0, len(dataset) - 1, min(n_frames, len(dataset))).round())]
+    covered = set().union(*(pairs(dataset.frames[k].elements) for k in picks))
+    for k, frame in enumerate(dataset.frames):
+        new = pairs(frame.elements) - covered
+        if new:
+            picks.append(k)
+            covered |= new
+    return D3Dispersion.fitted([(dataset.frames[k].elements, dataset.frames[k].positions) for k in sorted(picks)],
                                **parameters)
 
 

@@ -244,41 +244,40 @@ class PySCFEngine:
                 raise InputError("Gaussian charge radii must be positive (Å)")
             zetas = 1.0 / radii**2
 
+        field = self._field(mol, coords, q, zetas, cell)
+        if probe_positions is not None and cell is not None:
+            raise InputError("probe_positions are for open boundaries; a periodic calculation has no probes")
         mf = self.make_scf(mol)
-        field = None
-        if cell is not None:
-            return self._compute_periodic(mol, mf, coords, q, zetas, np.asarray(cell, float), forces, dm0)
-        if len(q):
-            far = None if self.far_field_A is None else self.far_field_A * units.ANGSTROM_BOHR
-            field = ExternalField(mol, coords, q, zetas, far_field=far,
-                                  width=self.far_field_width_A * units.ANGSTROM_BOHR,
-                                  integrals=GPUSiteIntegrals if self.device == "gpu" else SiteIntegrals)
+        if field is not None:
             h_core = to_host(mf.get_hcore(mol)) + field.operator()
             if self.device == "gpu":
                 h_core = to_device(h_core)
             mf.get_hcore = lambda *args, **kwargs: h_core  # PySCF's documented way to change the Hamiltonian
+            if field.periodic:
+                _add_image_potential(mf, field)
         mf, strategy = self._converge(mf, mol, dm0)
         dm = to_host(mf.make_rdm1())
         dm_total = dm if dm.ndim == 2 else dm[0] + dm[1]
 
         energy = mf.e_tot
-        grad_qm = np.zeros((mol.natm, 3))
+        g_scf = np.zeros((mol.natm, 3))
         if forces:
             grad = mf.nuc_grad_method()
             if not self.is_hf and hasattr(grad, "grid_response"):
                 grad.grid_response = self.grid_response
             grad.verbose = 0
-            grad_qm = to_host(grad.kernel())  # SCF gradient at the embedded density, QM-QM nuclear repulsion included
-        grad_sites = np.zeros((len(q), 3))
-        phi = np.zeros(len(q))
-        far_info = None
+            g_scf = to_host(grad.kernel())  # SCF gradient at the embedded density, QM-QM nuclear repulsion included
+        grad_qm, grad_sites, phi = g_scf, np.zeros((len(q), 3)), np.zeros(len(q))
+        far_info = strain = None
         if field is not None:
             response = field.response(dm_total, deriv=forces)
-            energy += response.nuclear_energy
+            energy += response.nuclear_energy + field.constant_energy
             phi = response.potential
             if forces:
-                grad_qm = grad_qm + response.grad_qm
+                grad_qm = g_scf + response.grad_qm
                 grad_sites = response.grad_sites
+                if response.strain_derivative is not None:
+                    strain = (response.strain_derivative + g_scf.T @ mol.atom_coords()) * units.HARTREE_EV
             if response.far_field is not None:
                 far_info = {(f"{key}_eV" if key.startswith("error") else key):
                             (value * units.HARTREE_EV if key.startswith("error") else value)
@@ -294,18 +293,28 @@ class PySCFEngine:
         return QMResult(
             energy=float(energy) * units.HARTREE_EV,
             forces=-np.asarray(grad_qm) * force_unit if forces else None,
-            site_forces=-grad_sites * force_unit if forces else None,
-            site_potential=phi * units.HARTREE_EV,
+            site_forces=-np.asarray(grad_sites) * force_unit if forces else None,
+            site_potential=np.asarray(phi) * units.HARTREE_EV,
             scf_cycles=int(getattr(mf, "cycles", -1)),
             converged_with=strategy,
             probe_potential=probe_potential,
             far_field=far_info,
+            strain_derivative=strain,
             density=dm,
         )
 
-    def _compute_periodic(self, mol, mf, coords, q, zetas, cell_A, forces, dm0) -> QMResult:
+    def _field(self, mol, coords, q, zetas, cell):
+        """The embedding sites as the SCF sees them: none, an `ExternalField` (open boundaries) or a
+        `PeriodicField` (every image of the sites and of the QM region itself, in ``cell``)."""
+        if cell is None:
+            if not len(q):
+                return None
+            far = None if self.far_field_A is None else self.far_field_A * units.ANGSTROM_BOHR
+            return ExternalField(mol, coords, q, zetas, far_field=far, width=self.far_field_width_A * units.ANGSTROM_BOHR,
+                                 integrals=GPUSiteIntegrals if self.device == "gpu" else SiteIntegrals)
         from .periodic import PeriodicField
 
+        cell_A = np.asarray(cell, float)
         if self.device == "gpu":
             raise InputError("periodic embedding runs on the CPU only; use device='cpu'")
         if self.far_field_A is not None:
@@ -314,37 +323,8 @@ class PySCFEngine:
         if cell_A.shape != (3, 3) or abs(np.linalg.det(cell_A)) < 1e-6:
             raise InputError(f"cell must be three independent lattice vectors (3x3 rows, Å), got {cell_A.tolist()}")
         a = units.ANGSTROM_BOHR
-        field = PeriodicField(mol, coords, q, zetas, cell_A * a, near=self.near_field_A * a,
-                              width=self.near_field_width_A * a, accuracy=self.ewald_accuracy)
-        h_core = mf.get_hcore(mol) + field.operator()
-        mf.get_hcore = lambda *args, **kwargs: h_core
-        _add_image_potential(mf, field)
-        mf, strategy = self._converge(mf, mol, dm0)
-        dm = mf.make_rdm1()
-        dm_total = dm if dm.ndim == 2 else dm[0] + dm[1]
-        response = field.response(dm_total, deriv=forces)
-        energy = mf.e_tot + response.nuclear_energy + field.constant_energy
-        grad_qm = strain = site_forces = None
-        force_unit = units.HARTREE_PER_BOHR_EV_PER_A
-        if forces:
-            grad = mf.nuc_grad_method()
-            if not self.is_hf and hasattr(grad, "grid_response"):
-                grad.grid_response = self.grid_response
-            grad.verbose = 0
-            g_scf = grad.kernel()
-            grad_qm = g_scf + response.grad_qm
-            strain = (response.strain_derivative + g_scf.T @ mol.atom_coords()) * units.HARTREE_EV
-            site_forces = -response.grad_sites * force_unit
-        return QMResult(
-            energy=float(energy) * units.HARTREE_EV,
-            forces=-grad_qm * force_unit if forces else None,
-            site_forces=site_forces,
-            site_potential=response.potential * units.HARTREE_EV,
-            scf_cycles=int(getattr(mf, "cycles", -1)),
-            converged_with=strategy,
-            strain_derivative=strain,
-            density=np.asarray(dm),
-        )
+        return PeriodicField(mol, coords, q, zetas, cell_A * a, near=self.near_field_A * a,
+                             width=self.near_field_width_A * a, accuracy=self.ewald_accuracy)
 
     def guess_history(self) -> DensityHistory:
         """A new, empty history of converged densities with this engine's ``guess`` and ``guess_order``:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..units import BOHR_A as _BOHR_A
-from ..switching import switch
+from ..coupling.switching import switch
 from . import far_field
 from .embedding import SiteIntegrals, nuclear_terms
 
@@ -38,6 +38,10 @@ class FieldResponse:
     far_field : dict or None
         For a far-field calculation: sites treated exactly / by expansion, and the error estimate and
         bound of the expansion, Hartree.
+    strain_derivative : ndarray (3, 3) or None
+        Periodic fields, with derivatives: dE/d(strain) of the embedding terms beyond the SCF gradient's
+        (sum R (x) g of the SCF gradient is added by the caller), Hartree; [a, b] = sum_i g_ia R_ib +
+        explicit cell terms.
     """
 
     nuclear_energy: float
@@ -45,10 +49,11 @@ class FieldResponse:
     grad_sites: np.ndarray | None
     potential: np.ndarray
     far_field: dict | None = None
+    strain_derivative: np.ndarray | None = None
 
 
 class ExternalField:
-    """Sites of charge q at coords (Bohr) around the QM molecule ``mol``.
+    """Sites of charge q at coords (Bohr) around the QM molecule ``mol`` (open boundaries).
 
     Parameters
     ----------
@@ -67,6 +72,9 @@ class ExternalField:
     integrals : type
         Exact integral backend: `SiteIntegrals` (CPU) or `qmml.qm.gpu.GPUSiteIntegrals`.
     """
+
+    periodic = False  # no images: the SCF needs no image potential
+    constant_energy = 0.0  # the nuclei's interaction with the sites is all in the response
 
     def __init__(self, mol, coords, charges, zetas=None, *, far_field=None, width=0.0, cache_bytes=None,
                  integrals=SiteIntegrals):

@@ -45,11 +45,11 @@ import torch
 from ..errors import InputError
 from ..periodic.cell import perpendicular_widths
 from ..periodic.ewald import reciprocal_indices, splitting
-from ..switching import switch
+from ..coupling.switching import switch
 from ..units import BOHR_A as _BOHR_A
 from . import far_field
 from .embedding import SiteIntegrals
-from .field import ExternalField
+from .field import ExternalField, FieldResponse
 
 #: Relative size of the neglected real-space and reciprocal Ewald terms, exp(-p^2) with p the
 #: product (splitting x real-space cutoff).
@@ -138,6 +138,8 @@ class PeriodicField:
     integrals : type
         Exact-integral backend for the near images.
     """
+
+    periodic = True  # the SCF adds the density's interaction with its own images (an image potential)
 
     def __init__(self, mol, coords, charges, zetas, cell, *, near: float, width: float = 0.0,
                  accuracy: float = DEFAULT_ACCURACY, real_cutoff: float | None = None, integrals=SiteIntegrals):
@@ -365,7 +367,7 @@ class PeriodicField:
         return v, 0.5 * float(np.einsum("ij,ij->", v, dm))
 
     # -- after the SCF ------------------------------------------------------------------
-    def response(self, dm: np.ndarray, deriv: bool = True) -> "PeriodicResponse":
+    def response(self, dm: np.ndarray, deriv: bool = True) -> FieldResponse:
         """Energy beyond the SCF energy, gradients, site potentials and strain derivative at ``dm``."""
         exact = self.exact.response(dm, deriv)
         n_sites = len(self.charges)
@@ -386,8 +388,8 @@ class PeriodicField:
         np.add.at(potential, self.image_site[ex], self.image_weight[ex] * exact.potential)
         if not deriv:
             g_q, d_sc, d_ss = (t.numpy() for t in torch.autograd.grad(e_multipole, (charges, sc, ss)))
-            return PeriodicResponse(exact.nuclear_energy, None, None,
-                                    potential + g_q + self._site_reciprocal_gradient(d_sc, d_ss)[1], None)
+            return FieldResponse(exact.nuclear_energy, None, None,
+                                 potential + g_q + self._site_reciprocal_gradient(d_sc, d_ss)[1])
         g_atoms, g_sites, g_q, g_strain, d_sc, d_ss = (
             t.numpy() for t in torch.autograd.grad(objective, (atoms, sites, charges, strain, sc, ss)))
         g_rec, q_rec = self._site_reciprocal_gradient(d_sc, d_ss)
@@ -403,27 +405,7 @@ class PeriodicField:
         coords = self.mol.atom_coords()
         strain_derivative = g_strain + (exact.grad_qm + g_basis).T @ coords \
             + exact.grad_sites.T @ self.image_coords[ex]
-        return PeriodicResponse(exact.nuclear_energy, grad_qm, grad_sites, potential + g_q, strain_derivative)
+        return FieldResponse(exact.nuclear_energy, grad_qm, grad_sites, potential + g_q,
+                             strain_derivative=strain_derivative)
 
 
-@dataclass(frozen=True)
-class PeriodicResponse:
-    """Embedding terms after the SCF (atomic units).
-
-    nuclear_energy : float
-        Interaction of the QM nuclei with the exact near images, Hartree (the constant multipole
-        energy of the nuclei is `PeriodicField.constant_energy`).
-    grad_qm, grad_sites : ndarray or None
-        dE/dR of the QM centres (beyond the SCF gradient) and of the sites (all images summed), Hartree/Bohr.
-    potential : ndarray (n_sites,)
-        dE/dq_j: the potential of the periodic QM region at each site, Hartree/e.
-    strain_derivative : ndarray (3, 3) or None
-        dE/d(strain) of the embedding terms beyond the SCF gradient's (sum R (x) g of the SCF gradient is
-        added by the caller), Hartree; [a, b] = sum_i g_ia R_ib + explicit cell terms.
-    """
-
-    nuclear_energy: float
-    grad_qm: np.ndarray | None
-    grad_sites: np.ndarray | None
-    potential: np.ndarray
-    strain_derivative: np.ndarray | None
