@@ -26,7 +26,8 @@ TEST_SETS = {
               ("own NPT runs (AL rounds)", ["campaigns/water_al*/labels/chunk_*.npz"]),
               ("RESP charges of clusters", ["campaigns/water_esp_test/labels/chunk_*.npz"])],
     "organic": [("clusters", ["datasets/organic_test.npz"]),
-                ("solutions (held out)", ["campaigns/solutions/labels/chunk_0[0-3][49].npz"])],
+                ("solutions (held out)", ["campaigns/solutions/labels/chunk_0[0-3][49].npz"]),
+                ("RESP charges of solvated solutes", ["campaigns/organic_esp_test/labels/chunk_*.npz"])],
 }
 
 

@@ -14,10 +14,11 @@ Checked on every recorded frame (every 10 fs): each topology bond shorter than 1
 (heavy-heavy), and each hydrogen's nearest heavy atom its own bonded partner (else a proton has moved).
 The run stops at the first broken frame and says so.
 
-Resumable: the run lives in ``--out`` (default ``runs/solution_stability/<structure>_<model>``, outside git);
-it advances in chunks of ``--chunk-ps`` with a checkpoint (`qmml.Simulation`) and one frame file per chunk
-(``frames_NNN.npz``, written atomically), so running the same command again continues where it stopped.
-``--report`` analyses the chunks on disk and writes ``summary.json`` there.  Units: Å, fs, ps, K.
+Resumable: the run lives in ``--out`` (default ``data/validation/solution_stability/<structure>_<model>``,
+committed as it grows); it advances in chunks of ``--chunk-ps`` with a checkpoint (`qmml.Simulation`) and
+one small file per chunk (``chunk_NNN.npz``, written atomically: the time span, the frames checked and the
+ion-oxygen distance histograms of its frames), so running the same command again continues where it stopped.
+``--report`` sums the chunks on disk and writes ``summary.json`` there.  Units: Å, fs, ps, K.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def droplet_wall(potential, system):
     """``potential`` plus a flat-bottom wall on the water oxygens (an open droplet must not evaporate)."""
     import qmml
 
-    oxygens = np.flatnonzero((system.elements == "O") & np.isin(system.resnames, ("TIP3", "WAT", "HOH", "SOL")))
+    oxygens = water_oxygens(system)
     centre = system.positions.mean(0)
     radius = np.linalg.norm(system.positions[oxygens] - centre, axis=1).max() + WALL_MARGIN_A
 
@@ -102,23 +103,31 @@ def frame_problem(x, cell, checks) -> str | None:
     return None
 
 
-def first_peak(frames, cell, centres, oxygens, window, bin_A=0.02):
-    """Position (Å) and height of the highest g(r) bin inside ``window`` for centres-oxygen pairs."""
+EDGES_A = np.arange(0.0, 6.0 + 0.02, 0.02)  # ion-oxygen histogram bins
+
+
+def ion_histograms(x, cell, system) -> dict:
+    """Counts of ion-water oxygen distances in frame ``x`` (Å), per ion element, on `EDGES_A`."""
     from qmml.periodic.cell import minimum_image
 
-    edges = np.arange(0.0, 6.0 + bin_A, bin_A)
-    counts = np.zeros(len(edges) - 1)
-    for x in frames:
-        r = np.linalg.norm(minimum_image(x[centres][:, None, :] - x[oxygens][None, :, :], cell), axis=2)
-        counts += np.histogram(r.ravel(), edges)[0]
-    mid = 0.5 * (edges[1:] + edges[:-1])
-    shell = 4.0 * np.pi * mid**2 * bin_A
-    if cell is not None:
-        density = len(oxygens) / abs(np.linalg.det(cell))
-    else:  # a droplet: the oxygens' mean density in the sphere they fill (the height is then approximate)
-        x = frames[-1][oxygens]
-        density = len(oxygens) / (4.0 / 3.0 * np.pi * np.linalg.norm(x - x.mean(0), axis=1).max() ** 3)
-    g = counts / (len(frames) * len(centres) * density * shell)
+    oxygens = water_oxygens(system)
+    out = {}
+    for element, _, _ in PEAKS.values():
+        centres = np.flatnonzero(system.elements == element)
+        if len(centres):
+            r = np.linalg.norm(minimum_image(x[centres][:, None, :] - x[oxygens][None, :, :], cell), axis=2)
+            out[element] = np.histogram(r.ravel(), EDGES_A)[0]
+    return out
+
+
+def water_oxygens(system):
+    return np.flatnonzero((system.elements == "O") & np.isin(system.resnames, ("TIP3", "WAT", "HOH", "SOL")))
+
+
+def first_peak(counts, n_frames, n_centres, density, window):
+    """Position (Å) and height of the highest g(r) bin inside ``window``."""
+    mid = 0.5 * (EDGES_A[1:] + EDGES_A[:-1])
+    g = counts / (n_frames * n_centres * density * 4.0 * np.pi * mid**2 * np.diff(EDGES_A))
     inside = (mid >= window[0]) & (mid <= window[1])
     k = int(np.argmax(np.where(inside, g, -1.0)))
     return float(mid[k]), float(g[k])
@@ -155,7 +164,7 @@ def run(args) -> int:
 
         def __init__(self):
             super().__init__(out / "frames-in-memory", every)
-            self.time_fs, self.positions = [], []
+            self.time_fs, self.counts = [], {}
 
         def start(self, simulation, resume=None):
             pass
@@ -167,7 +176,8 @@ def run(args) -> int:
             if problem:
                 raise RuntimeError(f"t = {state.time_fs:.0f} fs: {problem}")
             self.time_fs.append(state.time_fs)
-            self.positions.append(state.positions.astype(np.float32))
+            for element, counts in ion_histograms(state.positions, simulation.system.cell, system).items():
+                self.counts[element] = self.counts.get(element, 0) + counts
 
         def finish(self, simulation):
             pass
@@ -186,7 +196,7 @@ def run(args) -> int:
     start = time.time()
     while sim.state.step < total_steps:
         k = sim.state.step // chunk_steps
-        frames.time_fs, frames.positions = [], []
+        frames.time_fs, frames.counts = [], {}
         t0 = time.time()
         try:
             sim.run(min(chunk_steps, total_steps - sim.state.step))
@@ -194,9 +204,9 @@ def run(args) -> int:
             (out / "broken.txt").write_text(f"stopped: {err}\n")
             print(f"stopped: {err}", flush=True)
             return 1
-        tmp = out / f".frames_{k:03d}.npz"
-        np.savez_compressed(tmp, time_fs=np.array(frames.time_fs), positions=np.array(frames.positions))
-        os.replace(tmp, out / f"frames_{k:03d}.npz")
+        tmp = out / f".chunk_{k:03d}.npz"
+        np.savez_compressed(tmp, time_fs=np.array(frames.time_fs), **{f"counts_{e}": c for e, c in frames.counts.items()})
+        os.replace(tmp, out / f"chunk_{k:03d}.npz")
         print(f"chunk {k:03d}: to {sim.state.time_fs / 1000:.2f} ps, T = {sim.temperature():.0f} K, "
               f"{(time.time() - t0) / chunk_steps:.3f} s/step", flush=True)
         if args.max_minutes is not None and (time.time() - start) / 60 > args.max_minutes:
@@ -207,25 +217,31 @@ def run(args) -> int:
 def report(args) -> int:
     system = load(args.structure)
     out = args.out
-    files = sorted(out.glob("frames_*.npz"))
+    files = sorted(out.glob("chunk_*.npz"))
     if not files:
-        sys.exit(f"no frames in {out} yet")
-    t = np.concatenate([np.load(f)["time_fs"] for f in files])
-    x = np.concatenate([np.load(f)["positions"] for f in files]).astype(np.float64)
-    skip = t >= args.discard_ps * 1000
-    oxygens = np.flatnonzero((system.elements == "O") & np.isin(system.resnames, ("TIP3", "WAT", "HOH", "SOL")))
-    summary = {"structure": args.structure, "model": args.model, "simulated_ps": float(t.max() / 1000),
-               "frames_checked": int(len(t)), "broken": (out / "broken.txt").read_text().strip()
-               if (out / "broken.txt").exists() else None}
+        sys.exit(f"no chunks in {out} yet")
+    chunks = [dict(np.load(f)) for f in files]
+    times = np.concatenate([c["time_fs"] for c in chunks])
+    summary = {"structure": args.structure, "model": args.model, "simulated_ps": float(times.max() / 1000),
+               "frames_checked": int(len(times)), "whole_and_no_proton_transfer": not (out / "broken.txt").exists(),
+               "broken": (out / "broken.txt").read_text().strip() if (out / "broken.txt").exists() else None}
+    used = [c for c in chunks if c["time_fs"].min() >= args.discard_ps * 1000]
+    n_frames = sum(len(c["time_fs"]) for c in used)
+    oxygens = water_oxygens(system)
+    if system.cell is not None:
+        density = len(oxygens) / abs(np.linalg.det(system.cell))
+    else:  # a droplet: the oxygens' density in the sphere they fill at the start (heights are then approximate)
+        x = system.positions[oxygens]
+        density = len(oxygens) / (4.0 / 3.0 * np.pi * np.linalg.norm(x - x.mean(0), axis=1).max() ** 3)
     for name, (element, window, target) in PEAKS.items():
         centres = np.flatnonzero(system.elements == element)
-        if len(centres) and skip.any():
-            r, g = first_peak(x[skip], system.cell, centres, oxygens, window)
-            summary[f"{name}_first_peak_A"] = round(r, 3)
-            summary[f"{name}_first_peak_height"] = round(g, 2)
-            summary[f"{name}_target_A"] = list(target)
-            summary[f"{name}_within_target"] = bool(target[0] <= r <= target[1])
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        if len(centres) and n_frames:
+            counts = sum(c[f"counts_{element}"] for c in used)
+            r, g = first_peak(counts, n_frames, len(centres), density, window)
+            summary.update({f"{name}_first_peak_A": round(r, 3), f"{name}_first_peak_height": round(g, 2),
+                            f"{name}_target_A": list(target), f"{name}_within_target": bool(target[0] <= r <= target[1])})
+    summary["g_r_frames"] = n_frames
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -248,7 +264,7 @@ def main(argv=None) -> int:
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
     if args.out is None:
-        args.out = ROOT / "runs" / "solution_stability" / f"{args.structure}_{Path(args.model).stem}"
+        args.out = ROOT / "data" / "validation" / "solution_stability" / f"{args.structure}_{Path(args.model).stem}"
     return report(args) if args.report else run(args)
 
 
