@@ -443,7 +443,8 @@ def run_seeds(run_dir: Path, trajectory: Trajectory, path: Path):
     for i, atoms in enumerate(iread(run_dir / "trajectory.extxyz", index=":")):
         if i not in wanted:
             continue
-        z, x, cell = atoms.numbers, atoms.positions, np.asarray(atoms.cell)
+        z, x = atoms.numbers, atoms.positions
+        cell = np.asarray(atoms.cell) if atoms.pbc.all() else None  # an open droplet stays open
         molecule = molecules_from_distances(z, x, cell)
         charges = atoms.arrays.get("charges", np.zeros(len(z)))
         molecule_charges = np.round(np.bincount(molecule, weights=charges))

@@ -186,6 +186,9 @@ def run(args) -> int:
     integrator = qmml.Langevin(args.timestep_fs, args.temperature_K, args.friction_per_ps, seed=args.seed)
     checkpoint = out / "checkpoint.npz"
     log = [qmml.ThermoLog(out / "thermo.csv", every=every, plot=False)]
+    if args.trajectory_every_fs:  # frames of the model's own run, for active learning (condensed_phase.py --from-run)
+        log.append(qmml.TrajectoryWriter(out / "trajectory.extxyz",
+                                         every=max(1, int(round(args.trajectory_every_fs / args.timestep_fs)))))
     if checkpoint.exists():
         sim = qmml.Simulation.restart(checkpoint, potential, integrator, reporters=[*log, frames],
                                       checkpoint_every=chunk_steps, progress=args.progress)
@@ -258,6 +261,8 @@ def main(argv=None) -> int:
     parser.add_argument("--every-fs", type=float, default=10.0, help="frames checked and kept, fs")
     parser.add_argument("--discard-ps", type=float, default=1.0, help="equilibration left out of g(r), ps")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--trajectory-every-fs", type=float, default=None,
+                        help="also write trajectory.extxyz (the model's own frames, for active learning), fs")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after the chunk that passes this")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--report", action="store_true")
