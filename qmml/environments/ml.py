@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..ml.potential import charge_groups
-from ..ml.uncertainty import Uncertainty
+from ..ml.uncertainty import Uncertainty, require_committee
 from .base import Environment, EnvironmentEvaluation
 
 
@@ -143,9 +143,7 @@ class MLEnvironment(Environment):
         potential held fixed: ``charge_gradient`` (V) is dE_QM/dq_j per environment charge
         (`qmml.Result.charge_gradient`).  The force spread includes each member's charge response."""
         model = self.model
-        if len(model.members) < 2:
-            raise InputError(f"the model has {len(model.members)} committee member: train a committee "
-                             "(TrainingOptions(n_members=3)) to measure its uncertainty")
+        require_committee(model)
         s = self._prepare(partition, scheme)
         cell = s["cell"] if cell is None else cell
         x = np.asarray(positions, dtype=np.float64)

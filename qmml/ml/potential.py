@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ..periodic.cell import volume
 from ..potential import Potential, PotentialResult
-from .uncertainty import Uncertainty
+from .uncertainty import Uncertainty, require_committee
 
 
 def charge_groups(model, molecules, topology_charges, total_charge: float):
@@ -90,9 +90,7 @@ class MLPotential(Potential):
 
     def committee_spread(self, positions, result=None) -> Uncertainty:
         """Committee spreads of forces and charges at ``positions`` (Å); ``result`` is not needed."""
-        if len(self.model.members) < 2:
-            raise InputError(f"the model has {len(self.model.members)} committee member: train a committee "
-                             "(TrainingOptions(n_members=3)) to measure its uncertainty")
+        require_committee(self.model)
         p = self.model.predict(self.system.atomic_numbers, np.asarray(positions, dtype=np.float64), cell=self.cell,
                                groups=self.groups, group_charges=self.group_charges, molecules=self.molecules,
                                uncertainty=True)

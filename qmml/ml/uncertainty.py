@@ -56,6 +56,13 @@ class Uncertainty:
         return float(self.charge_std.max(initial=0.0))
 
 
+def require_committee(model) -> None:
+    """One clear error when ``model`` has fewer than two members (a spread needs a committee)."""
+    if len(model.members) < 2:
+        raise InputError(f"the model has {len(model.members)} committee member: train a committee "
+                         "(TrainingOptions(n_members=3)) to measure its uncertainty")
+
+
 def committee_uncertainty(potential, positions, result=None) -> Uncertainty:
     """Committee spreads of ``potential`` at ``positions`` (Å).
 
