@@ -7,10 +7,11 @@ machine-learned potential predicting energy, forces and charges).  Public units:
 from ._version import __version__
 
 from .environments import FixedCharges
-from .errors import InputError, PartitionError, QmmlError, SCFConvergenceError
+from .errors import InputError, PartitionError, QmmlError, SCFConvergenceError, UnstableDynamicsError
 from .hamiltonian import Hamiltonian, Result
 from .md import (CollectiveVariableLog, Integrator, Langevin, MultipleTimeStep, PathIntegralLangevin, Simulation,
-                 StochasticCellRescaling, ThermoLog, TrajectoryWriter, VelocityVerlet, read_thermo, with_isotopes)
+                 StepGuard, StochasticCellRescaling, ThermoLog, TrajectoryWriter, VelocityVerlet, read_thermo,
+                 with_isotopes)
 from .ml import EnvironmentModel, MLPotential, load_model
 from .coupling.reference import MLReference
 from .partition import Partition, partition
@@ -28,7 +29,7 @@ __all__ = [
     "EnvironmentModel", "MLPotential", "MLReference", "load_model",
     "Simulation", "Integrator", "VelocityVerlet", "Langevin", "MultipleTimeStep", "ThermoLog", "TrajectoryWriter",
     "CollectiveVariableLog", "optimize", "Optimization", "Restrained", "HarmonicRestraint",
-    "QmmlError", "InputError", "PartitionError", "SCFConvergenceError",
+    "QmmlError", "InputError", "PartitionError", "SCFConvergenceError", "UnstableDynamicsError",
     "make_executor", "map_tasks", "run_umbrella_windows",
-    "PathIntegralLangevin", "with_isotopes", "StochasticCellRescaling", "read_thermo",
+    "PathIntegralLangevin", "with_isotopes", "StochasticCellRescaling", "read_thermo", "StepGuard",
 ]

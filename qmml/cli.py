@@ -2,24 +2,61 @@
 ``qmml ipi JOB.yaml --address NAME``.
 
 Input errors print one line (file, key or atom, fix) and exit with status 2; nothing is overwritten.
+Exit statuses are listed in `EXIT_STATUSES` (and ``qmml --help``).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .errors import QmmlError
+from .errors import QmmlError, UnstableDynamicsError
 
+EXIT_FINISHED = 0
 EXIT_INPUT_ERROR = 2
+EXIT_UNSTABLE = 3
+EXIT_STOPPED = 4
+EXIT_INTERRUPTED = 130
+EXIT_STATUSES = {
+    EXIT_FINISHED: "finished",
+    1: "an internal error (a traceback: please report it)",
+    EXIT_INPUT_ERROR: "an input or file-system error the user can fix (one line naming the file, key or atom); "
+                      "nothing was overwritten",
+    EXIT_UNSTABLE: "MD stopped by its step guard (non-finite numbers, runaway temperature, an atom jumping, an "
+                   "energy leak); the checkpoint holds the last good step",
+    EXIT_STOPPED: "MD stopped before its last step by SIGTERM or the STOP file; continue with 'qmml restart'",
+    EXIT_INTERRUPTED: "interrupted with Ctrl-C; an MD run's checkpoint holds its last completed step",
+}
+_OS_FIXES = {
+    errno.EACCES: "check the permissions of the folder or file",
+    errno.EPERM: "check the permissions of the folder or file",
+    errno.EROFS: "the file system is read-only; write the run somewhere else",
+    errno.ENOSPC: "the disk is full; free space, then continue with 'qmml restart RUN_DIR'",
+    errno.EFBIG: "the file hit a file-size limit (ulimit -f, a quota or a full disk); raise it, then continue "
+                 "with 'qmml restart RUN_DIR'",
+    errno.EDQUOT: "the disk quota is used up; free space, then continue with 'qmml restart RUN_DIR'",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.EISDIR: "the path is a folder, not a file; give a file",
+    errno.EEXIST: "it already exists; move it away or choose another name",
+}
+
+
+def _os_error(err: OSError) -> str:
+    where = f" {err.filename}" if err.filename else ""
+    fix = _OS_FIXES.get(err.errno, "check the path and the file system")
+    return f"cannot use{where}: {err.strerror or err}; {fix} (an MD run's checkpoint holds its last saved step)"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="qmml", description="QM/ML multiscale simulation with PySCF and PyTorch.")
+    parser = argparse.ArgumentParser(
+        prog="qmml", description="QM/ML multiscale simulation with PySCF and PyTorch.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit status:\n" + "\n".join(f"  {code:3d}  {text}" for code, text in EXIT_STATUSES.items()))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run = commands.add_parser("run", help="run the job described by a YAML file (single point or MD)")
     run.add_argument("config", help="YAML job file (see data/examples/)")
@@ -29,6 +66,9 @@ def main(argv=None) -> int:
     restart.add_argument("run_dir", help="run folder written by 'qmml run'")
     restart.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="only md.steps=N (extend the run) and md.progress=false")
+    restart.add_argument("--allow-changes", action="store_true",
+                         help="continue although config.yaml, the structure or the model changed since the checkpoint "
+                         "(the changes are recorded in config_history.yaml)")
     part = commands.add_parser("partition", help="print the QM/environment partition report of a structure")
     part.add_argument("structure", nargs="+", help="topology and/or coordinate files")
     part.add_argument("--qm", required=True, help="MDAnalysis selection of the QM atoms")
@@ -36,6 +76,10 @@ def main(argv=None) -> int:
     part.add_argument("--multiplicity", type=int, default=1)
     part.add_argument("--boundary", default="rcd", help="boundary charge scheme (default rcd)")
     part.add_argument("--guess-bonds", action="store_true", help="guess bonds from distances")
+    part.add_argument("--allow-polar-cuts", action="store_true", help="allow cutting bonds other than C-C")
+    part.add_argument("--allow-multiple-bond-cuts", action="store_true", help="allow cutting double/aromatic bonds")
+    part.add_argument("--allow-multiple-links", action="store_true",
+                      help="allow more than one link atom on one QM atom")
     train = commands.add_parser("train", help="train an environment model (energy, forces, charges) on datasets")
     train.add_argument("config", help="YAML training file (see data/models/*.yaml)")
     info = commands.add_parser("model-info", help="print the header of a model file or shipped model")
@@ -61,8 +105,9 @@ def main(argv=None) -> int:
         if args.command == "restart":
             from .jobs import restart_md
 
-            restart_md(args.run_dir, args.overrides, log=lambda text: print(text, flush=True))
-            return 0
+            sim = restart_md(args.run_dir, args.overrides, allow_changes=args.allow_changes,
+                             log=lambda text: print(text, flush=True))
+            return EXIT_STOPPED if sim.stopped_by else EXIT_FINISHED
         if args.command == "train":
             return _train(args.config)
         if args.command == "model-info":
@@ -70,13 +115,19 @@ def main(argv=None) -> int:
         if args.command == "ipi":
             return _ipi(args)
         return _partition(args)
+    except UnstableDynamicsError as err:
+        print(f"qmml: stopped: {err}", file=sys.stderr)
+        return EXIT_UNSTABLE
     except QmmlError as err:
         print(f"qmml: error: {err}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except OSError as err:  # permissions, a path that is a file, a full disk or a file-size limit
+        print(f"qmml: error: {_os_error(err)}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except KeyboardInterrupt:
         print("qmml: interrupted (an MD run's checkpoint holds its last completed step; continue with "
               "'qmml restart RUN_DIR')", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _partition(args) -> int:
@@ -85,7 +136,9 @@ def _partition(args) -> int:
 
     system = load_system(*args.structure, guess_bonds=args.guess_bonds or None)
     print(partition(system, args.qm, charge=args.charge, multiplicity=args.multiplicity,
-                    boundary=args.boundary).report())
+                    boundary=args.boundary, allow_polar_cuts=args.allow_polar_cuts,
+                    allow_multiple_bond_cuts=args.allow_multiple_bond_cuts,
+                    allow_multiple_links=args.allow_multiple_links).report())
     return 0
 
 
@@ -96,8 +149,8 @@ def _run(config_path, overrides=()) -> int:
 
     config, _ = load_config(config_path, overrides)
     if config.task == "md":
-        start_md(config, log=lambda text: print(text, flush=True))
-        return 0
+        sim = start_md(config, log=lambda text: print(text, flush=True))
+        return EXIT_STOPPED if sim.stopped_by else EXIT_FINISHED
     output = None
     if config.output:
         output = Path(config.output)

@@ -13,7 +13,8 @@ from .errors import InputError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and inf are never a setting
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _engine_defaults() -> dict:
@@ -37,12 +38,12 @@ class QMConfig(_Strict):
     defaults taken from its signature)."""
 
     selection: str | list[int] = Field(description="MDAnalysis selection string or atom indices")
-    charge: int = 0
-    multiplicity: int = Field(1, ge=1)
+    charge: int = Field(0, ge=-200, le=200, description="charge of the QM region, e")
+    multiplicity: int = Field(1, ge=1, le=30)
     method: str = _ENGINE["method"]
     basis: str = _ENGINE["basis"]
     density_fit: bool = _ENGINE["density_fit"]
-    conv_tol: float = Field(_ENGINE["conv_tol"], gt=0)
+    conv_tol: float = Field(_ENGINE["conv_tol"], gt=0, le=1e-3, description="SCF energy convergence, Hartree")
     guess: Literal["extrapolate", "previous", "default"] = Field(
         _ENGINE["guess"], description="SCF initial guess: extrapolated from previous MD steps, the last density, "
         "or PySCF's")
@@ -60,7 +61,7 @@ class QMConfig(_Strict):
                                                   "('gpu' needs CUDA and gpu4pyscf)")
     link: str | float = "scaled"
     boundary: Literal["none", "z1", "z2", "z3", "rc", "rcd", "shift"] = "rcd"
-    buffer_A: float | None = Field(None, ge=0)
+    buffer_A: float | None = Field(None, ge=0, le=100)
     complete: Literal["residue", "molecule"] | None = None
     allow_polar_cuts: bool = False
     allow_multiple_bond_cuts: bool = False
@@ -85,7 +86,7 @@ class EnvironmentConfig(_Strict):
     total_charge: int | None = Field(None, description="charge of the whole system, e (default: from topology)")
     charge_radii_A: float | dict[str, float] | None = None
     embedding_cutoff_A: float | None = Field(None, gt=0, description="switch embedding charges off beyond this, Å")
-    switch_width_A: float = Field(1.0, gt=0)
+    switch_width_A: float = Field(1.0, gt=0, le=100)
 
     @model_validator(mode="after")
     def _model_for_ml(self):
@@ -96,34 +97,65 @@ class EnvironmentConfig(_Strict):
         return self
 
 
+def _guard_defaults() -> dict:
+    """`StepGuard`'s defaults: the one place they are written."""
+    import dataclasses
+
+    from .md.guard import StepGuard
+
+    return {f.name: f.default for f in dataclasses.fields(StepGuard)}
+
+
+_GUARD = _guard_defaults()
+
+
+class GuardConfig(_Strict):
+    """``md.guard``: the limits of `qmml.md.StepGuard`; a step beyond them stops the run (exit status 3)."""
+
+    temperature_factor: float = Field(_GUARD["temperature_factor"], gt=1, le=1e4, description="stop above this "
+                                      "multiple of the thermostat temperature (NVE: of the starting temperature)")
+    max_temperature_K: float = Field(_GUARD["max_temperature_K"], gt=0, le=1e7, description="NVE: stop above this "
+                                     "kinetic temperature (or temperature_factor x the start, if higher), K")
+    max_displacement_A: float = Field(_GUARD["max_displacement_A"], gt=0, le=1e3, description="stop when an atom "
+                                      "moves further in one step, Å")
+    energy_tolerance_eV_per_atom: float = Field(_GUARD["energy_tolerance_eV_per_atom"], gt=0, le=1e3,
+                                                description="NVE: stop when the conserved energy has moved this "
+                                                "far per atom since the run began, eV")
+
+
+#: files of a run folder that a trajectory may not be named as
+RUN_FILES = ("config.yaml", "config_history.yaml", "thermo.csv", "thermo.png", "checkpoint.npz", "STOP")
+
+
 class MDConfig(_Strict):
     """``task: md``: molecular dynamics written to a run folder."""
 
     integrator: Literal["velocity_verlet", "langevin", "multiple_time_step", "path_integral"] = "langevin"
     timestep_fs: float = Field(0.5, description="time step (the outer one for multiple_time_step), fs")
-    steps: int = Field(100, ge=1)
+    steps: int = Field(100, ge=1, le=10**10)
     temperature_K: float = Field(300.0, description="thermostat and initial-velocity temperature, K")
     initial_temperature_K: float | None = Field(None, description="initial velocities, K (default temperature_K)")
-    friction_per_ps: float = Field(5.0, ge=0, description="Langevin friction (the centroid's for path_integral), 1/ps")
-    seed: int = 0
-    inner_steps: int = Field(4, ge=1, description="multiple_time_step: inner steps per outer step")
+    friction_per_ps: float = Field(5.0, ge=0, le=1e4, description="Langevin friction (the centroid's for path_integral), 1/ps")
+    seed: int = Field(0, ge=0, lt=2**63)
+    inner_steps: int = Field(4, ge=1, le=1000, description="multiple_time_step: inner steps per outer step")
     fast_model: str | None = Field(None, description="multiple_time_step, path_integral with contracted_beads: ML "
                                    "model of the QM region for the cheap force (default: the environment model)")
-    beads: int = Field(16, ge=1, description="path_integral: ring-polymer beads per atom (1 is classical Langevin)")
-    contracted_beads: int | None = Field(None, ge=1, description="path_integral: beads that see the QM/ML "
+    beads: int = Field(16, ge=1, le=4096, description="path_integral: ring-polymer beads per atom (1 is classical Langevin)")
+    contracted_beads: int | None = Field(None, ge=1, le=4096, description="path_integral: beads that see the QM/ML "
                                          "Hamiltonian (ring-polymer contraction; the ML reference force acts on "
                                          "all beads); default all")
-    pressure_bar: float | None = Field(None, description="langevin: constant pressure (stochastic cell rescaling) at "
+    pressure_bar: float | None = Field(None, ge=-1e4, le=1e6, description="langevin: constant pressure (stochastic cell rescaling) at "
                                        "this pressure, bar; the structure needs a box. None: constant volume")
-    compressibility_per_bar: float = Field(4.5e-5, ge=0, description="barostat coupling compressibility, 1/bar "
+    compressibility_per_bar: float = Field(4.5e-5, ge=0, le=1e-2, description="barostat coupling compressibility, 1/bar "
                                            "(water 4.5e-5; sets only how fast the volume relaxes)")
-    barostat_relaxation_fs: float = Field(1000.0, gt=0, description="barostat relaxation time, fs")
+    barostat_relaxation_fs: float = Field(1000.0, gt=0, le=1e8, description="barostat relaxation time, fs")
     run_dir: str | None = Field(None, description="output folder (default: <job file stem>_run next to it)")
-    thermo_every: int = Field(1, ge=1)
+    thermo_every: int = Field(1, ge=1, le=10**9)
     trajectory: list[str] = Field(["trajectory.extxyz"], description="trajectory files (.extxyz, .dcd, .xtc)")
-    trajectory_every: int = Field(10, ge=1)
-    checkpoint_every: int = Field(50, ge=1)
+    trajectory_every: int = Field(10, ge=1, le=10**9)
+    checkpoint_every: int = Field(50, ge=1, le=10**9)
     progress: bool = True
+    guard: GuardConfig | None = Field(GuardConfig(), description="limits of a sane step (null: no checks)")
 
     @field_validator("timestep_fs")
     @classmethod
@@ -143,6 +175,19 @@ class MDConfig(_Strict):
     @classmethod
     def _files(cls, value):
         return [value] if isinstance(value, str) else value
+
+    @field_validator("trajectory")
+    @classmethod
+    def _distinct_files(cls, value):
+        names = [Path(v).name for v in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} named more than once; give each trajectory file its own name")
+        taken = sorted(set(names) & set(RUN_FILES))
+        if taken:
+            raise ValueError(f"{', '.join(taken)} is a file qmml keeps in the run folder; name the trajectory "
+                             "otherwise, e.g. trajectory.extxyz")
+        return value
 
 
 

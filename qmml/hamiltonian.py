@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .system import check_finite_positions
 from .periodic.cell import volume
 from .potential import Potential, PotentialResult
 from .coupling.vdw import LennardJones
@@ -132,6 +133,8 @@ class Hamiltonian(Potential):
         self.switching = None if embedding_cutoff_A is None else \
             ChargeSwitching(partition, embedding_cutoff_A, switch_width_A)
         self.scf_history = qm.guess_history()  # this trajectory's converged densities: the next SCF's guess
+        qm.check_electrons(partition.qm_elements, partition.qm_positions(partition.system.positions),
+                           partition.charge, partition.multiplicity)
 
     @property
     def system(self):
@@ -162,6 +165,7 @@ class Hamiltonian(Potential):
         positions = np.asarray(positions, dtype=np.float64)
         if positions.shape != (part.system.n_atoms, 3):
             raise InputError(f"positions have shape {positions.shape}, expected ({part.system.n_atoms}, 3)")
+        check_finite_positions(part.system, positions)
         if cell is None:
             cell = part.system.cell
         elif part.system.cell is None:

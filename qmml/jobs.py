@@ -1,8 +1,10 @@
 """From a validated job configuration to the objects that run it (used by the CLI and tutorials).
 
 `start_md` writes a run folder: the resolved configuration (``config.yaml``, every path absolute, so
-the folder is self-contained), ``thermo.csv`` (+ ``thermo.png``), the trajectory files and
-``checkpoint.npz``.  Creating ``STOP`` in the folder ends the run cleanly; `restart_md` continues it.
+the folder is self-contained, written once), ``config_history.yaml`` (one entry per run and restart),
+``thermo.csv`` (+ ``thermo.png``), the trajectory files and ``checkpoint.npz`` (with the job's physics
+fingerprint).  Creating ``STOP`` in the folder ends the run cleanly; `restart_md` continues it.  One
+process at a time holds a run folder (`qmml.run_folder.RunFolderLock`).
 """
 
 from __future__ import annotations
@@ -138,34 +140,70 @@ def _write_resolved(run_dir: Path, data: dict) -> None:
     os.replace(tmp, run_dir / RESOLVED_CONFIG)
 
 
+def _guard(config: JobConfig):
+    from .md import StepGuard
+
+    guard = config.md.guard
+    return None if guard is None else StepGuard(**guard.model_dump())
+
+
 def start_md(config: JobConfig, *, log=print):
     """Set up and run ``task: md`` of a loaded job (`load_config`) into a fresh run folder (``md.run_dir``);
-    returns the Simulation."""
+    returns the Simulation.  The folder is locked for the whole run (`RunFolderLock`)."""
     from .md import Simulation
+    from .run_folder import RunFolderLock, append_history, bookkeeping, physics_fingerprint
 
     run_dir = Path(config.md.run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise InputError(f"run folder {run_dir} already exists and is never overwritten; continue it "
-                         f"with 'qmml restart {run_dir}' or choose another with --set md.run_dir=NAME")
-    ham = build_potential(config)
-    log(ham.partition.report())
-    integrator = build_integrator(config, ham)
-    md = config.md
-    initial = md.temperature_K if md.initial_temperature_K is None else md.initial_temperature_K
-    # the first energy and forces are computed before anything is written, so a job that cannot
-    # start leaves no half-made run folder behind
-    sim = Simulation(ham, integrator, reporters=_reporters(config, run_dir), temperature_K=initial, seed=md.seed,
-                     checkpoint=run_dir / CHECKPOINT, checkpoint_every=md.checkpoint_every,
-                     stop_file=run_dir / STOP_FILE, progress=md.progress)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"key 'md.run_dir': {run_dir} is a file, not a folder; choose another with "
+                         "--set md.run_dir=NAME")
+
+    def check_fresh():
+        if run_dir.is_dir() and any(not bookkeeping(p.name) for p in run_dir.iterdir()):
+            raise InputError(f"run folder {run_dir} already exists and is never overwritten; continue it "
+                             f"with 'qmml restart {run_dir}' or choose another with --set md.run_dir=NAME")
+
+    check_fresh()
+    fingerprint = physics_fingerprint(config)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_resolved(run_dir, config.model_dump(mode="json"))
-    log(_settings(config, run_dir, len(ham.partition.env_atoms)))
-    return _run(sim, md.steps, run_dir, log)
+    try:
+        with RunFolderLock(run_dir):
+            check_fresh()  # another process may have started here in the meantime
+            ham = build_potential(config)
+            log(ham.partition.report())
+            integrator = build_integrator(config, ham)
+            md = config.md
+            initial = md.temperature_K if md.initial_temperature_K is None else md.initial_temperature_K
+            # the first energy and forces are computed before anything is written, so a job that cannot
+            # start leaves no half-made run folder behind
+            sim = Simulation(ham, integrator, reporters=_reporters(config, run_dir), temperature_K=initial,
+                             seed=md.seed, checkpoint=run_dir / CHECKPOINT, checkpoint_every=md.checkpoint_every,
+                             stop_file=run_dir / STOP_FILE, progress=md.progress, guard=_guard(config),
+                             metadata={"fingerprint": fingerprint})
+            _write_resolved(run_dir, config.model_dump(mode="json"))
+            append_history(run_dir, "run")
+            created = False  # from here on the folder holds a run
+            log(_settings(config, run_dir, len(ham.partition.env_atoms)))
+            return _run(sim, md.steps, run_dir, log)
+    finally:
+        if created and run_dir.is_dir() and all(bookkeeping(p.name) for p in run_dir.iterdir()):
+            for p in run_dir.iterdir():
+                p.unlink(missing_ok=True)
+            run_dir.rmdir()
 
 
-def restart_md(run_dir, overrides=(), *, log=print):
-    """Continue the run in ``run_dir`` from its checkpoint up to ``md.steps`` (``--set md.steps=N`` extends it)."""
+def restart_md(run_dir, overrides=(), *, allow_changes: bool = False, log=print):
+    """Continue the run in ``run_dir`` from its checkpoint up to ``md.steps`` (``--set md.steps=N`` extends it).
+
+    The job is ``config.yaml`` plus the ``--set`` values of earlier restarts (``config_history.yaml``) plus
+    ``overrides``.  Its physics fingerprint must match the checkpoint's; ``allow_changes`` continues anyway
+    and records what changed in the history.  ``config.yaml`` itself is never rewritten.
+    """
     from .md import Simulation
+    from .md.checkpoint import read_checkpoint
+    from .run_folder import (RunFolderLock, append_history, changes, describe, history_overrides,
+                             physics_fingerprint, read_history)
 
     run_dir = Path(run_dir)
     config_path = run_dir / RESOLVED_CONFIG
@@ -175,23 +213,36 @@ def restart_md(run_dir, overrides=(), *, log=print):
         if item.partition("=")[0].strip() not in ("md.steps", "md.progress"):
             raise InputError(f"--set {item!r}: a restart may change only md.steps and md.progress (anything else "
                              "would not continue the same run); start a new run instead")
-    config, _ = load_config(config_path, overrides)
-    if Path(config.md.run_dir).resolve() != run_dir.resolve():
-        config = config.model_copy(update={"md": config.md.model_copy(update={"run_dir": str(run_dir.resolve())})})
-    ham = build_potential(config)
-    integrator = build_integrator(config, ham)
-    md = config.md
-    sim = Simulation.restart(run_dir / CHECKPOINT, ham, integrator, reporters=_reporters(config, run_dir),
-                             checkpoint_every=md.checkpoint_every, stop_file=run_dir / STOP_FILE,
-                             progress=md.progress)
-    if overrides:  # a later plain 'qmml restart' continues to the new length
-        _write_resolved(run_dir, config.model_dump(mode="json"))
-    remaining = md.steps - sim.state.step
-    if remaining <= 0:
-        log(f"{run_dir}: already at step {sim.state.step} of {md.steps}; extend with --set md.steps=N")
-        return sim
-    log(f"continuing {run_dir} from step {sim.state.step} ({sim.state.time_fs:.1f} fs) to step {md.steps}")
-    return _run(sim, remaining, run_dir, log)
+    with RunFolderLock(run_dir):
+        history = read_history(run_dir)
+        config, _ = load_config(config_path, [*history_overrides(history), *overrides])
+        if Path(config.md.run_dir).resolve() != run_dir.resolve():
+            config = config.model_copy(update={"md": config.md.model_copy(update={"run_dir": str(run_dir.resolve())})})
+        _, sections = read_checkpoint(run_dir / CHECKPOINT)
+        stored = sections.get("metadata", {}).get("fingerprint")
+        fingerprint = physics_fingerprint(config)
+        diff = changes(stored, fingerprint) if stored is not None else {}
+        if diff and not allow_changes:
+            raise InputError(f"{run_dir}: the job no longer matches the checkpoint's physics ({describe(diff)}); "
+                             "undo the edit of config.yaml (or the structure/model files), start a new run, or "
+                             "continue anyway with 'qmml restart --allow-changes'")
+        if stored is None:
+            log(f"note: {run_dir / CHECKPOINT} predates physics fingerprints; the job cannot be checked against it")
+        ham = build_potential(config)
+        integrator = build_integrator(config, ham)
+        md = config.md
+        sim = Simulation.restart(run_dir / CHECKPOINT, ham, integrator, reporters=_reporters(config, run_dir),
+                                 checkpoint_every=md.checkpoint_every, stop_file=run_dir / STOP_FILE,
+                                 progress=md.progress, guard=_guard(config), metadata={"fingerprint": fingerprint})
+        remaining = md.steps - sim.state.step
+        if remaining <= 0:
+            log(f"{run_dir}: already at step {sim.state.step} of {md.steps}; extend with --set md.steps=N")
+            return sim
+        append_history(run_dir, "restart", overrides, diff)
+        if diff:
+            log(f"continuing with changed physics, recorded in {run_dir / 'config_history.yaml'}: {describe(diff)}")
+        log(f"continuing {run_dir} from step {sim.state.step} ({sim.state.time_fs:.1f} fs) to step {md.steps}")
+        return _run(sim, remaining, run_dir, log)
 
 
 def _settings(config: JobConfig, run_dir: Path, n_env: int) -> str:
@@ -223,6 +274,8 @@ def _run(sim, n_steps: int, run_dir: Path, log):
              f"{np.mean(thermo['scf_cycles'][1:]) if len(conserved) > 1 else 0:.1f}, conserved-energy change "
              f"{conserved[-1] - conserved[0]:+.2e} eV",
              f"  files: {', '.join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith('.')))}"]
+    if sim.stopped_by:
+        lines.append(f"  continue with 'qmml restart {run_dir}'")
     if "kinetic_virial_eV" in thermo:
         lines.insert(2, f"  mean quantum kinetic energy {np.mean(thermo['kinetic_virial_eV']):.4f} eV "
                         f"(centroid virial; primitive {np.mean(thermo['kinetic_primitive_eV']):.4f} eV)")

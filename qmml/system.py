@@ -19,7 +19,7 @@ import numpy as np
 from .elements import ATOMIC_NUMBERS, MASSES_AMU, SYMBOLS, normalize_symbol
 from .errors import InputError
 
-__all__ = ["System", "load_system"]
+__all__ = ["System", "load_system", "check_overlaps", "check_finite_positions"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +60,16 @@ class System:
     charges: np.ndarray | None = None
     source: str = "System.from_arrays"
     _universe: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        positions = np.asarray(self.positions)
+        if positions.ndim == 2 and positions.shape[1] == 3 and positions.dtype.kind == "f":
+            bad = np.nonzero(~np.isfinite(positions).all(axis=1))[0]
+            if len(bad):
+                i = int(bad[0])
+                name = self.names[i] if self.names is not None else self.elements[i]
+                raise InputError(f"{self.source}: the position of atom {i} ({name}) is not finite "
+                                 f"({len(bad)} atom{'s' if len(bad) > 1 else ''} in all); fix the coordinates")
 
     # -- construction --------------------------------------------------------------
     @classmethod
@@ -280,6 +290,7 @@ def load_system(source, *coordinates, guess_bonds: bool | None = None) -> System
     if hasattr(atoms, "charges"):
         # MDAnalysis keeps float32; topology files give at most 6 decimals, so rounding restores them
         charges = np.round(np.asarray(atoms.charges, dtype=np.float64), 6)
+    _warn_split_residues(atoms, label)
     return System(
         elements=elements,
         positions=np.asarray(atoms.positions, dtype=np.float64),
@@ -296,6 +307,25 @@ def load_system(source, *coordinates, guess_bonds: bool | None = None) -> System
 
 
 # -- helpers -------------------------------------------------------------------------
+def _warn_split_residues(atoms, label: str) -> None:
+    """Warn when one residue's atoms come in separate blocks of the file: MDAnalysis then makes two residues
+    of it, so ``complete="residue"`` and per-residue charges see only part of it."""
+    if not hasattr(atoms, "resids") or not len(atoms):
+        return
+    segids = atoms.segids if hasattr(atoms, "segids") else np.array([""] * len(atoms))
+    keys = list(zip(segids, atoms.resids, atoms.resnames if hasattr(atoms, "resnames") else segids))
+    starts = [0] + [k for k in range(1, len(keys)) if keys[k] != keys[k - 1]]
+    seen: dict = {}
+    for start in starts:
+        if keys[start] in seen:
+            segid, resid, resname = keys[start]
+            warnings.warn(f"{label}: residue {resname} {resid}{f' (segment {segid})' if segid else ''} is split: its "
+                          f"atoms start at index {seen[keys[start]]} and again at {start}, so it is read as two "
+                          "residues; put each residue's atoms together in the file", stacklevel=3)
+            return
+        seen[keys[start]] = start
+
+
 def _topology_has(attr: str, u) -> bool:
     """True when the topology file itself set ``attr`` (not an MDAnalysis guess)."""
     try:
@@ -349,9 +379,51 @@ def normalize_box(box) -> np.ndarray | None:
         raise InputError(f"box must be [a, b, c] or [a, b, c, alpha, beta, gamma], got {box.size} numbers")
     if np.all(box[:3] == 0):
         return None
+    if not np.all(np.isfinite(box)):
+        raise InputError(f"box {box.tolist()} has a number that is not finite; give lengths in Å and angles in degrees")
     if np.any(box[:3] <= 0):
         raise InputError(f"box lengths must be positive, got {box[:3]}")
+    if np.any(box[3:] <= 0) or np.any(box[3:] >= 180):
+        raise InputError(f"box angles must lie between 0 and 180 degrees, got {box[3:].tolist()}")
+    c = np.cos(np.radians(box[3:]))
+    if not 1 - np.sum(c ** 2) + 2 * np.prod(c) > 1e-4:  # volume below 1 % of a b c: flat or impossible
+        raise InputError(f"box angles {box[3:].tolist()} do not form a cell (its volume is almost or exactly "
+                         "zero); check them")
     return box
+
+
+def check_finite_positions(system: System, positions) -> None:
+    """`InputError` naming the first atom (system-wide index and name) whose position is not finite."""
+    bad = np.nonzero(~np.isfinite(positions).all(axis=1))[0]
+    if len(bad):
+        raise InputError(f"the position of {system.atom_label(int(bad[0]))} is not finite ({len(bad)} atom"
+                         f"{'s' if len(bad) > 1 else ''} in all); check the structure or the integrator")
+
+
+#: atoms closer than this are one atom placed twice (an alternate location, a copy-paste), not chemistry, Å
+MIN_DISTANCE_A = 0.5
+
+
+def check_overlaps(system: System, min_distance_A: float = MIN_DISTANCE_A) -> None:
+    """`InputError` naming the first two atoms (system-wide indices) closer than ``min_distance_A`` (Å),
+    bonded H-H pairs excepted; linear in the number of atoms."""
+    from vesin import NeighborList
+
+    cell = system.cell
+    i, j, d = NeighborList(cutoff=float(min_distance_A), full_list=False).compute(
+        points=np.asarray(system.positions, dtype=np.float64), box=np.zeros((3, 3)) if cell is None else cell,
+        periodic=cell is not None, quantities="ijd")
+    if not len(i):
+        return
+    bonded = set()
+    if system.bonds is not None:
+        bonded = {(int(a), int(b)) for a, b in system.bonds} | {(int(b), int(a)) for a, b in system.bonds}
+    for a, b, r in sorted(zip(i.tolist(), j.tolist(), d.tolist()), key=lambda t: t[2]):
+        if system.elements[a] == system.elements[b] == "H" and (a, b) in bonded:
+            continue
+        other = "its own periodic image" if a == b else system.atom_label(b)
+        raise InputError(f"{system.source}: {system.atom_label(a)} and {other} are {r:.3f} Å apart, "
+                         f"closer than {min_distance_A} Å (an atom placed twice?); fix the coordinates")
 
 
 def _normalize_bonds(bonds, n: int) -> np.ndarray:

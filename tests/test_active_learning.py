@@ -275,3 +275,36 @@ def test_a_model_swap_under_pimd_recomputes_every_bead(tmp_path):
     np.testing.assert_allclose(sim.state.forces, np.mean([r.forces for r in fresh], axis=0), rtol=0, atol=1e-10)
     assert sim.state.potential_energy == pytest.approx(np.mean([r.energy for r in fresh]), abs=1e-10)
     sim.run(2)
+
+
+def test_a_killed_active_learning_run_resumes_with_its_rounds_queue_and_model(undertrained, water_train, tmp_path):
+    small, model = undertrained
+    system = water_train.frames[_frames_of_size(water_train, 12)[20]].to_system("HOH")
+
+    def simulation(checkpoint_exists):
+        potential = qmml.MLPotential(model, system)  # every process starts from the original model
+        integrator = qmml.Langevin(0.5, 300, friction_per_ps=10, seed=0)
+        if checkpoint_exists:
+            return qmml.Simulation.restart(tmp_path / "checkpoint.npz", potential, integrator, progress=False)
+        return qmml.Simulation(potential, integrator, temperature_K=300, checkpoint=tmp_path / "checkpoint.npz",
+                               checkpoint_every=1000, progress=False)
+
+    options = dict(thresholds=Thresholds(force_eV_A=1e-4, charge_e=1e-4), check_every=5, batch_size=2,
+                   training=TrainingOptions(max_epochs=2, patience=2, progress=False))
+    first = ActiveLearning(simulation(False), LabellerSpec("xtb"), small, tmp_path / "al", **options)
+    first.run(15)  # checks at 5, 10 (round 1 labels both) and 15 (queued, not yet labelled)
+    assert len(first.rounds) == 1 and [s for s, _ in first.queue] == [15]
+    del first  # the process dies here: only the files remain
+
+    second = ActiveLearning.resume(simulation(True), LabellerSpec("xtb"), tmp_path / "al", **options)
+    assert second.simulation.state.step == 15
+    assert len(second.rounds) == 1 and [s for s, _ in second.queue] == [15]
+    saved = load_model(tmp_path / "al" / "model_round01.pt")
+    for key, value in saved.state_dict().items():
+        assert torch.equal(value.to(second.model.state_dict()[key].dtype), second.model.state_dict()[key]), key
+    assert len(second.dataset) == len(small) + 2
+    second.run(5)  # the check at step 20 fills the batch: round 2 continues the numbering
+    assert len(second.rounds) == 2
+    assert len(Dataset.load(tmp_path / "al" / "dataset_round02.npz")) == len(small) + 4
+    with pytest.raises(qmml.InputError, match="ActiveLearning.resume"):
+        ActiveLearning(second.simulation, LabellerSpec("xtb"), small, tmp_path / "al")

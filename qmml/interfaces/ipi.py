@@ -216,6 +216,10 @@ class IPIClient:
                     return self.n_evaluations
                 else:
                     raise IPIConnectionError(f"unexpected message {header!r} from i-PI on the {self.where}")
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as err:
+            raise IPIConnectionError(f"i-PI broke the connection on the {self.where} after {self.n_evaluations} force "
+                                     f"evaluations ({err.strerror or type(err).__name__}); it stopped or crashed: "
+                                     "see its output, then restart it from its checkpoint") from None
         finally:
             self.close()
 

@@ -3,6 +3,7 @@ driver."""
 
 from .barostat import StochasticCellRescaling
 from .checkpoint import read_checkpoint, write_checkpoint
+from .guard import StepGuard
 from .integrators import Integrator, Langevin, MultipleTimeStep, VelocityVerlet
 from .pimd import PathIntegralLangevin, with_isotopes
 from .plot import plot_thermo, read_thermo
@@ -13,4 +14,4 @@ from .state import MDState, kinetic_energy, maxwell_boltzmann, temperature
 __all__ = ["MDState", "Integrator", "VelocityVerlet", "Langevin", "MultipleTimeStep", "Simulation", "Reporter", "ThermoLog", "CollectiveVariableLog",
            "TrajectoryWriter", "read_checkpoint", "write_checkpoint", "plot_thermo", "read_thermo",
            "kinetic_energy", "maxwell_boltzmann", "temperature", "PathIntegralLangevin", "with_isotopes",
-           "StochasticCellRescaling"]
+           "StochasticCellRescaling", "StepGuard"]

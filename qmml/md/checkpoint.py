@@ -64,10 +64,14 @@ def write_checkpoint(path, state: MDState, **sections) -> None:
     }
     header = json.dumps(_flatten(tree, arrays))
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, __header__=np.array(header), **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, __header__=np.array(header), **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:  # a full disk or a file-size limit: the previous checkpoint stays as it was
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     _fsync_folder(path.parent)
 

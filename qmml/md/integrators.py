@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import units
-from ..errors import InputError
+from ..errors import InputError, check_range
 from ..potential import check_result
 from .barostat import scaled_drift
 from .state import STREAM_BAROSTAT, MDState, generator, generator_state, kinetic_energy, new_rng_state
@@ -58,10 +58,15 @@ def _evaluate(potential, positions, cell=None):
             None if stress is None else np.asarray(stress, dtype=np.float64))
 
 
+#: the largest time step accepted, fs (hydrogen vibrations need about 1 fs or less; heavy atoms with
+#: multiple time steps up to a few fs)
+MAX_TIMESTEP_FS = 10.0
+#: the highest thermostat temperature accepted, K
+MAX_TEMPERATURE_K = 5000.0
+
+
 def _check_timestep(timestep_fs):
-    if not timestep_fs > 0:
-        raise InputError(f"timestep_fs={timestep_fs} must be positive (fs)")
-    return float(timestep_fs)
+    return check_range("timestep_fs", timestep_fs, low=0, low_open=True, high=MAX_TIMESTEP_FS, unit="fs")
 
 
 class Integrator:
@@ -75,6 +80,8 @@ class Integrator:
 
     name = "integrator"
     thermo_columns: tuple = ()
+    #: the thermostat's target temperature, K (None: no thermostat, the dynamics conserves energy)
+    temperature_K: float | None = None
 
     def degrees_of_freedom(self, n_atoms: int) -> int:
         return 3 * n_atoms - 3  # total momentum is conserved
@@ -161,14 +168,12 @@ class Langevin(VelocityVerlet):
     def __init__(self, timestep_fs: float, temperature_K: float, friction_per_ps: float = 5.0, seed: int = 0,
                  barostat=None):
         super().__init__(timestep_fs)
-        if not temperature_K >= 0:
-            raise InputError(f"temperature_K={temperature_K} must be zero or positive (K)")
-        if not friction_per_ps >= 0:
-            raise InputError(f"friction_per_ps={friction_per_ps} must be zero or positive (1/ps)")
+        temperature_K = check_range("temperature_K", temperature_K, low=0, high=MAX_TEMPERATURE_K, unit="K")
+        friction_per_ps = check_range("friction_per_ps", friction_per_ps, low=0, high=1e4, unit="1/ps")
         if barostat is not None and not temperature_K > 0:
             raise InputError(f"temperature_K={temperature_K}: a barostat needs a positive temperature (K)")
-        self.temperature_K = float(temperature_K)
-        self.friction_per_ps = float(friction_per_ps)
+        self.temperature_K = temperature_K
+        self.friction_per_ps = friction_per_ps
         self.seed = int(seed)
         self.barostat = barostat
 
@@ -279,8 +284,7 @@ class MultipleTimeStep(VelocityVerlet):
 
     def __init__(self, timestep_fs: float, inner_steps: int, fast):
         super().__init__(timestep_fs)
-        if int(inner_steps) < 1:
-            raise InputError(f"inner_steps={inner_steps} must be 1 or more")
+        check_range("inner_steps", inner_steps, low=1, high=1000)
         self.inner_steps = int(inner_steps)
         self.fast = fast
 

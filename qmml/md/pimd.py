@@ -29,10 +29,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import units
-from ..errors import InputError
+from ..errors import InputError, check_range
 from ..potential import Potential, PotentialResult, PotentialWrapper, check_result
 from ..system import System
-from .integrators import Integrator, _check_timestep, drift, kick, thermostat
+from .integrators import MAX_TEMPERATURE_K, Integrator, _check_timestep, drift, kick, thermostat
 from .state import MDState, generator, generator_state, kinetic_energy, new_rng_state
 
 #: Atomic masses of the hydrogen isotopes, amu (AME2020), for `with_isotopes`.
@@ -190,14 +190,11 @@ class PathIntegralLangevin(Integrator):
     def __init__(self, timestep_fs: float, temperature_K: float, n_beads: int, centroid_friction_per_ps: float = 5.0,
                  seed: int = 0, *, pile_lambda: float = 1.0, cheap=None, contracted_beads: int | None = None):
         self.timestep_fs = _check_timestep(timestep_fs)
-        if not temperature_K > 0:
-            raise InputError(f"temperature_K={temperature_K} must be positive (K): the ring-polymer springs "
-                             "stiffen without bound as T -> 0")
-        if int(n_beads) < 1:
-            raise InputError(f"n_beads={n_beads} must be 1 or more")
-        if not centroid_friction_per_ps >= 0 or not pile_lambda >= 0:
-            raise InputError(f"centroid_friction_per_ps={centroid_friction_per_ps} (1/ps) and "
-                             f"pile_lambda={pile_lambda} must be zero or positive")
+        # T > 0: the ring-polymer springs stiffen without bound as T -> 0
+        check_range("temperature_K", temperature_K, low=0, low_open=True, high=MAX_TEMPERATURE_K, unit="K")
+        check_range("n_beads", n_beads, low=1, high=4096)
+        check_range("centroid_friction_per_ps", centroid_friction_per_ps, low=0, high=1e4, unit="1/ps")
+        check_range("pile_lambda", pile_lambda, low=0, high=100)
         self.temperature_K, self.n_beads, self.seed = float(temperature_K), int(n_beads), int(seed)
         self.centroid_friction_per_ps, self.pile_lambda = float(centroid_friction_per_ps), float(pile_lambda)
         self.cheap = cheap

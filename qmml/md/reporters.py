@@ -34,10 +34,15 @@ def _fresh(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def _cut(path: Path, size: int) -> None:
+def check_resumable(path: Path, size: int) -> None:
+    """`InputError` unless ``path`` still holds the ``size`` bytes a checkpoint recorded."""
     if not path.is_file() or path.stat().st_size < size:
         raise InputError(f"{path} is shorter than its checkpoint says ({size} bytes); it was changed after the run "
                          "stopped, so the run cannot continue exactly: restore it or start a new run")
+
+
+def _cut(path: Path, size: int) -> None:
+    check_resumable(path, size)
     with open(path, "r+b") as handle:
         handle.truncate(size)
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, UnstableDynamicsError, check_range
 from ..potential import Potential, PotentialResult
 from .checkpoint import read_checkpoint, write_checkpoint
-from .reporters import Reporter
+from .guard import StepGuard
+from .reporters import Reporter, check_resumable
 from .state import kinetic_energy, maxwell_boltzmann, temperature
 
 log = logging.getLogger(__name__)
@@ -53,11 +54,18 @@ class Simulation:
         Creating this file stops the run cleanly after the current step (the file is then removed).
     progress : bool
         Show a tqdm progress bar.
+    guard : StepGuard or None
+        Physics checks after every step (default `StepGuard()`); a tripped step raises
+        `qmml.errors.UnstableDynamicsError` and is neither reported nor checkpointed.  None turns them off.
+    metadata : dict, optional
+        JSON values stored in every checkpoint (``qmml run`` keeps the job's physics fingerprint there);
+        `Simulation.restart` returns them as ``simulation.checkpoint_metadata``.
     """
 
     def __init__(self, hamiltonian, integrator, *, reporters=(), positions=None, velocities=None,
                  temperature_K: float | None = None, seed: int = 0, checkpoint=None, checkpoint_every: int = 100,
-                 stop_file=None, progress: bool = True, _state=None):
+                 stop_file=None, progress: bool = True, guard: StepGuard | None = StepGuard(), metadata=None,
+                 _state=None):
         if not isinstance(hamiltonian, Potential):
             raise InputError(f"Simulation: {hamiltonian!r} is not a qmml potential; subclass qmml.Potential (system, "
                              "compute(positions, *, forces=True, cell=None) -> qmml.PotentialResult)")
@@ -70,8 +78,12 @@ class Simulation:
                                  "report, bookmark, finish)")
         self.system = hamiltonian.system
         self.masses = np.asarray(self.system.masses, dtype=np.float64)
-        if int(checkpoint_every) < 1:
-            raise InputError(f"checkpoint_every={checkpoint_every} must be 1 or more steps")
+        check_range("checkpoint_every", checkpoint_every, low=1, unit="steps")
+        if guard is not None and not isinstance(guard, StepGuard):
+            raise InputError(f"Simulation: guard={guard!r} is not a qmml.md.StepGuard (or None for no checks)")
+        self.guard = guard
+        self.metadata = dict(metadata or {})
+        self.checkpoint_metadata: dict = {}
         self.checkpoint_path = None if checkpoint is None else Path(checkpoint)
         self.checkpoint_every = int(checkpoint_every)
         self.stop_file = None if stop_file is None else Path(stop_file)
@@ -81,9 +93,13 @@ class Simulation:
         self.regions = self._regions()
         n = self.system.n_atoms
         if _state is not None:
-            self.state, self._resume = _state
+            self.state, self._resume, guard_state = _state
+            self.start_temperature_K = float(guard_state.get("start_temperature_K", 0.0))
+            self._conserved_reference = guard_state.get("conserved_reference")
             return
         self._resume = None
+        if temperature_K is not None:
+            check_range("temperature_K", temperature_K, low=0, high=1e5, unit="K")
         x = self.system.positions if positions is None else np.asarray(positions, dtype=np.float64)
         if velocities is None:
             velocities = (maxwell_boltzmann(self.masses, temperature_K, seed) if temperature_K
@@ -95,7 +111,23 @@ class Simulation:
         if self.checkpoint_path is not None and self.checkpoint_path.exists():
             raise InputError(f"{self.checkpoint_path} already exists and is never overwritten; continue that run "
                              "with Simulation.restart (qmml restart RUN_DIR) or choose another checkpoint path")
+        for name, value in (("positions", x), ("velocities", v)):
+            bad = np.nonzero(~np.isfinite(value).all(axis=1))[0]
+            if len(bad):
+                raise InputError(f"Simulation: the {name} of {self.system.atom_label(int(bad[0]))} are not finite "
+                                 f"({len(bad)} atoms in all); give finite {name}")
         self.state = integrator.init(hamiltonian, x, v, self.masses)
+        if self.guard is not None:
+            self.guard.check_finite(self.state, self.system, "the starting structure")
+        with np.errstate(over="ignore"):
+            self.start_temperature_K = self.temperature()
+        if self.guard is not None:
+            limit = max(self.guard.max_temperature_K, self.guard.temperature_factor * (integrator.temperature_K or 0.0))
+            if not self.start_temperature_K <= limit:
+                raise InputError(f"Simulation: the starting velocities give {self.start_temperature_K:.4g} K, above the "
+                                 f"guard's limit of {limit:g} K (max_temperature_K, or temperature_factor x the "
+                                 "thermostat's); give velocities in Å/fs (or raise the guard's limits)")
+        self._conserved_reference = self.integrator.conserved_energy(self.state, self.masses)
 
     # -- construction from a checkpoint ---------------------------------------------------
     @classmethod
@@ -118,7 +150,13 @@ class Simulation:
         integrator.restore(sections.get("integrator", {}))
         result = _restored_result(state, sections.get("result", {}), hamiltonian.partition)
         sim = cls(hamiltonian, integrator, reporters=reporters, checkpoint=checkpoint,
-                  _state=(state.replace(result=result), sections.get("reporters", {})), **options)
+                  _state=(state.replace(result=result), sections.get("reporters", {}), sections.get("guard", {})),
+                  **options)
+        sim.checkpoint_metadata = dict(sections.get("metadata", {}))
+        for reporter in sim.reporters:  # refuse now, before anything is written, rather than at run()
+            bookmark = sim._resume.get(sim._key(reporter))
+            if bookmark is not None:
+                check_resumable(reporter.path, bookmark["bytes"])
         return sim
 
     # -- quantities -----------------------------------------------------------------------
@@ -149,9 +187,16 @@ class Simulation:
     def run(self, n_steps: int) -> "Simulation":
         """Advance ``n_steps`` steps (fewer if stopped by SIGTERM or the stop file); returns self.
 
-        Calling it again continues the run: reporters append to their files."""
+        Calling it again continues the run: reporters append to their files.
+
+        Raises
+        ------
+        qmml.errors.UnstableDynamicsError
+            A step broke a limit of the `StepGuard`; the checkpoint holds the last good step.
+        """
         from tqdm.auto import tqdm
 
+        n_steps = int(check_range("n_steps", n_steps, low=0, unit="steps"))
         resume, self._resume = self._resume, None
         for reporter in self.reporters:
             reporter.start(self, resume=None if resume is None else resume.get(self._key(reporter)))
@@ -168,12 +213,18 @@ class Simulation:
         try:
             for _ in range(int(n_steps)):
                 try:
-                    self.state = self.integrator.step(self.potential, self.state, self.masses)
-                except BaseException as err:  # a failed SCF, Ctrl-C: keep the last completed step
+                    state = self.integrator.step(self.potential, self.state, self.masses)
+                    if self.guard is not None:
+                        self.guard.check_step(self, self.state, state, self._conserved_reference)
+                except BaseException as err:  # a failed SCF, a tripped guard, Ctrl-C: keep the last good step
                     self._checkpoint()
+                    if isinstance(err, UnstableDynamicsError):
+                        err.args = (f"MD stopped at {err}; the checkpoint holds step {self.state.step}",)
+                        raise
                     what = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
                     log.error("step %d %s; the checkpoint holds step %d", self.state.step + 1, what, self.state.step)
                     raise
+                self.state = state
                 self._report(self.state)
                 bar.update(1)
                 if self.progress and self.state.step % 5 == 0:
@@ -216,6 +267,11 @@ class Simulation:
             if reporter.due(state):
                 reporter.report(self, state)
 
+    def write_checkpoint(self) -> None:
+        """Write the checkpoint now (nothing without a checkpoint path), e.g. when a driver such as
+        `qmml.ml.ActiveLearning` saves its own state alongside."""
+        self._checkpoint()
+
     def _checkpoint(self) -> None:
         if self.checkpoint_path is None:
             return
@@ -229,6 +285,10 @@ class Simulation:
                        r.binary},
             result={"scf_cycles": int(result.scf_cycles), "energy_std": float(result.energy_std),
                     "charges": result.charges},
+            guard={"start_temperature_K": float(self.start_temperature_K),
+                   "conserved_reference": None if self._conserved_reference is None
+                   else float(self._conserved_reference)},
+            metadata=self.metadata,
         )
 
 

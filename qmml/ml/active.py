@@ -11,7 +11,9 @@ current weights; the new model replaces the old one in the running potential and
 continue from the same state (positions, velocities, random-number state).
 
 Every round writes the dataset and the model, numbered, into ``directory``, and a CSV of the
-spreads at every check, so a crash loses at most one round's labels.
+spreads at every check.  The rounds and the queue are saved (``active_learning_state.npz``) whenever they
+change, together with the simulation's checkpoint, so `ActiveLearning.resume` continues a killed run with
+the latest model, its dataset and the structures still waiting for labels.
 
 Units: Å, eV, eV/Å, e, fs.
 """
@@ -19,7 +21,9 @@ Units: Å, eV, eV/Å, e, fs.
 from __future__ import annotations
 
 import csv
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +62,8 @@ class Thresholds:
     embedding_eV: float = 0.05
 
 
+STATE_FILE = "active_learning_state.npz"
+_CLUSTER_FIELDS = ("elements", "positions", "molecule", "molecule_charges", "source", "centres")
 _LOG_COLUMNS = ("step", "time_fs", "max_force_std_eV_A", "max_charge_std_e", "embedding_std_eV", "flagged_atoms",
                 "queued", "round")
 
@@ -95,12 +101,15 @@ class ActiveLearning:
         default serial, in this process.
     max_rounds : int, optional
         Stop retraining after this many rounds (the dynamics go on with the last model).
+
+    Give the simulation a checkpoint file: it is written with the learner's state, and a killed run
+    continues with ``Simulation.restart`` and `ActiveLearning.resume`.
     """
 
     def __init__(self, simulation, reference, dataset: Dataset, directory, *, thresholds: Thresholds | None = None,
                  check_every: int = 10, batch_size: int = 4, segment_steps: int | None = None,
                  radius_A: float | None = None, training: TrainingOptions | None = None, executor=None,
-                 max_rounds: int | None = None):
+                 max_rounds: int | None = None, _saved: dict | None = None):
         self.simulation = simulation
         model = simulation.potential.environment_model
         if model is None:
@@ -117,8 +126,9 @@ class ActiveLearning:
         if segment_steps is not None and int(segment_steps) < 1:
             raise InputError(f"segment_steps={segment_steps} must be 1 or more steps (or None)")
         self.directory = Path(directory)
-        if self.directory.exists() and any(self.directory.iterdir()):
-            raise InputError(f"{self.directory} is not empty and nothing in it is overwritten; choose a new folder")
+        if _saved is None and self.directory.exists() and any(self.directory.iterdir()):
+            raise InputError(f"{self.directory} is not empty and nothing in it is overwritten; choose a new folder, "
+                             "or continue the run in it with ActiveLearning.resume")
         self.directory.mkdir(parents=True, exist_ok=True)
         self.reference = reference
         self.dataset = Dataset(list(dataset.frames), dict(dataset.metadata))
@@ -133,8 +143,58 @@ class ActiveLearning:
         self.rounds: list[dict] = []
         self.checks: list[dict] = []
         self._log_path = self.directory / "uncertainty.csv"
+        if _saved is not None:
+            self.rounds, self.queue = _saved["rounds"], _saved["queue"]
+            return
         with open(self._log_path, "w", newline="") as fh:
             csv.writer(fh).writerow(_LOG_COLUMNS)
+        self.dataset.save(self.directory / "dataset_round00.npz")
+
+    @classmethod
+    def resume(cls, simulation, reference, directory, **options) -> "ActiveLearning":
+        """Continue the active learning saved in ``directory`` with ``simulation`` restarted from its checkpoint
+        (`Simulation.restart`): the latest round's model goes into its potential, the latest dataset and the
+        queued structures (those up to the simulation's step) come back.  ``options`` as for the constructor."""
+        directory = Path(directory)
+        path = directory / STATE_FILE
+        if not path.is_file():
+            raise InputError(f"{directory}: no {STATE_FILE} there; give the folder of an ActiveLearning run")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            header = json.loads(str(arrays.pop("__header__")))
+        except Exception as err:
+            raise InputError(f"{path}: not a readable active-learning state ({err})") from None
+        step = simulation.state.step
+        queue = [(int(s), Cluster(**{f: arrays[f"q{k}_{f}"] for f in _CLUSTER_FIELDS}))
+                 for k, s in enumerate(header["queue_steps"]) if s <= step]
+        rounds = header["rounds"]
+        k = len(rounds)
+        dataset = Dataset.load(directory / f"dataset_round{k:02d}.npz")
+        learner = cls(simulation, reference, dataset, directory, _saved={"rounds": rounds, "queue": queue}, **options)
+        if k:
+            from .io import load_model
+
+            current = learner.model
+            learner.install(load_model(directory / f"model_round{k:02d}.pt", dtype=current.dtype,
+                                       device=next(current.parameters()).device))
+        return learner
+
+    def _save(self) -> None:
+        """The simulation's checkpoint, then the rounds and the queue (atomically), so the two agree."""
+        write = getattr(self.simulation, "write_checkpoint", None)
+        if write is not None:
+            write()
+        arrays = {f"q{k}_{f}": np.asarray(getattr(cluster, f)) for k, (_, cluster) in enumerate(self.queue)
+                  for f in _CLUSTER_FIELDS}
+        header = json.dumps({"rounds": self.rounds, "queue_steps": [int(s) for s, _ in self.queue]},
+                            default=lambda value: value.item() if hasattr(value, "item") else str(value))
+        tmp = self.directory / f".{STATE_FILE}.tmp"
+        with open(tmp, "wb") as handle:
+            np.savez(handle, __header__=np.array(header), **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.directory / STATE_FILE)
 
     # -- one check -----------------------------------------------------------------------
     def check(self) -> dict:
@@ -154,6 +214,7 @@ class ActiveLearning:
             cluster = cut_out(sim.system, state.positions, centres, radius_A=self.radius_A, atoms=u.model_atoms)
             self.queue.append((state.step, cluster))
             queued = True
+            self._save()
         row = {"step": state.step, "time_fs": state.time_fs, "max_force_std_eV_A": u.max_force_std,
                "max_charge_std_e": u.max_charge_std, "embedding_std_eV": u.embedding_std,
                "flagged_atoms": len(flagged), "queued": int(queued), "round": len(self.rounds)}
@@ -208,6 +269,7 @@ class ActiveLearning:
                 "force_rmse_new_before_eV_A": before["force_rmse_eV_A"],
                 "force_rmse_new_after_eV_A": after["force_rmse_eV_A"], "seconds": time.perf_counter() - start}
         self.rounds.append(info)
+        self._save()
         log.info("active learning round %d: %d structures labelled, force RMSE on them %.3f -> %.3f eV/Å", k,
                  len(clusters), before["force_rmse_eV_A"], after["force_rmse_eV_A"])
         return info

@@ -71,6 +71,11 @@ def read_header(name_or_path) -> dict:
     return _read(_resolve(name_or_path))[0]
 
 
+def model_path(name_or_path) -> Path:
+    """The file of a shipped model (by name) or of a model path; `InputError` when there is none."""
+    return _resolve(name_or_path)
+
+
 def _resolve(name_or_path) -> Path:
     path = Path(name_or_path)
     if path.suffix == "" and not path.exists():
@@ -139,6 +144,12 @@ def load_model(name_or_path, *, dtype=torch.float64, device=None, elements=None)
             except InputError as err:
                 raise ModelFileError(f"{path}: its baseline term cannot be read ({err})") from None
         # files written before these options have no "dispersion"/"baseline" key: None, no such term
+        broken = [key for key, value in state.items()
+                  if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()]
+        if broken:
+            raise ModelFileError(f"{path}: weights {', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''} are not "
+                                 "finite (NaN or inf; training diverged or the file was damaged); retrain the model or "
+                                 "use another")
         model = EnvironmentModel(**arch)
         model.load_state_dict(state, strict=True)
     except ModelFileError:

@@ -22,7 +22,7 @@ from pyscf.data import radii as _radii
 
 from .. import units
 from ..elements import ATOMIC_NUMBERS, SYMBOLS
-from ..errors import InputError, QmmlError
+from ..errors import InputError, QmmlError, check_range
 from ..parallel import map_tasks
 from ..periodic.cell import minimum_image, volume
 from .dispersion import simple_dftd3
@@ -219,12 +219,16 @@ class XTBLabeller:
         Lattice vectors (rows, Å) for a periodic box.
     method : str
         "GFN2-xTB" (default) or "GFN1-xTB".
+    threads : int, optional
+        OpenMP threads tblite may use during a call (threadpoolctl): default the cores this process may run
+        on, at most ``OMP_NUM_THREADS``.  tblite stalls when its threads and others' (torch, a second
+        labeller) outnumber the cores.
 
     With a cell, labels also carry the stress (eV/Å^3).
     """
 
     def __init__(self, elements, *, charge: int = 0, multiplicity: int = 1, cell=None, method: str = "GFN2-xTB",
-                 accuracy: float = 1.0):
+                 accuracy: float = 1.0, threads: int | None = None):
         try:
             from tblite.interface import Calculator
         except ImportError:
@@ -234,6 +238,7 @@ class XTBLabeller:
         self.charge, self.multiplicity, self.method, self.accuracy = charge, multiplicity, method, accuracy
         self.cell = None if cell is None else np.asarray(cell, float)
         self.reference = f"{method} (tblite), Mulliken charges"
+        self.threads = _default_threads() if threads is None else int(check_range("threads", threads, low=1))
         self._calc = None
         self._previous = None
 
@@ -247,6 +252,12 @@ class XTBLabeller:
         self._previous = None
 
     def __call__(self, positions_A) -> Label:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=self.threads, user_api="openmp"):
+            return self._label(positions_A)
+
+    def _label(self, positions_A) -> Label:
         x = np.asarray(positions_A, dtype=float) * units.ANGSTROM_BOHR
         if self._calc is None:
             self._start(x)
@@ -271,6 +282,16 @@ class XTBLabeller:
         return Label(float(result.get("energy")) * units.HARTREE_EV,
                      -np.asarray(result.get("gradient")) * units.HARTREE_PER_BOHR_EV_PER_A,
                      np.asarray(result.get("charges"), dtype=float).copy(), stress)
+
+
+def _default_threads() -> int:
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        return max(1, min(cores, int(os.environ.get("OMP_NUM_THREADS", cores))))
+    except ValueError:
+        return cores
 
 
 # -- a reference method as a picklable recipe -----------------------------------------------------

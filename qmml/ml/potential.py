@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ..system import check_finite_positions
 from ..periodic.cell import volume
 from ..potential import Potential, PotentialResult
 from .uncertainty import Uncertainty, require_committee
@@ -79,6 +80,7 @@ class MLPotential(Potential):
             cell = self.cell
         elif self.cell is None:
             raise InputError("cell= given for a system without a box; build the system with box=[a, b, c, ...]")
+        check_finite_positions(self.system, np.asarray(positions, dtype=np.float64))
         p = self.model.predict(self.system.atomic_numbers, positions, cell=cell, groups=self.groups,
                                group_charges=self.group_charges, molecules=self.molecules, forces=forces)
         stress = None

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import PartitionError
-from ..system import System
+from ..system import System, check_overlaps
 from .boundary import BoundaryMap, build_boundary_map
 from .cuts import check_cuts, find_cut_bonds
 from .links import LinkAtom, link_scale_factor
@@ -148,6 +148,7 @@ def partition(
     evenly over the environment atoms of the residues that hold an M1 atom (all environment atoms
     when nothing is cut); the report states the shift.
     """
+    check_overlaps(system)
     if system.bonds is None:
         raise PartitionError(
             f"{system.source} has no bond information, so cut bonds cannot be found; load it with "
@@ -167,7 +168,17 @@ def partition(
 
     n_electrons = int(system.atomic_numbers[qm_atoms].sum()) + len(links) - charge
     unpaired = multiplicity - 1
-    if n_electrons < unpaired or (n_electrons - unpaired) % 2:
+    if n_electrons < 1:
+        most = n_electrons + charge - 1
+        raise PartitionError(
+            f"the QM region ({len(qm_atoms)} atoms + {len(links)} link atoms) has {n_electrons + charge} protons, so "
+            f"charge {charge:+d} leaves {n_electrons} electrons; a QM region needs electrons: give a charge of at "
+            f"most {most:+d}")
+    if n_electrons < unpaired:
+        raise PartitionError(
+            f"the QM region has {n_electrons} electrons at charge {charge:+d}, too few for multiplicity "
+            f"{multiplicity} ({unpaired} unpaired electrons); lower the multiplicity or the charge")
+    if (n_electrons - unpaired) % 2:
         raise PartitionError(
             f"the QM region ({len(qm_atoms)} atoms + {len(links)} link atoms) has {n_electrons} electrons at "
             f"charge {charge:+d}, which cannot have multiplicity {multiplicity}; "

@@ -42,6 +42,11 @@ def is_multiple_bond(system: System, i: int, j: int) -> bool:
     return unsaturated(i) and unsaturated(j)
 
 
+def _override(flag: str) -> str:
+    """The switch that allows a refused cut, in each of qmml's interfaces."""
+    return f"{flag}=True in Python, qm.{flag}: true in a job file, --{flag.replace('_', '-')} for qmml partition"
+
+
 def check_cuts(system: System, cuts: list[tuple[int, int]], *, allow_polar_cuts: bool,
                allow_multiple_bond_cuts: bool, allow_multiple_links: bool) -> None:
     """Raise `PartitionError` for a cut qmml refuses, naming the atoms and the override flag."""
@@ -51,11 +56,11 @@ def check_cuts(system: System, cuts: list[tuple[int, int]], *, allow_polar_cuts:
         if not allow_multiple_bond_cuts and is_multiple_bond(system, q1, m1):
             raise PartitionError(
                 f"the QM boundary cuts a double or aromatic {pair} bond between {label(q1)} and {label(m1)}; "
-                "move the boundary to a single C-C bond, or pass allow_multiple_bond_cuts=True")
+                f"move the boundary to a single C-C bond, or allow it ({_override('allow_multiple_bond_cuts')})")
         if not allow_polar_cuts and (system.elements[q1], system.elements[m1]) != ("C", "C"):
             raise PartitionError(
                 f"the QM boundary cuts a polar {pair} bond between {label(q1)} and {label(m1)}; "
-                "move the boundary to a C-C single bond, or pass allow_polar_cuts=True")
+                f"move the boundary to a C-C single bond, or allow it ({_override('allow_polar_cuts')})")
     if not allow_multiple_links:
         for q1, n in Counter(q for q, _ in cuts).items():
             if n > 1:
@@ -63,4 +68,4 @@ def check_cuts(system: System, cuts: list[tuple[int, int]], *, allow_polar_cuts:
                 raise PartitionError(
                     f"{label(q1)} would carry {n} link atoms (cut bonds to {partners}); "
                     "add those neighbours to the QM region or remove this atom from it, "
-                    "or pass allow_multiple_links=True")
+                    f"or allow it ({_override('allow_multiple_links')})")

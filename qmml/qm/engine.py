@@ -178,6 +178,15 @@ class PySCFEngine:
             raise InputError(f"PySCF could not build the QM molecule ({err}); check the elements, charge={charge}, "
                              f"multiplicity={multiplicity} and basis={self.basis!r}") from None
 
+    def check_electrons(self, elements, positions_A, charge: int, multiplicity: int) -> None:
+        """`InputError` unless the basis holds the electrons of this molecule (checked before any SCF)."""
+        mol = self.build_molecule(elements, positions_A, charge, multiplicity)
+        n_alpha, n_beta = mol.nelec
+        if mol.nelectron < 1 or n_alpha > mol.nao_nr():
+            raise InputError(f"the QM region has {mol.nelectron} electrons ({n_alpha} alpha) at charge={charge:+d}, "
+                             f"but basis={self.basis!r} has {mol.nao_nr()} orbitals; change the charge or choose a "
+                             "larger basis")
+
     def make_scf(self, mol: gto.Mole):
         """The PySCF mean-field object for ``mol`` (no embedding)."""
         restricted = mol.spin == 0

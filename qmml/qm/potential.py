@@ -8,6 +8,7 @@ import copy
 import numpy as np
 
 from ..errors import InputError
+from ..system import check_finite_positions
 from ..potential import Potential, PotentialResult
 
 
@@ -32,6 +33,7 @@ class QMPotential(Potential):
             raise InputError("QMPotential: the system has no atoms")
         self.qm, self.system, self.charge, self.multiplicity = engine, system, int(charge), int(multiplicity)
         self.scf_history = engine.guess_history()
+        engine.check_electrons(list(system.elements), system.positions, self.charge, self.multiplicity)
 
     def __repr__(self) -> str:
         return f"QMPotential({self.qm!r}, {self.system.n_atoms} atoms, charge={self.charge:+d})"
@@ -55,6 +57,7 @@ class QMPotential(Potential):
         positions = np.asarray(positions, dtype=np.float64)
         if positions.shape != (self.system.n_atoms, 3):
             raise InputError(f"positions have shape {positions.shape}, expected ({self.system.n_atoms}, 3)")
+        check_finite_positions(self.system, positions)
         elements = list(self.system.elements)
         key = self.qm.guess_key(elements, self.charge, self.multiplicity)
         r = self.qm.compute(elements, positions, charge=self.charge, multiplicity=self.multiplicity, forces=forces,

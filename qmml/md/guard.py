@@ -1,0 +1,119 @@
+"""`StepGuard`: the physics checks `Simulation` makes after every step, so that a run that blows up stops
+and says so instead of writing nonsense.
+
+A step trips the guard when
+
+* its energy, forces, stress, positions, velocities or cell are not finite;
+* the kinetic temperature exceeds ``temperature_factor`` times the thermostat's target, or, without a
+  thermostat, the larger of ``max_temperature_K`` and ``temperature_factor`` times the starting temperature;
+* an atom moved more than ``max_displacement_A`` in one step;
+* without a thermostat (NVE), the conserved energy moved more than ``energy_tolerance_eV_per_atom`` per
+  atom from the run's first step.
+
+The tripped step is never reported or checkpointed: the checkpoint keeps the last good step and
+`UnstableDynamicsError` names what tripped, the step and the atoms.  The checks are O(N) array
+operations, negligible beside a force evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError, UnstableDynamicsError
+
+
+def _positive(name: str, value) -> float:
+    value = float(value)
+    if not (np.isfinite(value) and value > 0):
+        raise InputError(f"StepGuard: {name}={value} must be a positive finite number")
+    return value
+
+
+@dataclass(frozen=True)
+class StepGuard:
+    """Limits of a sane MD step (job file: ``md.guard``).
+
+    Parameters
+    ----------
+    temperature_factor : float
+        Trip when the kinetic temperature exceeds this multiple of the thermostat's target (or of the
+        starting temperature without a thermostat).
+    max_temperature_K : float
+        Without a thermostat: trip above this kinetic temperature (or ``temperature_factor`` times the
+        starting temperature, whichever is higher), K.
+    max_displacement_A : float
+        Trip when an atom moves further than this in one step, Å.
+    energy_tolerance_eV_per_atom : float
+        Without a thermostat: trip when the conserved energy has changed by more than this per atom since
+        the run's first step, eV.
+    """
+
+    temperature_factor: float = 5.0
+    max_temperature_K: float = 3000.0
+    max_displacement_A: float = 1.0
+    energy_tolerance_eV_per_atom: float = 0.05
+
+    def __post_init__(self):
+        for name in ("temperature_factor", "max_temperature_K", "max_displacement_A", "energy_tolerance_eV_per_atom"):
+            object.__setattr__(self, name, _positive(name, getattr(self, name)))
+        if self.temperature_factor <= 1:
+            raise InputError(f"StepGuard: temperature_factor={self.temperature_factor} must be above 1")
+
+    # -- checks -------------------------------------------------------------------------------
+    def check_finite(self, state, system, what: str) -> None:
+        """Every number of ``state`` is finite, else `UnstableDynamicsError` naming the atoms."""
+        result = state.result
+        per_atom = {"positions": state.positions, "velocities": state.velocities, "forces": state.forces}
+        for name, values in per_atom.items():
+            bad = np.nonzero(~np.isfinite(np.asarray(values, dtype=np.float64)).all(axis=1))[0]
+            if len(bad):
+                raise UnstableDynamicsError(f"{what}: the {name} of {_atoms(system, bad)} are not finite")
+        extras = {"energy": state.potential_energy, "stress": state.stress, "cell": state.cell,
+                  "energy_std": getattr(result, "energy_std", 0.0)}
+        for name, value in extras.items():
+            if value is not None and not np.all(np.isfinite(value)):
+                raise UnstableDynamicsError(f"{what}: the {name} is not finite")
+
+    def check_step(self, simulation, previous, state, reference_conserved: float | None) -> None:
+        """Raise `UnstableDynamicsError` when the step ``previous`` -> ``state`` breaks a limit."""
+        system = simulation.system
+        what = f"step {state.step} ({state.time_fs:.1f} fs)"
+        self.check_finite(state, system, what)
+        target = simulation.integrator.temperature_K
+        temperature = simulation.temperature(state)
+        if target is not None and target > 0:
+            limit, why = self.temperature_factor * target, f"{self.temperature_factor:g} x the thermostat's {target:g} K"
+        else:
+            start = simulation.start_temperature_K
+            limit = max(self.max_temperature_K, self.temperature_factor * start)
+            why = (f"max_temperature_K={self.max_temperature_K:g} K" if limit == self.max_temperature_K
+                   else f"{self.temperature_factor:g} x the starting {start:.0f} K")
+        if temperature > limit:
+            kinetic = 0.5 * simulation.masses * np.sum(np.asarray(state.velocities) ** 2, axis=1)
+            raise UnstableDynamicsError(f"{what}: kinetic temperature {temperature:.4g} K is above the limit {limit:.4g} K "
+                                        f"({why}); fastest {_atoms(system, _largest(kinetic))}")
+        moved = np.linalg.norm(np.asarray(state.positions) - np.asarray(previous.positions), axis=1)
+        if moved.max() > self.max_displacement_A:
+            raise UnstableDynamicsError(f"{what}: {_atoms(system, _largest(moved))} moved up to {moved.max():.3g} Å in "
+                                        f"one step (limit max_displacement_A={self.max_displacement_A:g} Å)")
+        if (target is None) and reference_conserved is not None:
+            change = simulation.integrator.conserved_energy(state, simulation.masses) - reference_conserved
+            if abs(change) > self.energy_tolerance_eV_per_atom * system.n_atoms:
+                force = np.linalg.norm(np.asarray(state.forces), axis=1)
+                raise UnstableDynamicsError(
+                    f"{what}: the conserved energy changed by {change:+.4g} eV since the run began, more than "
+                    f"energy_tolerance_eV_per_atom={self.energy_tolerance_eV_per_atom:g} eV x {system.n_atoms} atoms; "
+                    f"largest forces on {_atoms(system, _largest(force))}")
+
+
+def _largest(values, n: int = 3) -> np.ndarray:
+    return np.argsort(np.asarray(values))[::-1][:n]
+
+
+def _atoms(system, indices) -> str:
+    """'atom 3 (OW, WAT 2), atom 5 (...)': system-wide indices with their names."""
+    indices = [int(i) for i in indices]
+    more = f" and {len(indices) - 5} more" if len(indices) > 5 else ""
+    return ", ".join(system.atom_label(i) for i in indices[:5]) + more
