@@ -46,6 +46,11 @@ _OS_FIXES = {
 }
 
 
+def _one_line(message) -> str:
+    """A message on one line: libraries' own messages (MDAnalysis, PySCF) may span several."""
+    return " ".join(str(message).split())
+
+
 def _os_error(err: OSError) -> str:
     where = f" {err.filename}" if err.filename else ""
     fix = _OS_FIXES.get(err.errno, "check the path and the file system")
@@ -116,13 +121,13 @@ def main(argv=None) -> int:
             return _ipi(args)
         return _partition(args)
     except UnstableDynamicsError as err:
-        print(f"qmml: stopped: {err}", file=sys.stderr)
+        print(f"qmml: stopped: {_one_line(err)}", file=sys.stderr)
         return EXIT_UNSTABLE
     except QmmlError as err:
-        print(f"qmml: error: {err}", file=sys.stderr)
+        print(f"qmml: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except OSError as err:  # permissions, a path that is a file, a full disk or a file-size limit
-        print(f"qmml: error: {_os_error(err)}", file=sys.stderr)
+        print(f"qmml: error: {_one_line(_os_error(err))}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except KeyboardInterrupt:
         print("qmml: interrupted (an MD run's checkpoint holds its last completed step; continue with "

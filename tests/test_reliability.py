@@ -6,6 +6,7 @@ Base job: one HF/STO-3G QM water among three ML waters (the audit's ``base.yaml`
 """
 
 import hashlib
+import os
 import shutil
 import signal
 import socket
@@ -367,14 +368,19 @@ def unprivileged(*command):
     return ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", *command]
 
 
-@pytest.mark.parametrize("where", ["parent", "restart"])
+@pytest.mark.parametrize("where", ["parent", "run folder", "restart"])
 def test_read_only_folders_give_one_line(tmp_path, finished, where):
-    if where == "parent":
+    if where in ("parent", "run folder"):
         ro = tmp_path / "ro"
         ro.mkdir()
         job = write_job(ro)
+        target = ro / "job_run"
+        if where == "run folder":  # an empty, read-only run folder made beforehand
+            target = ro / "run"
+            target.mkdir()
+            ro = target
         ro.chmod(0o555)
-        command = unprivileged(sys.executable, "-m", "qmml.cli", "run", str(job))
+        command = unprivileged(sys.executable, "-m", "qmml.cli", "run", str(job), "--set", f"md.run_dir={target}")
     else:
         ro = tmp_path / "run"
         shutil.copytree(finished, ro)
@@ -451,6 +457,9 @@ def test_non_finite_and_out_of_range_settings(tmp_path, capsys, setting, key):
     (lambda: qmml.Langevin(0.5, float("inf")), "temperature_K=inf"),
     (lambda: qmml.Langevin(0.5, 300, friction_per_ps=-1), "friction_per_ps=-1"),
     (lambda: qmml.StepGuard(max_displacement_A=float("nan")), "max_displacement_A=nan"),
+    (lambda: qmml.PySCFEngine("hf", "sto-3g", conv_tol=float("inf")), r"conv_tol=inf must be above 0"),
+    (lambda: qmml.PathIntegralLangevin(0.5, 300, 0), "n_beads=0"),
+    (lambda: qmml.MultipleTimeStep(2.0, 10**6, None), "inner_steps=1000000"),
 ])
 def test_constructors_refuse_what_the_schema_refuses(make, message):
     with pytest.raises(qmml.InputError, match=message):
@@ -542,3 +551,178 @@ def test_tblite_runs_within_its_thread_limit():
     one = Watching([8, 1, 1], threads=1)(water)
     assert seen and set(seen) == {1}
     assert abs(one.energy - XTBLabeller([8, 1, 1])(water).energy) < 1e-8
+
+
+# -- the audit's cases that were already handled well, tried again ---------------------------------
+JOB_FILE_CASES = [
+    ("missing", None, "no such file"),
+    ("empty", "", "expected a mapping"),
+    ("yaml syntax", "qm: [unclosed\n", "is not valid YAML"),
+    ("unknown key", "+qm.basiss=sto-3g", "did you mean 'basis'"),
+    ("unknown top key", "+temperature=300", "key 'temperature'"),
+    ("wrong type", "+qm.charge=abc", "key 'qm.charge'"),
+    ("dt negative", "+md.timestep_fs=-1", "key 'md.timestep_fs'"),
+    ("dt zero", "+md.timestep_fs=0", "key 'md.timestep_fs'"),
+    ("dt nan", "+md.timestep_fs=.nan", "key 'md.timestep_fs'"),
+    ("dt 500", "+md.timestep_fs=500", "the unit is fs"),
+    ("T 1e6", "+md.temperature_K=1e6", "key 'md.temperature_K'"),
+    ("T -5", "+md.temperature_K=-5", "key 'md.temperature_K'"),
+    ("steps 0", "+md.steps=0", "key 'md.steps'"),
+    ("steps -3", "+md.steps=-3", "key 'md.steps'"),
+    ("integrator", "+md.integrator=verlet", "key 'md.integrator'"),
+    ("no match", "+qm.selection=resname XXX", "resname XXX"),
+    ("bad syntax", "+qm.selection=resid ((", "not valid MDAnalysis syntax"),
+    ("index 99", "+qm.selection=[99]", "outside 0..11"),
+    ("parity", "+qm.charge=1", "cannot have multiplicity 1"),
+    ("multiplicity 0", "+qm.multiplicity=0", "key 'qm.multiplicity'"),
+    ("method", "+qm.method=b3lypp", "b3lypp"),
+    ("basis", "+qm.basis=nosuchbasis", "nosuchbasis"),
+    ("model", "+environment.model=nosuchmodel", "no shipped model 'nosuchmodel'"),
+    ("negative box", "+box=[-10,10,10]", "box lengths must be positive"),
+]
+
+
+@pytest.mark.parametrize("case, content, message", JOB_FILE_CASES, ids=[c[0] for c in JOB_FILE_CASES])
+def test_audit_job_file_cases_stay_one_line(tmp_path, capsys, case, content, message):
+    job = write_job(tmp_path)
+    args = ["run", str(job), "--set", "md.run_dir=x"]
+    if content is None:
+        args[1] = str(tmp_path / "nothing.yaml")
+    elif content.startswith("+"):
+        args += ["--set", content[1:]]
+    else:
+        job.write_text(content)
+    assert main(args) == EXIT_INPUT_ERROR
+    assert message in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "x").exists()
+
+
+def test_audit_a_job_file_that_is_a_folder(tmp_path, capsys):
+    assert main(["run", str(tmp_path)]) == EXIT_INPUT_ERROR
+    assert "no such file" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("image.pdb", b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "could not read"),
+    ("job.xyz", b"structure: w4.pdb\nqm: {selection: 'resid 1'}\n", "could not read"),
+    ("w4.foo", b"whatever", "could not read"),
+    ("truncated.pdb", None, None),
+])
+def test_audit_structure_files_that_are_not_structures(tmp_path, capsys, name, content, message):
+    job = write_job(tmp_path, md=False)
+    if content is None:
+        lines = (tmp_path / "w4.pdb").read_text().splitlines(keepends=True)
+        (tmp_path / name).write_text("".join(lines[:6]) + lines[6][:35])  # ends inside a coordinate
+    else:
+        (tmp_path / name).write_bytes(content)
+    assert main(["run", str(job), "--set", f"structure={name}"]) == EXIT_INPUT_ERROR
+    line = one_line(capsys.readouterr().err)
+    assert name in line and (message is None or message in line)
+
+
+def test_audit_an_ion_the_water_model_does_not_know(tmp_path, capsys):
+    water_pdb(tmp_path / "w4.pdb")
+    lines = (tmp_path / "w4.pdb").read_text().splitlines()
+    lines.insert(-1, "HETATM   13 NA    NA B   5       6.000   6.000   6.000  1.00  0.00          NA")
+    (tmp_path / "ion.pdb").write_text("\n".join(lines) + "\n")
+    job = write_job(tmp_path, structure="ion.pdb", md=False)
+    assert main(["run", str(job)]) == EXIT_INPUT_ERROR
+    line = one_line(capsys.readouterr().err)
+    assert "not ['Na']" in line and "model" in line
+
+
+def test_audit_a_psf_with_a_pdb_of_another_system(tmp_path, capsys):
+    from conftest import STRUCTURES
+
+    job = write_job(tmp_path, md=False)
+    assert main(["run", str(job), "--set", f"structure=[{STRUCTURES / 'butanol.psf'}, w4.pdb]"]) == EXIT_INPUT_ERROR
+    assert "butanol.psf" in one_line(capsys.readouterr().err)
+
+
+def test_audit_paths_with_spaces_and_non_ascii_letters_work(tmp_path, capsys):
+    folder = tmp_path / "dossier é x"
+    folder.mkdir()
+    job = write_job(folder, md=False)
+    assert main(["run", str(job), "--set", "output=sortie ü.extxyz"]) == 0
+    assert (folder / "sortie ü.extxyz").is_file()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "random", "empty", "bitflip", "delete"])
+def test_audit_a_damaged_checkpoint_is_refused_and_left_as_it_is(run_copy, capsys, damage):
+    path = run_copy / "checkpoint.npz"
+    data = path.read_bytes()
+    if damage == "delete":
+        path.unlink()
+    else:
+        path.write_bytes({"truncate": data[:len(data) // 2], "random": os.urandom(len(data)), "empty": b"",
+                          "bitflip": data[:100] + bytes([data[100] ^ 0x40]) + data[101:]}[damage])
+    before = folder_md5(run_copy)
+    assert main(["restart", str(run_copy), "--set", "md.steps=12"]) == EXIT_INPUT_ERROR
+    assert "checkpoint" in one_line(capsys.readouterr().err)
+    assert folder_md5(run_copy) == before
+
+
+@pytest.mark.parametrize("damage, status", [("delete", EXIT_INPUT_ERROR), ("short", EXIT_INPUT_ERROR), ("junk", 0)])
+def test_audit_a_changed_thermo_log(run_copy, capsys, damage, status):
+    thermo = run_copy / "thermo.csv"
+    if damage == "delete":
+        thermo.unlink()
+    elif damage == "short":
+        thermo.write_text("".join(thermo.read_text().splitlines(keepends=True)[:4]))
+    else:
+        thermo.write_text(thermo.read_text() + "11,5.5,junk\n")
+    before = folder_md5(run_copy)
+    assert main(["restart", str(run_copy), "--set", "md.steps=12"]) == status
+    if status:
+        assert "thermo.csv" in one_line(capsys.readouterr().err)
+        assert folder_md5(run_copy) == before
+    else:  # the junk after the checkpoint is cut off and the log goes on
+        assert list(read_thermo(thermo)["step"]) == list(range(13))
+
+
+@pytest.mark.parametrize("what", ["not a run folder", "corrupt config"])
+def test_audit_restart_of_something_that_is_not_a_run(run_copy, tmp_path, capsys, what):
+    target = tmp_path / "empty"
+    target.mkdir()
+    if what == "corrupt config":
+        target = run_copy
+        (target / "config.yaml").write_text("qm: [\n")
+    assert main(["restart", str(target)]) == EXIT_INPUT_ERROR
+    assert str(target) in one_line(capsys.readouterr().err)
+
+
+def test_audit_a_model_file_with_a_pickle_payload_never_runs_it(tmp_path, capsys):
+    import pickle
+
+    marker = tmp_path / "payload_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"format": "x", "evil": Payload()}, tmp_path / "evil.pt", pickle_module=pickle)
+    job = write_job(tmp_path, md=False)
+    assert main(["run", str(job), "--set", "environment.model=evil.pt"]) == EXIT_INPUT_ERROR
+    assert "evil.pt" in one_line(capsys.readouterr().err)
+    assert not marker.exists()
+
+
+def test_audit_an_scf_that_cannot_converge_keeps_the_checkpoint(tmp_path, capsys):
+    job = write_job(tmp_path)
+    assert main(["run", str(job), "--set", "qm.conv_tol=1e-30", "--set", "md.run_dir=x"]) == EXIT_INPUT_ERROR
+    assert "SCF" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # the first step failed: nothing was started
+
+
+@pytest.mark.parametrize("positions", [np.zeros((11, 3)), np.zeros((12, 2)), np.zeros(36)])
+def test_audit_positions_of_the_wrong_shape(partitioned, positions):
+    _, ham = partitioned
+    with pytest.raises(qmml.InputError, match="shape"):
+        ham.compute(positions)
+
+
+def test_audit_lists_and_float32_give_the_same_energy(partitioned):
+    system, ham = partitioned
+    reference = ham.compute(system.positions).energy
+    assert ham.compute(system.positions.tolist()).energy == pytest.approx(reference, abs=1e-9)
+    assert ham.compute(system.positions.astype(np.float32)).energy == pytest.approx(reference, abs=1e-3)

@@ -12,7 +12,7 @@ import numpy as np
 from pyscf import gto, scf
 
 from .. import units
-from ..errors import InputError, SCFConvergenceError
+from ..errors import InputError, SCFConvergenceError, check_range
 from .embedding import SiteIntegrals, nuclear_terms
 from .field import ExternalField
 from .gpu import GPUSiteIntegrals, resolve_device, to_device, to_host
@@ -132,12 +132,16 @@ class PySCFEngine:
         self.method = str(method).lower()
         self.basis = basis
         self.density_fit = density_fit
-        self.conv_tol = conv_tol
-        self.max_cycle = max_cycle
+        self.conv_tol = check_range("conv_tol", conv_tol, low=0, low_open=True, high=1e-3, unit="Hartree")
+        self.max_cycle = int(check_range("max_cycle", max_cycle, low=1, high=10**5))
         self.grid_response = grid_response
         self.scf_options = scf_options
         DensityHistory(guess, guess_order)  # checks the options
         self.guess, self.guess_order = guess, guess_order
+        for name, value in (("far_field_width_A", far_field_width_A), ("near_field_A", near_field_A),
+                            ("near_field_width_A", near_field_width_A)) + ((("far_field_A", far_field_A),)
+                                                                           if far_field_A is not None else ()):
+            check_range(name, value, low=0, unit="Å")
         if far_field_A is not None and not far_field_A > far_field_width_A >= 0:
             raise InputError(f"far_field_A={far_field_A} Å and far_field_width_A={far_field_width_A} Å: need "
                              "far_field_A > far_field_width_A >= 0")
