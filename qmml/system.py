@@ -410,19 +410,24 @@ def check_overlaps(system: System, min_distance_A: float = MIN_DISTANCE_A) -> No
     from vesin import NeighborList
 
     cell = system.cell
-    i, j, d = NeighborList(cutoff=float(min_distance_A), full_list=False).compute(
+    i, j, shifts, d = NeighborList(cutoff=float(min_distance_A), full_list=False).compute(
         points=np.asarray(system.positions, dtype=np.float64), box=np.zeros((3, 3)) if cell is None else cell,
-        periodic=cell is not None, quantities="ijd")
+        periodic=cell is not None, quantities="ijSd")
     if not len(i):
         return
     bonded = set()
     if system.bonds is not None:
         bonded = {(int(a), int(b)) for a, b in system.bonds} | {(int(b), int(a)) for a, b in system.bonds}
-    for a, b, r in sorted(zip(i.tolist(), j.tolist(), d.tolist()), key=lambda t: t[2]):
+    for k in np.argsort(d):
+        a, b, r = int(i[k]), int(j[k]), float(d[k])
         if system.elements[a] == system.elements[b] == "H" and (a, b) in bonded:
             continue
-        other = "its own periodic image" if a == b else system.atom_label(b)
-        raise InputError(f"{system.source}: {system.atom_label(a)} and {other} are {r:.3f} Å apart, "
+        if np.any(shifts[k] != 0):
+            raise InputError(f"{system.source}: {system.atom_label(a)} and a periodic image of "
+                             f"{'itself' if a == b else system.atom_label(b)} are {r:.3f} Å apart in the box "
+                             f"{np.round(system.box, 3).tolist()}: the box is too small for the structure; check the "
+                             "box (CRYST1 or the job's box:)")
+        raise InputError(f"{system.source}: {system.atom_label(a)} and {system.atom_label(b)} are {r:.3f} Å apart, "
                          f"closer than {min_distance_A} Å (an atom placed twice?); fix the coordinates")
 
 

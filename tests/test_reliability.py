@@ -579,6 +579,9 @@ JOB_FILE_CASES = [
     ("basis", "+qm.basis=nosuchbasis", "nosuchbasis"),
     ("model", "+environment.model=nosuchmodel", "no shipped model 'nosuchmodel'"),
     ("negative box", "+box=[-10,10,10]", "box lengths must be positive"),
+    ("box 3 A", "+box=[3,3,3]", "the box is too small for the structure"),
+    ("select all", "+qm.selection=all", "leaving no environment"),
+    ("select none", "+qm.selection=[]", "selects no atom"),
 ]
 
 
