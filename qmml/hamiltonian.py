@@ -17,6 +17,7 @@ vector-Jacobian product with dE/dq = C^T phi.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,11 @@ class Result(PotentialResult):
         dE_QM/dq_j for every environment charge before the boundary scheme (the site potential mapped
         back through the boundary scheme and the switching), V: what the environment's charge response
         and its committee spread act on.
+
+    ``details["timings_s"]`` splits the call's wall time, s: ``environment`` (the model's energy and charges),
+    ``qm_embedding_operator``, ``qm_scf``, ``qm_gradient``, ``qm_embedding_response`` (`QMResult.timings_s`),
+    ``environment_response`` (the model's forces with the charge response; boundary and switching forces)
+    and ``vdw``.
     """
 
     env_charges: np.ndarray
@@ -170,12 +176,14 @@ class Hamiltonian(Potential):
             cell = part.system.cell
         elif part.system.cell is None:
             raise InputError("cell= given for a system without a box; build the system with box=[a, b, c, ...]")
+        clock = time.perf_counter()
         if cell is not None:
             cell = np.asarray(cell, dtype=np.float64)
             _check_whole(positions[part.qm_atoms], cell)
             env = self.environment.evaluate(positions, part, self.scheme, cell=cell)
         else:
             env = self.environment.evaluate(positions, part, self.scheme)
+        timings = {"environment": time.perf_counter() - clock}
         boundary_charges = part.boundary.site_charges(env.charges)
         site_positions = part.boundary.site_positions(positions)
         scale = np.ones(len(boundary_charges))
@@ -192,6 +200,8 @@ class Hamiltonian(Potential):
                              site_charges=site_charges[active], site_radii_A=radii, forces=forces, cell=cell,
                              dm0=self.scf_history.predict(key))
         self.scf_history.push(key, qm.density)
+        timings.update({f"qm_{part_name}": seconds for part_name, seconds in qm.timings_s.items()})
+        clock = time.perf_counter()
         potential = np.zeros(len(site_charges))
         potential[active] = qm.site_potential
         gradient = part.boundary.env_charge_gradient(potential * scale)
@@ -207,12 +217,14 @@ class Hamiltonian(Potential):
         strain = None
         if forces and cell is not None:
             strain = qm.strain_derivative + env.strain_derivative(gradient)
+        timings["environment_response"], clock = time.perf_counter() - clock, time.perf_counter()
         if self.vdw is not None:
             vdw_energy, vdw_forces, vdw_strain = self.vdw.compute_with_strain(positions, cell)
             if forces:
                 total_forces += vdw_forces
                 if strain is not None:
                     strain = strain + vdw_strain
+        timings["vdw"] = time.perf_counter() - clock
         charges = np.zeros(part.system.n_atoms)
         charges[part.env_atoms] = env.charges
         return Result(
@@ -222,7 +234,7 @@ class Hamiltonian(Potential):
             charges=charges,
             energy_std=env.energy_std,
             scf_cycles=qm.scf_cycles,
-            details={"scf_strategy": qm.converged_with},
+            details={"scf_strategy": qm.converged_with, "timings_s": timings},
             env_charges=env.charges,
             qm_energy=qm.energy,
             env_energy=env.energy,

@@ -119,3 +119,19 @@ def test_ml_reference_forces_match_finite_differences(organic_model, water_model
     fd = central_difference_forces(reference, system.positions, step_A=FD_STEP_A)
     assert np.abs(fd - result.forces).max() < 1e-4
     assert np.abs(result.forces).max() > 0.1
+
+
+def test_the_timing_split_of_a_call_accounts_for_its_wall_time(water_model):
+    import time
+
+    ham, system = additive_hamiltonian(water_model)
+    x = system.positions
+    ham.compute(x)  # warm-up
+    start = time.perf_counter()
+    result = ham.compute(x)
+    wall = time.perf_counter() - start
+    timings = result.details["timings_s"]
+    assert set(timings) == {"environment", "qm_embedding_operator", "qm_scf", "qm_gradient", "qm_embedding_response",
+                            "environment_response", "vdw"}
+    assert all(t >= 0 for t in timings.values())
+    assert 0.5 * wall < sum(timings.values()) <= wall  # the parts cover most of the call and never exceed it

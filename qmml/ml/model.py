@@ -51,7 +51,7 @@ from ..errors import InputError
 from ..periodic.cell import check_cell
 from .baseline import BondBaseline
 from .dispersion import D3Dispersion
-from ..periodic.neighbours import CellList, neighbour_list
+from ..periodic.neighbours import neighbour_list
 
 COULOMB_FORMS = ("dsf", "ewald")
 #: Relative accuracy of the Ewald form of the Coulomb term.
@@ -151,16 +151,39 @@ class Member(nn.Module):
 
 
 class _LazyPairs:
-    """Neighbour pairs of each chunk's atoms, built when iterated (one chunk in memory at a time)."""
+    """Neighbour pairs of each chunk's atoms: one vesin list for the whole structure (4.5x faster than
+    `CellList` at 35k atoms, 12x at 3k: benchmarks/RESULTS.md), kept compact (centre offsets, int32
+    partners, int8 lattice shifts) and handed out chunk by chunk as torch tensors."""
 
     def __init__(self, positions, cutoff, cell, chunks):
-        self.args, self.chunks = (positions, cutoff, cell), chunks
+        from vesin import NeighborList
+
+        self.device, self.dtype, self.chunks = positions.device, positions.dtype, chunks
+        x = positions.detach().cpu().numpy().astype(np.float64)
+        periodic = cell is not None
+        box = np.asarray(cell.detach().cpu() if torch.is_tensor(cell) else cell, dtype=np.float64) if periodic \
+            else np.zeros((3, 3))
+        i, j, shifts = NeighborList(cutoff=float(cutoff), full_list=True).compute(
+            points=x, box=box, periodic=periodic, quantities="ijS")
+        order = np.argsort(i, kind="stable")
+        counts = np.bincount(i, minlength=len(x)) if len(i) else np.zeros(len(x), dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(counts)])
+        self.partners = j[order].astype(np.int32)
+        shifts = shifts[order]
+        self.shifts = shifts.astype(np.int8) if len(shifts) and np.abs(shifts).max() < 128 else shifts
+        self.cell = None if cell is None else torch.as_tensor(box, device=self.device).to(self.dtype)
 
     def __iter__(self):
-        positions, cutoff, cell = self.args
-        cells = CellList(positions, cutoff, cell)
         for a, b in self.chunks:
-            yield cells.pairs(torch.arange(a, b, device=positions.device))
+            lo, hi = int(self.starts[a]), int(self.starts[b])
+            centres = np.repeat(np.arange(a, b), np.diff(self.starts[a:b + 1]))
+            i = torch.as_tensor(centres, dtype=torch.long, device=self.device)
+            j = torch.as_tensor(self.partners[lo:hi], dtype=torch.long, device=self.device)
+            if self.cell is None:
+                s = torch.zeros((hi - lo, 3), dtype=self.dtype, device=self.device)
+            else:
+                s = torch.as_tensor(self.shifts[lo:hi].astype(np.float64), device=self.device).to(self.dtype) @ self.cell
+            yield i, j, s
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ Public inputs and outputs are in Å, eV and e; Bohr and Hartree live only inside
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import numpy as np
 from pyscf import gto, scf
@@ -52,6 +54,9 @@ class QMResult:
     density : ndarray or None
         The converged density matrix in the AO basis (atomic units; (2, nao, nao) for open shells): the
         ``dm0`` of the next SCF along a trajectory (see `qmml.qm.guess.DensityHistory`).
+    timings_s : dict
+        Wall time of the parts, s: ``embedding_operator`` (the sites' one-electron operator), ``scf``,
+        ``gradient`` (the SCF nuclear gradient) and ``embedding_response`` (site potentials and forces).
     """
 
     energy: float
@@ -64,6 +69,7 @@ class QMResult:
     far_field: dict | None = None
     strain_derivative: np.ndarray | None = None
     density: np.ndarray | None = None
+    timings_s: dict = dataclass_field(default_factory=dict)
 
 
 class PySCFEngine:
@@ -257,6 +263,8 @@ class PySCFEngine:
                 raise InputError("Gaussian charge radii must be positive (Å)")
             zetas = 1.0 / radii**2
 
+        clock = time.perf_counter()
+        timings = {}
         field = self._field(mol, coords, q, zetas, cell)
         if probe_positions is not None and cell is not None:
             raise InputError("probe_positions are for open boundaries; a periodic calculation has no probes")
@@ -268,7 +276,9 @@ class PySCFEngine:
             mf.get_hcore = lambda *args, **kwargs: h_core  # PySCF's documented way to change the Hamiltonian
             if field.periodic:
                 _add_image_potential(mf, field)
+        timings["embedding_operator"], clock = time.perf_counter() - clock, time.perf_counter()
         mf, strategy = self._converge(mf, mol, dm0)
+        timings["scf"], clock = time.perf_counter() - clock, time.perf_counter()
         dm = to_host(mf.make_rdm1())
         dm_total = dm if dm.ndim == 2 else dm[0] + dm[1]
 
@@ -280,6 +290,7 @@ class PySCFEngine:
                 grad.grid_response = self.grid_response
             grad.verbose = 0
             g_scf = to_host(grad.kernel())  # SCF gradient at the embedded density, QM-QM nuclear repulsion included
+        timings["gradient"], clock = time.perf_counter() - clock, time.perf_counter()
         grad_qm, grad_sites, phi = g_scf, np.zeros((len(q), 3)), np.zeros(len(q))
         far_info = strain = None
         if field is not None:
@@ -295,6 +306,7 @@ class PySCFEngine:
                 far_info = {(f"{key}_eV" if key.startswith("error") else key):
                             (value * units.HARTREE_EV if key.startswith("error") else value)
                             for key, value in response.far_field.items()}
+        timings["embedding_response"] = time.perf_counter() - clock
         probe_potential = None
         if probe_positions is not None:
             probes = np.asarray(probe_positions, dtype=float).reshape(-1, 3) * units.ANGSTROM_BOHR
@@ -314,6 +326,7 @@ class PySCFEngine:
             far_field=far_info,
             strain_derivative=strain,
             density=dm,
+            timings_s=timings,
         )
 
     def _field(self, mol, coords, q, zetas, cell):
