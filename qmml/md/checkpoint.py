@@ -9,13 +9,13 @@ checkpoint, never a damaged one.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..header_npz import read_header_npz, write_header_npz
 from .state import MDState
 
 FORMAT = "qmml-checkpoint"
@@ -62,17 +62,7 @@ def write_checkpoint(path, state: MDState, **sections) -> None:
                   "extra": state.extra},
         **sections,
     }
-    header = json.dumps(_flatten(tree, arrays))
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, __header__=np.array(header), **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:  # a full disk or a file-size limit: the previous checkpoint stays as it was
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+    write_header_npz(path, _flatten(tree, arrays), arrays)
     _fsync_folder(path.parent)
 
 
@@ -81,12 +71,7 @@ def read_checkpoint(path) -> tuple[MDState, dict]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no checkpoint there; give a run folder or checkpoint file written by qmml")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        tree = json.loads(str(arrays.pop("__header__")))
-    except Exception as err:  # a file that is not ours, or damaged by something other than qmml
-        raise InputError(f"{path}: not a readable qmml checkpoint ({err})") from None
+    tree, arrays = read_header_npz(path, "qmml checkpoint")
     if tree.get("format") != FORMAT or tree.get("version") != VERSION:
         raise InputError(f"{path}: not a qmml checkpoint of version {VERSION}")
     tree = _unflatten(tree, arrays)

@@ -21,9 +21,7 @@ Units: Å, eV, eV/Å, e, fs.
 from __future__ import annotations
 
 import csv
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..header_npz import read_header_npz, write_header_npz
 from ..periodic.cell import minimum_image
 from .cutout import Cluster, cut_out
 from .dataset import Dataset
@@ -159,12 +158,7 @@ class ActiveLearning:
         path = directory / STATE_FILE
         if not path.is_file():
             raise InputError(f"{directory}: no {STATE_FILE} there; give the folder of an ActiveLearning run")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-            header = json.loads(str(arrays.pop("__header__")))
-        except Exception as err:
-            raise InputError(f"{path}: not a readable active-learning state ({err})") from None
+        header, arrays = read_header_npz(path, "active-learning state")
         step = simulation.state.step
         queue = [(int(s), Cluster(**{f: arrays[f"q{k}_{f}"] for f in _CLUSTER_FIELDS}))
                  for k, s in enumerate(header["queue_steps"]) if s <= step]
@@ -187,14 +181,8 @@ class ActiveLearning:
             write()
         arrays = {f"q{k}_{f}": np.asarray(getattr(cluster, f)) for k, (_, cluster) in enumerate(self.queue)
                   for f in _CLUSTER_FIELDS}
-        header = json.dumps({"rounds": self.rounds, "queue_steps": [int(s) for s, _ in self.queue]},
-                            default=lambda value: value.item() if hasattr(value, "item") else str(value))
-        tmp = self.directory / f".{STATE_FILE}.tmp"
-        with open(tmp, "wb") as handle:
-            np.savez(handle, __header__=np.array(header), **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.directory / STATE_FILE)
+        write_header_npz(self.directory / STATE_FILE,
+                         {"rounds": self.rounds, "queue_steps": [int(s) for s, _ in self.queue]}, arrays)
 
     # -- one check -----------------------------------------------------------------------
     def check(self) -> dict:
