@@ -15,18 +15,14 @@ number).  Appends a table to benchmarks/RESULTS.md unless ``--no-write``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _revisions import append_results, run_child, short_revision, worktree  # noqa: E402
 
 # run inside the revision's tree (PYTHONPATH) in a fresh process; prints one JSON line
 CHILD = r"""
@@ -59,12 +55,7 @@ print(json.dumps({"times": times, "cycles": cycles, "energy": sim.state.potentia
 
 
 def run_once(tree: Path, steps: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(tree / "data" / "examples" / "sn2_in_water.yaml"),
-                          str(steps)], capture_output=True, text=True, env=env, cwd=tree, check=False)
-    if out.returncode != 0:
-        sys.exit(f"the run in {tree} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(tree, CHILD, tree / "data" / "examples" / "sn2_in_water.yaml", steps)
 
 
 def main(argv=None) -> int:
@@ -74,19 +65,13 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    revision = subprocess.run(["git", "rev-parse", "--short", args.base], capture_output=True, text=True, cwd=ROOT,
-                              check=True).stdout.strip()
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "base"
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base), revision], cwd=ROOT, check=True)
-        try:
-            runs = {"working tree": [], revision: []}
-            for k in range(args.rounds):
-                for name, tree in (("working tree", ROOT), (revision, base)):
-                    runs[name].append(run_once(tree, args.steps))
-                    print(f"round {k + 1}, {name}: median {np.median(runs[name][-1]['times']):.3f} s/step", flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False)
+    revision = short_revision(args.base)
+    with worktree(revision) as base:
+        runs = {"working tree": [], revision: []}
+        for k in range(args.rounds):
+            for name, tree in (("working tree", ROOT), (revision, base)):
+                runs[name].append(run_once(tree, args.steps))
+                print(f"round {k + 1}, {name}: median {np.median(runs[name][-1]['times']):.3f} s/step", flush=True)
     rows = []
     for name, results in runs.items():
         times = np.concatenate([r["times"] for r in results])
@@ -98,12 +83,9 @@ def main(argv=None) -> int:
                        "| --- | --- | --- | --- | --- |", *rows])
     print(table)
     if not args.no_write:
-        machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS=" \
-                  f"{os.environ.get('OMP_NUM_THREADS', '1')}"
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
-            fh.write(f"\n## Main-job MD step, working tree against {revision} ({datetime.date.today()})\n\n"
-                     f"`python benchmarks/revisions_side_by_side.py --base {args.base} --steps {args.steps} "
-                     f"--rounds {args.rounds}`; {machine}; alternating fresh processes.\n\n{table}\n")
+        append_results(f"Main-job MD step, working tree against {revision}",
+                       f"python benchmarks/revisions_side_by_side.py --base {args.base} --steps {args.steps} "
+                       f"--rounds {args.rounds}", "alternating fresh processes.", table)
     return 0
 
 

@@ -180,9 +180,9 @@ class Hamiltonian(Potential):
         if cell is not None:
             cell = np.asarray(cell, dtype=np.float64)
             _check_whole(positions[part.qm_atoms], cell)
-            env = self.environment.evaluate(positions, part, self.scheme, cell=cell)
+            env = self.environment.evaluate(positions, part, self.scheme, cell=cell, forces=forces)
         else:
-            env = self.environment.evaluate(positions, part, self.scheme)
+            env = self.environment.evaluate(positions, part, self.scheme, forces=forces)
         timings = {"environment": time.perf_counter() - clock}
         boundary_charges = part.boundary.site_charges(env.charges)
         site_positions = part.boundary.site_positions(positions)

@@ -407,12 +407,12 @@ MIN_DISTANCE_A = 0.5
 def check_overlaps(system: System, min_distance_A: float = MIN_DISTANCE_A) -> None:
     """`InputError` naming the first two atoms (system-wide indices) closer than ``min_distance_A`` (Å),
     bonded H-H pairs excepted; linear in the number of atoms."""
-    from vesin import NeighborList
+    from .periodic.neighbours import pairs
 
-    cell = system.cell
-    i, j, shifts, d = NeighborList(cutoff=float(min_distance_A), full_list=False).compute(
-        points=np.asarray(system.positions, dtype=np.float64), box=np.zeros((3, 3)) if cell is None else cell,
-        periodic=cell is not None, quantities="ijSd")
+    cell, x = system.cell, np.asarray(system.positions, dtype=np.float64)
+    i, j, shifts = pairs(x, min_distance_A, cell, full=False)
+    vec = x[j] - x[i] + (0.0 if cell is None else shifts @ np.asarray(cell, dtype=np.float64))
+    d = np.linalg.norm(vec, axis=1)
     if not len(i):
         return
     bonded = set()

@@ -47,9 +47,11 @@ class Environment:
 
     model = None
 
-    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive", cell=None) -> EnvironmentEvaluation:
+    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive", cell=None, *,
+                 forces: bool = True) -> EnvironmentEvaluation:
         """Energy, charges (e) and the force function at ``positions`` (Å) for ``scheme``; ``cell`` (3x3
-        rows, Å) is the periodic box of this call (None: the system's)."""
+        rows, Å) is the periodic box of this call (None: the system's).  ``forces=False``: the force
+        functions will not be called (an environment may then skip what they need)."""
         raise NotImplementedError
 
     def committee_spread(self, positions, partition, scheme: str, charge_gradient, cell=None):

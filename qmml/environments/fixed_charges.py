@@ -40,7 +40,8 @@ class FixedCharges(Environment):
         raise InputError(f"FixedCharges got {len(self.charges)} charges; give one per atom ({n_atoms}) "
                          f"or one per environment atom ({n_env})")
 
-    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive", cell=None) -> EnvironmentEvaluation:
+    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive", cell=None, *,
+                 forces: bool = True) -> EnvironmentEvaluation:
         if scheme != "additive":
             raise InputError(f"scheme={scheme!r} needs an environment model covering all atoms; fixed charges "
                              "have no energy of their own: use scheme='additive' or an ML environment")

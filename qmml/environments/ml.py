@@ -22,7 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ..ml.model import ONE_PASS_MAX_ATOMS
 from ..ml.potential import charge_groups
+from ..periodic.neighbours import VerletList
 from ..ml.uncertainty import Uncertainty, require_committee
 from .base import Environment, EnvironmentEvaluation
 
@@ -37,11 +39,22 @@ class MLEnvironment(Environment):
     total_charge : int, optional
         Charge of the whole system (QM region + environment), e.  Default: the rounded sum of the
         topology charges, or the QM region's charge (a neutral environment) without them.
+    one_pass_max_atoms : int
+        Up to this many atoms seen by the model, a step makes one model pass: the charges' autograd graph
+        is kept through the QM calculation, and the forces with the charge response cost one backward pass
+        (`EnvironmentModel.prepare_response`; memory about 50-160 kB per atom, benchmarks/RESULTS.md).
+        Larger environments make a second pass instead, in memory bounded by the model's chunk size.  The
+        forces are the same either way.
+    neighbour_skin_A : float
+        Skin of the pair lists kept between steps (`qmml.periodic.neighbours.VerletList`), Å.
     """
 
-    def __init__(self, model, *, total_charge: int | None = None):
+    def __init__(self, model, *, total_charge: int | None = None, one_pass_max_atoms: int = ONE_PASS_MAX_ATOMS,
+                 neighbour_skin_A: float = 1.0):
         self.model = model
         self.total_charge = total_charge
+        self.one_pass_max_atoms = int(one_pass_max_atoms)
+        self.neighbours = VerletList(neighbour_skin_A)
         self._setup = None
 
     def __repr__(self) -> str:
@@ -90,7 +103,8 @@ class MLEnvironment(Environment):
         return int(total) - partition.charge
 
     # -- the Environment contract --------------------------------------------------------
-    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive", cell=None) -> EnvironmentEvaluation:
+    def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive", cell=None, *,
+                 forces: bool = True) -> EnvironmentEvaluation:
         s = self._prepare(partition, scheme)
         model, env = self.model, partition.env_atoms
         n_atoms = len(positions)
@@ -103,29 +117,41 @@ class MLEnvironment(Environment):
         else:
             z, pos = partition.system.atomic_numbers, positions
             call = dict(cell=cell, groups=s["groups"], group_charges=s["group_charges"], molecules=s["molecules"])
-        first = model.predict(z, pos, forces=False, **call)
+        call["neighbours"] = self.neighbours
+        one_pass = forces and len(z) <= self.one_pass_max_atoms
+        if one_pass:
+            kept = model.prepare_response(z, pos, **call)
+            first = kept.prediction
+        else:
+            first = model.predict(z, pos, forces=False, **call)
         qm_only = None if additive else self._qm_region(positions, partition, s)
         cache = {}
 
+        def model_response(potential):
+            if one_pass:
+                return kept.forces(potential)
+            p = model.predict(z, pos, potential=potential, **call)
+            return p.forces, p.strain_derivative
+
         def response(charge_gradient):
-            """One model call gives both the forces and the strain derivative of the same objective."""
+            """One backward pass (or model call) gives both the forces and the strain derivative."""
+            if not forces:
+                raise InputError("this environment evaluation was made with forces=False")
             key = np.asarray(charge_gradient, dtype=float).tobytes()
             if key not in cache:
                 cache.clear()
                 if additive:
-                    p = model.predict(z, pos, potential=charge_gradient, **call)
+                    model_forces, strain = model_response(charge_gradient)
                     out = np.zeros((n_atoms, 3))
-                    out[env] = p.forces
-                    strain = p.strain_derivative
+                    out[env] = model_forces
                 else:
                     phi = np.zeros(n_atoms)
                     phi[env] = charge_gradient
-                    p = model.predict(z, pos, potential=phi, **call)
-                    out = p.forces - partition.qm_atom_forces(qm_only.forces)
-                    strain = None
-                    if p.strain_derivative is not None:
+                    model_forces, strain = model_response(phi)
+                    out = model_forces - partition.qm_atom_forces(qm_only.forces)
+                    if strain is not None:
                         # the QM region by itself has open boundaries: dE/d(strain) = -sum_i F_i (x) R_i
-                        strain = p.strain_derivative + qm_only.forces.T @ partition.qm_positions(positions)
+                        strain = strain + qm_only.forces.T @ partition.qm_positions(positions)
                 cache[key] = (out, strain)
             return cache[key]
 
@@ -153,7 +179,8 @@ class MLEnvironment(Environment):
         charge_std = np.zeros(n)
         if scheme == "additive":
             p = model.predict(s["env_z"], x[env], cell=cell, groups=s["env_groups"], group_charges=s["group_charges"],
-                              molecules=s["env_molecules"], potential=gradient, uncertainty=True)
+                              molecules=s["env_molecules"], potential=gradient, uncertainty=True,
+                              neighbours=self.neighbours)
             force_std[env] = np.linalg.norm(p.forces_std, axis=1)
             member_charges = p.member_charges
             model_atoms = np.asarray(env)
@@ -162,7 +189,7 @@ class MLEnvironment(Environment):
             phi[env] = gradient
             p = model.predict(partition.system.atomic_numbers, x, cell=cell, groups=s["groups"],
                               group_charges=s["group_charges"], molecules=s["molecules"], potential=phi,
-                              uncertainty=True)
+                              uncertainty=True, neighbours=self.neighbours)
             force_std = np.linalg.norm(p.forces_std, axis=1)
             member_charges = p.member_charges[:, env]
             model_atoms = np.arange(n)
@@ -182,12 +209,12 @@ class MLEnvironment(Environment):
         cell = s["cell"] if cell is None else cell
         if scheme == "additive":
             p = model.predict(s["env_z"], positions[env], cell=cell, groups=s["env_groups"],
-                              group_charges=s["group_charges"], molecules=s["env_molecules"])
+                              group_charges=s["group_charges"], molecules=s["env_molecules"], neighbours=self.neighbours)
             forces = np.zeros_like(positions)
             forces[env] = p.forces
             return p.energy, forces
         p = model.predict(partition.system.atomic_numbers, positions, cell=cell, groups=s["groups"],
-                          group_charges=s["group_charges"], molecules=s["molecules"])
+                          group_charges=s["group_charges"], molecules=s["molecules"], neighbours=self.neighbours)
         q = self._qm_region(positions, partition, s)
         return p.energy - q.energy, p.forces - partition.qm_atom_forces(q.forces)
 

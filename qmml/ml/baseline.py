@@ -37,6 +37,7 @@ from ..errors import InputError
 from .fixed_terms import FixedTerm
 from ..periodic.cell import check_cell
 from ..coupling.switching import switch
+from ..periodic.neighbours import pairs
 
 #: The only form so far; stored in model files so that another form can be told apart later.
 FORM = "morse-xh-contact-walls-2"
@@ -213,12 +214,8 @@ class BondBaseline(FixedTerm):
 
 def _pairs(x, cell, cutoff):
     """Every ordered pair (i, j) within ``cutoff`` (both directions) and its vector x_j + shift - x_i."""
-    from vesin import NeighborList
-
-    periodic = cell is not None
-    box = np.asarray(cell, dtype=np.float64) if periodic else np.zeros((3, 3))
-    i, j, shifts = NeighborList(cutoff=float(cutoff), full_list=True).compute(
-        points=x, box=box, periodic=periodic, quantities="ijS")
-    i, j = i.astype(np.int64), j.astype(np.int64)
-    vec = x[j] + shifts.astype(np.float64) @ box - x[i]
+    i, j, shifts = pairs(x, cutoff, cell)
+    vec = x[j] - x[i]
+    if cell is not None:
+        vec += shifts @ np.asarray(cell, dtype=np.float64)
     return i, j, vec

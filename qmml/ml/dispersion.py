@@ -40,6 +40,7 @@ from ..errors import InputError
 from .fixed_terms import FixedTerm
 from ..periodic.cell import check_cell, volume
 from ..coupling.switching import switch
+from ..periodic.neighbours import pairs
 
 #: The only form so far; stored in model files so that another form can be told apart later.
 FORM = "d3-bj-two-body-fixed-c6"
@@ -50,16 +51,9 @@ PAIR_CHUNK = 2_000_000
 
 
 def _half_pairs(x, cell, cutoff):
-    """Each pair (i, j, lattice shift) within ``cutoff`` once, from vesin (28x faster here than qmml's
-    general cell list for the 12 Å list of 128 waters: benchmarks/RESULTS.md)."""
-    from vesin import NeighborList
-
-    periodic = cell is not None
-    box = np.asarray(cell, dtype=np.float64) if periodic else np.zeros((3, 3))
-    i, j, shifts = NeighborList(cutoff=float(cutoff), full_list=False).compute(
-        points=x, box=box, periodic=periodic, quantities="ijS")
-    vectors = shifts.astype(np.float64) @ box
-    return i.astype(np.int64), j.astype(np.int64), vectors
+    """Each pair (i, j) within ``cutoff`` once, and its lattice translation (Å)."""
+    i, j, shifts = pairs(x, cutoff, cell, full=False)
+    return i, j, shifts @ (np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64))
 
 
 def simple_dftd3():

@@ -40,7 +40,7 @@ Units: Å, eV, e throughout.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -51,11 +51,14 @@ from ..errors import InputError
 from ..periodic.cell import check_cell
 from .baseline import BondBaseline
 from .dispersion import D3Dispersion
-from ..periodic.neighbours import neighbour_list
+from ..periodic.neighbours import neighbour_list, pairs
 
 COULOMB_FORMS = ("dsf", "ewald")
 #: Relative accuracy of the Ewald form of the Coulomb term.
 EWALD_ACCURACY = 1e-6
+#: Largest structure whose autograd graph a force evaluation keeps between the charges and the forces
+#: (`EnvironmentModel.prepare_response`; about 50-160 kB per atom): one forward pass instead of two.
+ONE_PASS_MAX_ATOMS = 20_000
 #: Damping of the optional Coulomb term (1/Å), Fennell & Gezelter, J. Chem. Phys. 124, 234104 (2006).
 DSF_ALPHA_PER_A = 0.2
 
@@ -76,6 +79,40 @@ def _group_sum(values, group, n_groups):
 def cutoff_function(r: torch.Tensor, cutoff: float) -> torch.Tensor:
     x = (r / cutoff).clamp(max=1.0)
     return (1.0 - x * x) ** 3
+
+
+def neighbour_density(basis, unit, neighbour_species, centre_local, n_centres: int, n_species: int):
+    """Each centre's neighbour density on the radial basis, by neighbour species and angular component.
+
+    D[i, (s, n), :] = sum over pairs (i, j) with species(j) = s of g_n(r_ij) f_c(r_ij) (1, u, u (x) u), the
+    symmetric u (x) u in 6 components (xx, yy, zz and sqrt(2) xy, xz, yz, so that dot products of them are
+    Frobenius products).  Shape (n_centres, n_species * n_radial, 10); what every member's channels are
+    linear combinations of (`Member.features`).
+    """
+    x, y, z = unit.unbind(1)
+    r2 = math.sqrt(2.0)
+    angular = torch.stack([torch.ones_like(x), x, y, z, x * x, y * y, z * z, r2 * x * y, r2 * x * z, r2 * y * z], 1)
+    n_radial = basis.shape[1]
+    rows = centre_local * n_species + neighbour_species
+    density = _OuterProductSum.apply(basis, angular, rows, n_centres * n_species)
+    return density.reshape(n_centres, n_species * n_radial, 10)
+
+
+class _OuterProductSum(torch.autograd.Function):
+    """out[r] = sum over pairs p with rows[p] = r of a_p (x) b_p, with a backward pass of batched matrix-vector
+    products instead of broadcast products (1.7x faster here, same numbers); differentiable twice (training
+    differentiates forces)."""
+
+    @staticmethod
+    def forward(ctx, a, b, rows, n_rows):
+        ctx.save_for_backward(a, b, rows)
+        return a.new_zeros((n_rows, a.shape[1], b.shape[1])).index_add_(0, rows, a[:, :, None] * b[:, None, :])
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b, rows = ctx.saved_tensors
+        per_pair = grad.index_select(0, rows)
+        return torch.bmm(per_pair, b[:, :, None])[:, :, 0], torch.bmm(a[:, None, :], per_pair)[:, 0, :], None, None
 
 
 class Member(nn.Module):
@@ -112,23 +149,19 @@ class Member(nn.Module):
         self.register_buffer("pair_a", iu[0])
         self.register_buffer("pair_b", iu[1])
 
-    def features(self, basis, neighbour_species, unit, centre_local, n_centres):
-        """Rotation-invariant features of ``n_centres`` atoms from their pairs."""
-        n_species, n_radial, k = self.mixing.shape[1], self.mixing.shape[2], self.n_channels
-        # one matrix product for all neighbour species: basis placed in its species' block
-        onehot = nn.functional.one_hot(neighbour_species, n_species).to(basis.dtype)
-        blocks = (onehot[:, :, None] * basis[:, None, :]).reshape(len(basis), n_species * n_radial)
-        channels = torch.matmul(blocks, self.mixing.reshape(3, n_species * n_radial, k))
-        a0 = basis.new_zeros((n_centres, k)).index_add_(0, centre_local, channels[0])
-        a1 = basis.new_zeros((n_centres, k, 3)).index_add_(0, centre_local, channels[1][:, :, None] * unit[:, None, :])
-        # symmetric u (x) u in 6 components, off-diagonals scaled by sqrt(2) so that dot products
-        # of these vectors are full Frobenius products A2_c : A2_c'
-        x, y, z = unit.unbind(1)
-        r2 = math.sqrt(2.0)
-        outer = torch.stack([x * x, y * y, z * z, r2 * x * y, r2 * x * z, r2 * y * z], 1)
-        a2 = basis.new_zeros((n_centres, k, 6)).index_add_(0, centre_local, channels[2][:, :, None] * outer[:, None, :])
-        p1 = torch.bmm(a1, a1.transpose(1, 2))[:, self.pair_a, self.pair_b]
-        p2 = torch.bmm(a2, a2.transpose(1, 2))[:, self.pair_a, self.pair_b]
+    def features(self, density):
+        """Rotation-invariant features of each centre from its `neighbour_density` (n, n_species*n_radial, 10).
+
+        The member's radial channels are linear in the density, R^l_c = sum_(s,n) W^l[s, n, c] D[s, n], so
+        the work over pairs is done once for the whole committee and each member only mixes.
+        """
+        k = self.n_channels
+        weights = self.mixing.reshape(3, -1, k)
+        a0 = torch.matmul(density[:, :, 0], weights[0])  # (n, k)
+        a1 = torch.matmul(density[:, :, 1:4].transpose(1, 2), weights[1])  # (n, 3, k)
+        a2 = torch.matmul(density[:, :, 4:].transpose(1, 2), weights[2])  # (n, 6, k)
+        p1 = torch.bmm(a1.transpose(1, 2), a1)[:, self.pair_a, self.pair_b]
+        p2 = torch.bmm(a2.transpose(1, 2), a2)[:, self.pair_a, self.pair_b]
         return torch.cat([a0, p1, p2], dim=1)
 
     def atomic(self, features, species):
@@ -151,27 +184,21 @@ class Member(nn.Module):
 
 
 class _LazyPairs:
-    """Neighbour pairs of each chunk's atoms: one vesin list for the whole structure (4.5x faster than
-    `CellList` at 35k atoms, 12x at 3k: benchmarks/RESULTS.md), kept compact (centre offsets, int32
-    partners, int8 lattice shifts) and handed out chunk by chunk as torch tensors."""
+    """Neighbour pairs of each chunk's atoms: one list for the whole structure (`qmml.periodic.neighbours`;
+    from a `VerletList` if given), kept compact (centre offsets, int32 partners, int8 lattice shifts) and
+    handed out chunk by chunk as torch tensors."""
 
-    def __init__(self, positions, cutoff, cell, chunks):
-        from vesin import NeighborList
-
+    def __init__(self, positions, cutoff, cell, chunks, neighbours=None):
         self.device, self.dtype, self.chunks = positions.device, positions.dtype, chunks
-        x = positions.detach().cpu().numpy().astype(np.float64)
-        periodic = cell is not None
-        box = np.asarray(cell.detach().cpu() if torch.is_tensor(cell) else cell, dtype=np.float64) if periodic \
-            else np.zeros((3, 3))
-        i, j, shifts = NeighborList(cutoff=float(cutoff), full_list=True).compute(
-            points=x, box=box, periodic=periodic, quantities="ijS")
-        order = np.argsort(i, kind="stable")
-        counts = np.bincount(i, minlength=len(x)) if len(i) else np.zeros(len(x), dtype=np.int64)
+        i, j, shifts = pairs(positions, cutoff, cell) if neighbours is None else \
+            neighbours.pairs(positions, cutoff, cell)
+        counts = np.bincount(i, minlength=len(positions)) if len(i) else np.zeros(len(positions), dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(counts)])
-        self.partners = j[order].astype(np.int32)
-        shifts = shifts[order]
+        self.partners = j.astype(np.int32)
         self.shifts = shifts.astype(np.int8) if len(shifts) and np.abs(shifts).max() < 128 else shifts
-        self.cell = None if cell is None else torch.as_tensor(box, device=self.device).to(self.dtype)
+        self.cell = None if cell is None else torch.as_tensor(
+            np.asarray(cell.detach().cpu() if torch.is_tensor(cell) else cell, dtype=np.float64),
+            device=self.device).to(self.dtype)
 
     def __iter__(self):
         for a, b in self.chunks:
@@ -407,11 +434,11 @@ class EnvironmentModel(nn.Module):
         `pair_geometry`.
         """
         basis, unit = self.pair_geometry(positions, i, j, shifts, rows, strain)
-        local = i - start
+        density = neighbour_density(basis, unit, species[j], i - start, stop - start, len(self.elements))
         energies, charges, embedding = [], [], []
         for m in range(len(self.members)) if members is None else members:
             member = self.members[m]
-            feats = member.features(basis, species[j], unit, local, stop - start)
+            feats = member.features(density)
             e, q, q_emb = member.atomic(feats, species[start:stop])
             energies.append(e)
             charges.append(q)
@@ -454,7 +481,7 @@ class EnvironmentModel(nn.Module):
             out.append(torch.where(inside, potential[m] - mean[g], 0.0))
         return torch.stack(out)
 
-    def coulomb(self, charges, positions, molecules, cell, strain=None):
+    def coulomb(self, charges, positions, molecules, cell, strain=None, neighbours=None):
         """Coulomb energy (eV) between atoms of different molecules, per member (see ``coulomb``)."""
         if self.coulomb_form == "ewald":
             from ..periodic.ewald import coulomb_open, ewald_coulomb
@@ -465,7 +492,7 @@ class EnvironmentModel(nn.Module):
             # the cost-balancing real-space cutoff: 2.3x faster than coulomb_cutoff (9 Å) for 64 waters in a
             # 15.6 x 15.6 x 7.8 Å box, 1.5x for 1000 waters, the same energy to EWALD_ACCURACY
             return ewald_coulomb(charges, positions, cell, accuracy=EWALD_ACCURACY, exclude=molecules, strain=strain)
-        i, j, shifts = neighbour_list(positions, self.coulomb_cutoff, cell)
+        i, j, shifts = neighbour_list(positions, self.coulomb_cutoff, cell, verlet=neighbours)
         keep = (molecules[i] != molecules[j]) & (molecules[i] >= 0) & (molecules[j] >= 0)
         i, j, shifts = i[keep], j[keep], shifts[keep]
         vec = positions[j] + shifts - positions[i]
@@ -474,10 +501,50 @@ class EnvironmentModel(nn.Module):
         r = torch.linalg.norm(vec, dim=1)
         return 0.5 * dsf_coulomb_pairs(charges[:, i], charges[:, j], r, self.coulomb_cutoff).sum(1)
 
+    def _structure(self, atomic_numbers, positions, cell, groups, group_charges):
+        """Species, positions, charge groups, group charges (one per group) and checked cell as tensors,
+        with one clear error for each malformed input."""
+        dtype, device = self.dtype, self.device
+        species = self.species(atomic_numbers)
+        n = len(species)
+        pos = torch.as_tensor(np.asarray(positions, dtype=np.float64), device=device).to(dtype)
+        if pos.shape != (n, 3):
+            raise InputError(f"positions must have shape ({n}, 3), got {tuple(pos.shape)}")
+        groups_t = torch.zeros(n, dtype=torch.long, device=device) if groups is None else \
+            torch.as_tensor(np.asarray(groups), dtype=torch.long, device=device)
+        if groups_t.shape != (n,):
+            raise InputError(f"groups needs one entry per atom ({n}), got shape {tuple(groups_t.shape)}")
+        n_groups = int(groups_t.max()) + 1 if n else 0
+        qg = torch.zeros(n_groups, dtype=dtype, device=device) if group_charges is None else \
+            torch.as_tensor(np.asarray(group_charges, dtype=np.float64), device=device).to(dtype)
+        if len(qg) < n_groups:
+            raise InputError(f"{n_groups} charge groups but {len(qg)} group charges; give one charge per group")
+        if not torch.isfinite(pos).all():
+            bad = int(torch.nonzero(~torch.isfinite(pos).all(1))[0])
+            raise InputError(f"position of atom {bad} is not finite; check the structure or the integrator")
+        if cell is not None:
+            cell = check_cell(cell, right_handed=False)
+        return species, pos, groups_t, qg[:n_groups], cell
+
+    def _fixed_terms(self, atomic_numbers, positions, cell, groups_t, molecules, forces: bool):
+        """Sum of the fixed terms (`fixed_terms`): energy (eV), forces (eV/Å) and strain derivative (eV),
+        the same for every member, so they shift the mean and leave the spread alone."""
+        z_np, x_np = np.asarray(atomic_numbers), np.asarray(positions, np.float64)
+        mol_np = groups_t.cpu().numpy() if molecules is None else np.asarray(molecules)
+        energy, f_sum, s_sum = 0.0, np.zeros((len(x_np), 3)) if forces else None, None
+        for term in self.fixed_terms:
+            e_d, f_d, s_d = term.compute(z_np, x_np, cell, mol_np, forces=forces)
+            energy += e_d
+            if forces:
+                f_sum += f_d
+            if s_d is not None:
+                s_sum = s_d if s_sum is None else s_sum + s_d
+        return energy, f_sum, s_sum
+
     # -- prediction ----------------------------------------------------------------------
     def predict(self, atomic_numbers, positions, *, cell=None, groups=None, group_charges=None, potential=None,
                 energy_mask=None, molecules=None, forces: bool = True, uncertainty: bool = False,
-                chunk_size: int = 1024) -> Prediction:
+                chunk_size: int = 1024, neighbours=None) -> Prediction:
         """Energy, charges and forces of one structure.
 
         Parameters
@@ -508,38 +575,30 @@ class EnvironmentModel(nn.Module):
         chunk_size : int
             Atoms per evaluation chunk; memory stays bounded and time linear for any size.  The
             default keeps a chunk's pair arrays (a few MB) in cache on CPUs; larger chunks help GPUs.
+        neighbours : VerletList, optional
+            The pair lists of this trajectory (`qmml.periodic.neighbours.VerletList`), reused while no atom
+            has moved more than half its skin; the default searches afresh.
         """
-        dtype, device = self.dtype, self.device
-        species = self.species(atomic_numbers)
-        n = len(species)
-        pos = torch.as_tensor(np.asarray(positions, dtype=np.float64), device=device).to(dtype)
-        if pos.shape != (n, 3):
-            raise InputError(f"positions must have shape ({n}, 3), got {tuple(pos.shape)}")
-        groups_t = torch.zeros(n, dtype=torch.long, device=device) if groups is None else \
-            torch.as_tensor(np.asarray(groups), dtype=torch.long, device=device)
-        n_groups = int(groups_t.max()) + 1 if n else 0
-        qg = torch.zeros(n_groups, dtype=dtype, device=device) if group_charges is None else \
-            torch.as_tensor(np.asarray(group_charges, dtype=np.float64), device=device).to(dtype)
-        if len(qg) < n_groups:
-            raise InputError(f"{n_groups} charge groups but {len(qg)} group charges; give one charge per group")
+        species, pos, groups_t, qg, cell = self._structure(atomic_numbers, positions, cell, groups, group_charges)
+        dtype, device, n, n_groups = pos.dtype, pos.device, len(species), len(qg)
         phi = torch.zeros(n, dtype=dtype, device=device) if potential is None else \
             torch.as_tensor(np.asarray(potential, dtype=np.float64), device=device).to(dtype)
         mask = torch.ones(n, dtype=dtype, device=device) if energy_mask is None else \
             torch.as_tensor(np.asarray(energy_mask), device=device).to(dtype)
-        for name, value in (("groups", groups_t), ("potential", phi), ("energy_mask", mask)):
+        for name, value in (("potential", phi), ("energy_mask", mask)):
             if value.shape != (n,):
                 raise InputError(f"{name} needs one entry per atom ({n}), got shape {tuple(value.shape)}")
-        if not torch.isfinite(pos).all():
-            bad = int(torch.nonzero(~torch.isfinite(pos).all(1))[0])
-            raise InputError(f"position of atom {bad} is not finite; check the structure or the integrator")
-        if cell is not None:
-            cell = check_cell(cell, right_handed=False)
         if self.fixed_terms and energy_mask is not None and not bool((mask != 0).all()):
             raise InputError("this model has a dispersion or baseline term, a pair energy that cannot be split "
                              "by atoms: energy_mask must be all true (or omitted)")
+        if forces and self.coulomb_cutoff is not None and n <= ONE_PASS_MAX_ATOMS:
+            # the Coulomb term's potential depends on every charge: one forward pass with its graph kept
+            return self.prepare_response(atomic_numbers, positions, cell=cell, groups=groups,
+                                         group_charges=group_charges, molecules=molecules, energy_mask=energy_mask,
+                                         chunk_size=chunk_size, neighbours=neighbours).with_forces(phi.cpu().numpy(),
+                                                                                                   uncertainty)
         chunks = [(a, min(n, a + chunk_size)) for a in range(0, n, chunk_size)]
-        # pairs are built chunk by chunk so that memory stays bounded by the chunk size
-        pair_lists = _LazyPairs(pos, self.cutoff, cell, chunks)
+        pair_lists = _LazyPairs(pos, self.cutoff, cell, chunks, neighbours)
         n_members = len(self.members)
         weight_sets = [torch.full((n_members,), 1.0 / n_members, dtype=dtype, device=device)]
         if forces and uncertainty and n_members > 1:
@@ -576,8 +635,9 @@ class EnvironmentModel(nn.Module):
             return e.detach(), q.detach(), None if q_emb is None else q_emb.detach()
 
         # The weights f of the charge shift do not depend on positions, so the response to the given
-        # potential is known before any charge is: each chunk is evaluated and differentiated once.
-        # Only the optional Coulomb term, whose potential depends on all charges, needs a second pass.
+        # potential is known before any charge is: each chunk is evaluated and differentiated once, in memory
+        # bounded by the chunk size.  Only the optional Coulomb term, whose potential depends on all charges,
+        # needs a second pass here (above ONE_PASS_MAX_ATOMS; below, the graph is kept instead).
         head = "embedding" if embedding else "latent"
         second_pass = forces and self.coulomb_cutoff is not None
         if forces:
@@ -596,10 +656,10 @@ class EnvironmentModel(nn.Module):
         raw = torch.cat(q_parts, 1) if q_parts else pos.new_zeros((n_members, 0))
         atomic_e = torch.cat(e_parts, 1) if e_parts else pos.new_zeros((n_members, 0))
         with torch.no_grad():  # the charge-shift weights are parameters; no gradient is wanted here
-            charges = self.conserve(raw, species, groups_t, qg[:n_groups])
+            charges = self.conserve(raw, species, groups_t, qg)
             embedding_charges = charges if not embedding else self.conserve(
                 torch.cat(emb_parts, 1) if emb_parts else pos.new_zeros((n_members, 0)), species, groups_t,
-                qg[:n_groups], head="embedding")
+                qg, head="embedding")
         member_e = (atomic_e * mask).sum(1)
 
         if self.coulomb_cutoff is not None:
@@ -611,7 +671,7 @@ class EnvironmentModel(nn.Module):
             mol_t = groups_t if molecules is None else \
                 torch.as_tensor(np.asarray(molecules), dtype=torch.long, device=device)
             strain = new_strain()
-            e_c = self.coulomb(q_leaf, x, mol_t, cell, strain=strain)
+            e_c = self.coulomb(q_leaf, x, mol_t, cell, strain=strain, neighbours=neighbours)
             member_e = member_e + e_c.detach()
             if forces:
                 # One backward pass of the committee mean gives the direct (fixed-charge) force, its strain
@@ -643,13 +703,8 @@ class EnvironmentModel(nn.Module):
                 result_std = grads[1:].std(0, unbiased=False).cpu().numpy().astype(np.float64)
         m_e = member_e.detach().cpu().numpy().astype(np.float64)
         strain_derivative = strain_grads[0].cpu().numpy().astype(np.float64) if with_strain else None
-        terms = self.fixed_terms
-        if terms:  # the arrays every fixed term reads, converted once
-            z_np, x_np = np.asarray(atomic_numbers), np.asarray(positions, np.float64)
-            mol_np = groups_t.cpu().numpy() if molecules is None else np.asarray(molecules)
-        for term in terms:
-            # the same term for every member: it shifts the mean and leaves the spread alone
-            e_d, f_d, s_d = term.compute(z_np, x_np, cell, mol_np, forces=forces)
+        if self.fixed_terms:
+            e_d, f_d, s_d = self._fixed_terms(atomic_numbers, positions, cell, groups_t, molecules, forces)
             m_e = m_e + e_d
             if forces:
                 result_forces = result_forces + f_d
@@ -660,3 +715,134 @@ class EnvironmentModel(nn.Module):
             energy=float(m_e.mean()), charges=q_np.mean(0), forces=result_forces, energy_std=float(m_e.std()),
             charges_std=q_np.std(0), forces_std=result_std if uncertainty else None, member_energies=m_e,
             member_charges=q_np, strain_derivative=strain_derivative)
+
+    def prepare_response(self, atomic_numbers, positions, *, cell=None, groups=None, group_charges=None,
+                         molecules=None, energy_mask=None, chunk_size: int = 1024,
+                         neighbours=None) -> "ResponsePass":
+        """Energy and charges of one structure, with the autograd graph kept for forces to come.
+
+        A QM/ML step needs the charges before the QM calculation and the forces of
+        ``E + sum_i phi_i q_i`` after it, with phi the QM potential at the charges.  This method makes the
+        only forward pass of that step; `ResponsePass.forces` then costs one backward pass.  Arguments are
+        those of `predict`; memory grows with the number of atoms (the graph of every chunk is kept), where
+        `predict` with a known ``potential`` stays bounded by ``chunk_size``.
+        """
+        species, pos, groups_t, qg, cell = self._structure(atomic_numbers, positions, cell, groups, group_charges)
+        n, dtype, device = len(species), pos.dtype, pos.device
+        chunks = [(a, min(n, a + chunk_size)) for a in range(0, n, chunk_size)]
+        strain = None if cell is None else torch.zeros((3, 3), dtype=dtype, device=device, requires_grad=True)
+        leaves, rows_of_leaves, e_parts, q_parts, emb_parts = [], [], [], [], []
+        for (a, b), (i, j, s) in zip(chunks, _LazyPairs(pos, self.cutoff, cell, chunks, neighbours)):
+            # each chunk differentiates its own copy of the positions it touches, so that the backward pass
+            # of a chunk costs what the chunk does, not the whole system
+            touched, rows = torch.unique(torch.cat([torch.arange(a, b, device=device), j]), return_inverse=True)
+            leaf = pos[touched].clone().requires_grad_(True)
+            e, q, q_emb = self.atomic_terms(species, leaf, i, j, s, a, b, rows=(rows[i - a], rows[b - a:]),
+                                            strain=strain)
+            leaves.append(leaf)
+            rows_of_leaves.append(touched)
+            e_parts.append(e)
+            q_parts.append(q)
+            emb_parts.append(q_emb)
+        n_members = len(self.members)
+        empty = pos.new_zeros((n_members, 0))
+        charges = self.conserve(torch.cat(q_parts, 1) if q_parts else empty, species, groups_t, qg)
+        embedding = charges if not self.embedding_charges else self.conserve(
+            torch.cat(emb_parts, 1) if emb_parts else empty, species, groups_t, qg, head="embedding")
+        atomic_e = torch.cat(e_parts, 1) if e_parts else empty
+        if energy_mask is not None:
+            atomic_e = atomic_e * torch.as_tensor(np.asarray(energy_mask), device=device).to(dtype)
+        member_e = atomic_e.sum(1)
+        if self.coulomb_cutoff is not None:
+            if molecules is None and self.charge_groups == "structure":
+                raise InputError("this model's Coulomb term acts between molecules and its charges are conserved "
+                                 "per structure: pass molecules= (the molecule index of every atom)")
+            mol_t = groups_t if molecules is None else \
+                torch.as_tensor(np.asarray(molecules), dtype=torch.long, device=device)
+            x = pos.clone().requires_grad_(True)
+            member_e = member_e + self.coulomb(charges, x, mol_t, cell, strain=strain, neighbours=neighbours)
+            leaves.append(x)
+            rows_of_leaves.append(torch.arange(n, device=device))
+        fixed = self._fixed_terms(atomic_numbers, positions, cell, groups_t, molecules, True) \
+            if self.fixed_terms else (0.0, None, None)
+        return ResponsePass(self, member_e, embedding, leaves, rows_of_leaves, strain, fixed)
+
+
+class ResponsePass:
+    """A model evaluated at one structure with its autograd graph kept (`EnvironmentModel.prepare_response`).
+
+    Attributes
+    ----------
+    prediction : Prediction
+        Energy (eV), charges (e; the embedding head's if the model has one) and their committee spreads,
+        without forces.
+    """
+
+    def __init__(self, model, member_energies, member_charges, leaves, rows_of_leaves, strain, fixed):
+        self._member_energies, self._member_charges = member_energies, member_charges
+        self._leaves, self._rows, self._strain = leaves, rows_of_leaves, strain
+        self._fixed_energy, self._fixed_forces, self._fixed_strain = fixed
+        self._n_members = len(model.members)
+        m_e = member_energies.detach().cpu().numpy().astype(np.float64) + self._fixed_energy
+        q = member_charges.detach().cpu().numpy().astype(np.float64)
+        self.prediction = Prediction(energy=float(m_e.mean()), charges=q.mean(0), forces=None,
+                                     energy_std=float(m_e.std()), charges_std=q.std(0), forces_std=None,
+                                     member_energies=m_e, member_charges=q)
+
+    def _gradients(self, potential, weights):
+        """d/dR (n, 3) and d/d(strain) (3, 3 or None) of sum_m weights_m (E_m + potential . q_m), networks only."""
+        q = self._member_charges
+        phi = torch.as_tensor(np.asarray(potential, dtype=np.float64), device=q.device).to(q.dtype)
+        if phi.shape != q.shape[1:]:
+            raise InputError(f"potential needs one entry per atom ({q.shape[1]}), got shape {tuple(phi.shape)}")
+        objective = (weights * (self._member_energies + (q * phi).sum(1))).sum()
+        inputs = self._leaves + ([] if self._strain is None else [self._strain])
+        # retain_graph: the same pass may be asked for the forces of another potential (finite differences)
+        grads = torch.autograd.grad(objective, inputs, retain_graph=True, allow_unused=True)
+        total = q.new_zeros((q.shape[1], 3))
+        for rows, g in zip(self._rows, grads):
+            if g is not None:
+                total.index_add_(0, rows, g)
+        strain = None
+        if self._strain is not None:
+            strain = torch.zeros((3, 3), dtype=q.dtype) if grads[-1] is None else grads[-1]
+        return total, strain
+
+    def forces(self, potential):
+        """Forces and strain derivative of ``energy + sum_i potential_i * charges_i``, potential held fixed.
+
+        Parameters
+        ----------
+        potential : array_like (n,)
+            Electrostatic potential at each atom, V (zero for atoms without charge).
+
+        Returns
+        -------
+        forces : ndarray (n, 3)
+            eV/Å, committee mean.
+        strain_derivative : ndarray (3, 3) or None
+            d/d(strain) of the same objective, eV (None in open boundaries).
+        """
+        q = self._member_charges
+        grad, strain = self._gradients(potential, torch.full((self._n_members,), 1.0 / self._n_members,
+                                                             dtype=q.dtype, device=q.device))
+        forces = (-grad).cpu().numpy().astype(np.float64)
+        if self._fixed_forces is not None:
+            forces = forces + self._fixed_forces
+        if strain is not None:
+            strain = strain.cpu().numpy().astype(np.float64)
+            if self._fixed_strain is not None:
+                strain = strain + self._fixed_strain
+        return forces, strain
+
+    def with_forces(self, potential, uncertainty: bool = False) -> Prediction:
+        """`prediction` with the forces and strain derivative of `forces`, and with ``uncertainty`` each
+        member's forces for ``forces_std`` (one more backward pass per member)."""
+        forces, strain = self.forces(potential)
+        std = None
+        if uncertainty and self._n_members > 1:
+            q = self._member_charges
+            members = torch.stack([self._gradients(potential, w)[0]
+                                   for w in torch.eye(self._n_members, dtype=q.dtype, device=q.device)])
+            std = members.std(0, unbiased=False).cpu().numpy().astype(np.float64)
+        return replace(self.prediction, forces=forces, forces_std=std, strain_derivative=strain)

@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ..system import check_finite_positions
 from ..periodic.cell import volume
+from ..periodic.neighbours import VerletList
 from ..potential import Potential, PotentialResult
 from .uncertainty import Uncertainty, require_committee
 
@@ -46,9 +47,12 @@ class MLPotential(Potential):
         when the system has no topology charges and the model conserves charge per structure.
     members : sequence of int, optional
         Use only these committee members (``[0]`` for a cheap fast force); default all.
+    neighbour_skin_A : float
+        Skin of the pair lists kept between calls (`qmml.periodic.neighbours.VerletList`), Å.
     """
 
-    def __init__(self, model, system, *, total_charge: int | None = None, members=None):
+    def __init__(self, model, system, *, total_charge: int | None = None, members=None,
+                 neighbour_skin_A: float = 1.0):
         if members is not None:
             model = model.select_members(members)
         self.model, self.system = model, system
@@ -65,6 +69,7 @@ class MLPotential(Potential):
                              f"{system.source} carry {self.group_charges.sum():+.0f} e; check the topology charges")
         self.molecules = molecules
         self.cell = system.cell
+        self.neighbours = VerletList(neighbour_skin_A)
 
     def __repr__(self) -> str:
         return f"MLPotential({self.system.n_atoms} atoms)"
@@ -82,7 +87,8 @@ class MLPotential(Potential):
             raise InputError("cell= given for a system without a box; build the system with box=[a, b, c, ...]")
         check_finite_positions(self.system, np.asarray(positions, dtype=np.float64))
         p = self.model.predict(self.system.atomic_numbers, positions, cell=cell, groups=self.groups,
-                               group_charges=self.group_charges, molecules=self.molecules, forces=forces)
+                               group_charges=self.group_charges, molecules=self.molecules, forces=forces,
+                               neighbours=self.neighbours)
         stress = None
         if p.strain_derivative is not None:
             d = p.strain_derivative
@@ -95,7 +101,7 @@ class MLPotential(Potential):
         require_committee(self.model)
         p = self.model.predict(self.system.atomic_numbers, np.asarray(positions, dtype=np.float64), cell=self.cell,
                                groups=self.groups, group_charges=self.group_charges, molecules=self.molecules,
-                               uncertainty=True)
+                               uncertainty=True, neighbours=self.neighbours)
         return Uncertainty(np.linalg.norm(p.forces_std, axis=1), p.charges_std, 0.0, np.arange(self.system.n_atoms))
 
     @property

@@ -38,7 +38,7 @@ from .. import units
 from ..periodic.cell import volume
 from .baseline import BondBaseline
 from .dataset import Dataset
-from .model import EnvironmentModel, Member, dsf_coulomb_pairs
+from .model import EnvironmentModel, Member, dsf_coulomb_pairs, neighbour_density
 from ..periodic.neighbours import neighbour_list
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,8 @@ def _initialize(model: EnvironmentModel, member: Member, batches, dataset: Datas
         feats = []
         for b in batches[: max(1, min(len(batches), 8))]:
             basis, unit = model.pair_geometry(b.positions, b.i, b.j, b.shifts)
-            feats.append(member.features(basis, b.species[b.j], unit, b.i, len(b.positions)))
+            feats.append(member.features(neighbour_density(basis, unit, b.species[b.j], b.i, len(b.positions),
+                                                           len(model.elements))))
         feats = torch.cat(feats)
         member.feature_mean.copy_(feats.mean(0))
         member.feature_std.copy_(feats.std(0).clamp(min=1e-6))

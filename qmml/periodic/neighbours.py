@@ -1,32 +1,82 @@
-"""Neighbour lists in linear time: a cell list in fractional coordinates, in plain PyTorch.
+"""Neighbour lists: the one source of atom pairs in qmml.
 
-Works for open structures and for periodic boxes of any triclinic shape, including boxes thinner
-than twice the cutoff (then several images of one atom are neighbours, as they physically are).
-Cells are laid out along the lattice vectors; the number of cells to scan along vector a is
-ceil(cutoff / cell width perpendicular to the b-c plane), so no pair within the cutoff is missed.
+Every part that needs pairs within a cutoff (the environment model's descriptors and Coulomb term, the Ewald
+real-space sum, dispersion, the bonded baseline, the overlap check of a structure) takes them from here.  The
+search is vesin's (linear-time cell lists in C++, periodic and triclinic, boxes thinner than twice the cutoff
+included): 6x faster than the torch cell list qmml had before, the same pairs (benchmarks/RESULTS.md,
+"Neighbour lists of the environment model").  `VerletList` adds a skin, so that an MD run rebuilds its list
+only when an atom has moved far enough to matter.
+
+Conventions: a pair (i, j, S) stands for the vector x_j + S @ cell - x_i, with S the integer lattice
+translation (zero in open boundaries); positions in Å.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 
+import numpy as np
 import torch
 
 
-def _as_cell(cell, dtype, device):
+def _box(cell):
     if cell is None:
-        return None
-    cell = torch.as_tensor(cell, dtype=dtype, device=device)
-    if cell.shape != (3, 3):
-        raise ValueError(f"cell must be 3x3 lattice vectors (rows, Å), got shape {tuple(cell.shape)}")
-    if torch.abs(torch.det(cell)) < 1e-6:
+        return np.zeros((3, 3)), False
+    box = np.asarray(cell.detach().cpu() if torch.is_tensor(cell) else cell, dtype=np.float64)
+    if box.shape != (3, 3):
+        raise ValueError(f"cell must be 3x3 lattice vectors (rows, Å), got shape {box.shape}")
+    if abs(np.linalg.det(box)) < 1e-6:
         raise ValueError("cell has zero volume; give three independent lattice vectors in Å")
-    return cell
+    return box, True
 
 
-def neighbour_list(positions: torch.Tensor, cutoff: float, cell=None, *, centres: torch.Tensor | None = None,
-                   max_candidates: int = 20_000_000):
-    """All ordered pairs (i, j) with |r_j + shift - r_i| < cutoff.
+def pairs(positions, cutoff: float, cell=None, *, full: bool = True):
+    """Pairs of atoms closer than ``cutoff``.
+
+    Parameters
+    ----------
+    positions : array_like (n, 3)
+        Å (NumPy or torch; not differentiated).
+    cutoff : float
+        Å.
+    cell : array_like (3, 3), optional
+        Lattice vectors as rows, Å; periodic in all three directions.  None: open boundaries.
+    full : bool
+        Both (i, j) and (j, i) (True), or each pair once (False).
+
+    Returns
+    -------
+    i, j : ndarray (n_pairs,) int64
+        In one canonical order: by i, then j, then the shift.
+    shifts : ndarray (n_pairs, 3) int64
+        Lattice translations S of atom j.
+    """
+    from vesin import NeighborList
+
+    x = np.asarray(positions.detach().cpu() if torch.is_tensor(positions) else positions, dtype=np.float64)
+    box, periodic = _box(cell)
+    if len(x) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros((0, 3), dtype=np.int64)
+    i, j, shifts = NeighborList(cutoff=float(cutoff), full_list=full).compute(
+        points=x, box=box, periodic=periodic, quantities="ijS")
+    i, j, shifts = i.astype(np.int64), j.astype(np.int64), shifts.astype(np.int64)
+    # One canonical order (by i, then j, then shift), whatever the search's binning: every subset of a list
+    # keeps it, so a `VerletList` filtered at any step orders its pairs as a fresh search would, and sums over
+    # pairs come out the same to the last bit (restarts, serial and parallel runs agree exactly).
+    key = i * len(x) + j
+    if len(shifts):
+        low = shifts.min(0)
+        span = shifts.max(0) - low + 1
+        key = ((key * span[0] + shifts[:, 0] - low[0]) * span[1] + shifts[:, 1] - low[1]) * span[2] \
+            + shifts[:, 2] - low[2]
+    order = np.argsort(key, kind="stable")
+    return i[order], j[order], shifts[order]
+
+
+def neighbour_list(positions: torch.Tensor, cutoff: float, cell=None, *, verlet: "VerletList | None" = None):
+    """All ordered pairs (i, j) with |r_j + shift - r_i| < cutoff, as torch tensors.
 
     Parameters
     ----------
@@ -37,8 +87,9 @@ def neighbour_list(positions: torch.Tensor, cutoff: float, cell=None, *, centres
         Å.
     cell : array_like (3, 3), optional
         Lattice vectors as rows, Å; periodic in all three directions.  None: open boundaries.
-    centres : Tensor (m,) of int, optional
-        Only pairs whose first atom is in ``centres`` (evaluation in chunks of atoms).
+
+    verlet : VerletList, optional
+        The trajectory's lists to reuse (see `VerletList`).
 
     Returns
     -------
@@ -46,120 +97,81 @@ def neighbour_list(positions: torch.Tensor, cutoff: float, cell=None, *, centres
     shifts : Tensor (n_pairs, 3)
         Lattice translation (Å) added to r_j; zero for open boundaries.
     """
-    return CellList(positions, cutoff, cell).pairs(centres, max_candidates=max_candidates)
+    positions = torch.as_tensor(positions)
+    i, j, s = pairs(positions, cutoff, cell) if verlet is None else verlet.pairs(positions, cutoff, cell)
+    box, _ = _box(cell)
+    device, dtype = positions.device, positions.dtype
+    as_long = lambda v: torch.as_tensor(v, dtype=torch.long, device=device)  # noqa: E731
+    return as_long(i), as_long(j), torch.as_tensor(s.astype(np.float64) @ box, device=device).to(dtype)
 
 
-class CellList:
-    """Atoms binned into cells once; `pairs` then answers for any subset of centre atoms in time
-    proportional to that subset, so chunked evaluation of a large system stays linear overall."""
+class VerletList:
+    """Pair lists with a skin, kept across the steps of one trajectory (one list per cutoff).
 
-    def __init__(self, positions: torch.Tensor, cutoff: float, cell=None):
-        device, dtype = positions.device, positions.dtype
-        pos = positions.detach()
-        n = len(pos)
-        cell = _as_cell(cell, dtype, device)
-        self.n, self.cutoff, self.cell, self.pos = n, cutoff, cell, pos
-        if n == 0:
-            return
+    A list holds the pairs within ``cutoff + skin`` at the positions it was built at.  While no atom has moved
+    more than ``skin / 2`` since (and the cell and the number of atoms are the same), no pair can have come
+    within ``cutoff`` without being on it, so `pairs` only filters it; otherwise it is rebuilt.  Any sequence
+    of positions gives exact pairs; a run that moves little between calls (MD) rebuilds seldom.
 
-        if cell is None:
-            lo = pos.min(0).values - 1e-3
-            extent = pos.max(0).values + 1e-3 - lo
-            frac = (pos - lo) / extent
-            widths = extent
-            periodic = False
-        else:
-            inv = torch.linalg.inv(cell)
-            frac = pos @ inv
-            frac = frac - torch.floor(frac)
-            volume = torch.abs(torch.det(cell))
-            widths = torch.stack([volume / torch.linalg.norm(torch.linalg.cross(cell[(k + 1) % 3], cell[(k + 2) % 3]))
-                                  for k in range(3)])
-            periodic = True
-        # cells of half the cutoff: 125 cells of (r_c/2)^3 hold fewer candidates than 27 of r_c^3, and a box
-        # only somewhat wider than the cutoff still gets several cells instead of one holding every atom
-        n_cells = torch.clamp(torch.floor(2.0 * widths / cutoff), min=1).long()
-        reach = torch.ceil(cutoff * n_cells / widths - 1e-12).long()
-        idx3 = torch.minimum((frac * n_cells).long(), n_cells - 1)
-        nc = [int(v) for v in n_cells]
-        cell_id = (idx3[:, 0] * nc[1] + idx3[:, 1]) * nc[2] + idx3[:, 2]
-        order = torch.argsort(cell_id)
-        counts = torch.bincount(cell_id, minlength=nc[0] * nc[1] * nc[2])
-        starts = torch.cumsum(counts, 0) - counts
+    Parameters
+    ----------
+    skin : float
+        Å (1 Å: about one rebuild every 10-20 fs of liquid water at 300 K).
 
-        # Unwrapped positions: atom coordinates inside the home cell plus shifts give exact images.
-        home = frac @ cell if periodic else pos
-        offsets = torch.tensor(list(itertools.product(*[range(-int(r), int(r) + 1) for r in reach])), device=device)
+    Attributes
+    ----------
+    builds : int
+        Lists built so far, all cutoffs together (for tests and benchmarks).
+    """
 
-        self.periodic, self.n_cells, self.nc, self.idx3 = periodic, n_cells, nc, idx3
-        self.order, self.counts, self.starts = order, counts, starts
-        self.home, self.offsets = home, offsets
+    def __init__(self, skin: float = 1.0):
+        if not skin >= 0:
+            raise ValueError(f"skin must be >= 0 Å, got {skin}")
+        self.skin = float(skin)
+        self.builds = 0
+        self._lists = {}
+        self._lock = threading.Lock()  # threads of one executor may share a potential
 
-    def pairs(self, centres: torch.Tensor | None = None, *, max_candidates: int = 20_000_000):
-        """Pairs (i, j, shifts) with i in ``centres`` (default all atoms); see `neighbour_list`."""
-        pos, cutoff, cell = self.pos, self.cutoff, self.cell
-        device, dtype = pos.device, pos.dtype
-        centres = torch.arange(self.n, device=device) if centres is None else centres.to(device)
-        if self.n == 0 or len(centres) == 0:
-            empty = torch.zeros(0, dtype=torch.long, device=device)
-            return empty, empty, torch.zeros((0, 3), dtype=dtype, device=device)
-        periodic, n_cells, nc, idx3 = self.periodic, self.n_cells, self.nc, self.idx3
-        order, counts, starts, home, offsets = self.order, self.counts, self.starts, self.home, self.offsets
-        out_i, out_j, out_s = [], [], []
-        c_idx3 = idx3[centres]
-        step = max(1, max_candidates // max(1, len(offsets) * int(counts.max())))
-        for k0 in range(0, len(centres), step):
-            ci = centres[k0:k0 + step]
-            c3 = c_idx3[k0:k0 + step]
-            nb = c3[:, None, :] + offsets[None, :, :]  # (m, o, 3) unwrapped neighbour cells
-            if periodic:
-                wrap = torch.div(nb, n_cells, rounding_mode="floor")
-                nb = nb - wrap * n_cells
-                valid = torch.ones(nb.shape[:2], dtype=torch.bool, device=device)
-            else:
-                wrap = torch.zeros_like(nb)
-                valid = ((nb >= 0) & (nb < n_cells)).all(-1)
-                nb = torch.clamp(nb, min=0)
-                nb = torch.minimum(nb, n_cells - 1)
-            nid = (nb[..., 0] * nc[1] + nb[..., 1]) * nc[2] + nb[..., 2]
-            cnt = torch.where(valid, counts[nid], 0).reshape(-1)
-            total = int(cnt.sum())
-            if total == 0:
-                continue
-            flat_i = ci[:, None].expand(-1, len(offsets)).reshape(-1)
-            flat_start = starts[nid].reshape(-1)
-            flat_wrap = wrap.reshape(-1, 3)
-            rep = torch.repeat_interleave(torch.arange(len(cnt), device=device), cnt)
-            local = torch.arange(total, device=device) - torch.repeat_interleave(torch.cumsum(cnt, 0) - cnt, cnt)
-            j = order[flat_start[rep] + local]
-            i = flat_i[rep]
-            if periodic:
-                shift = flat_wrap[rep].to(dtype) @ cell
-                d = home[j] + shift - home[i]
-            else:
-                shift = torch.zeros((total, 3), dtype=dtype, device=device)
-                d = pos[j] - pos[i]
-            r2 = (d * d).sum(-1)
-            keep = (r2 < cutoff * cutoff) & ((i != j) | (shift.abs().sum(-1) > 0))
-            i, j, shift = i[keep], j[keep], shift[keep]
-            if periodic:
-                # express the shift relative to the caller's (unwrapped) positions
-                shift = shift + (home[j] - pos[j]) - (home[i] - pos[i])
-            out_i.append(i)
-            out_j.append(j)
-            out_s.append(shift)
-        if not out_i:
-            empty = torch.zeros(0, dtype=torch.long, device=device)
-            return empty, empty, torch.zeros((0, 3), dtype=dtype, device=device)
-        return torch.cat(out_i), torch.cat(out_j), torch.cat(out_s)
+    def __getstate__(self):  # a copy (another process, a replica) starts with no lists and its own lock
+        return {"skin": self.skin}
+
+    def __setstate__(self, state):
+        self.__init__(state["skin"])
+
+    def pairs(self, positions, cutoff: float, cell=None, *, full: bool = True):
+        """Pairs within ``cutoff`` (Å) at ``positions`` (Å): i, j and integer lattice shifts, as `pairs`."""
+        x = np.asarray(positions.detach().cpu() if torch.is_tensor(positions) else positions, dtype=np.float64)
+        box = None if cell is None else _box(cell)[0]
+        key = (float(cutoff), bool(full))
+        with self._lock:
+            kept = self._lists.get(key)
+            if kept is None or not _still_valid(kept, x, box, self.skin):
+                kept = (x.copy(), None if box is None else box.copy(),
+                        pairs(x, cutoff + self.skin, box, full=full))
+                self._lists[key] = kept
+                self.builds += 1
+        i, j, s = kept[2]
+        vec = x[j] - x[i]
+        if box is not None:
+            vec += s @ box
+        keep = np.einsum("ij,ij->i", vec, vec) < cutoff ** 2
+        return i[keep], j[keep], s[keep]
 
 
+def _still_valid(kept, x, box, skin: float) -> bool:
+    reference, reference_box, _ = kept
+    if x.shape != reference.shape or (box is None) != (reference_box is None):
+        return False
+    if box is not None and not np.array_equal(box, reference_box):
+        return False
+    moved = x - reference
+    return bool(np.einsum("ij,ij->i", moved, moved).max(initial=0.0) <= (0.5 * skin) ** 2)
 
 
 def brute_force_pairs(positions, cutoff, cell=None, max_image: int = 3):
     """Reference O(n^2 images) pair search (testing only): set of (i, j, image triple)."""
     pos = torch.as_tensor(positions, dtype=torch.float64)
-    pairs = set()
+    found = set()
     images = [(0, 0, 0)] if cell is None else list(itertools.product(range(-max_image, max_image + 1), repeat=3))
     cell_t = None if cell is None else torch.as_tensor(cell, dtype=torch.float64)
     for img in images:
@@ -169,5 +181,5 @@ def brute_force_pairs(positions, cutoff, cell=None, max_image: int = 3):
         for i, j in zip(*torch.nonzero(r < cutoff, as_tuple=True)):
             if i == j and img == (0, 0, 0):
                 continue
-            pairs.add((int(i), int(j), img))
-    return pairs
+            found.add((int(i), int(j), img))
+    return found
