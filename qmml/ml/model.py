@@ -57,8 +57,9 @@ COULOMB_FORMS = ("dsf", "ewald")
 #: Relative accuracy of the Ewald form of the Coulomb term.
 EWALD_ACCURACY = 1e-6
 #: Largest structure whose autograd graph a force evaluation keeps between the charges and the forces
-#: (`EnvironmentModel.prepare_response`; about 50-160 kB per atom): one forward pass instead of two.
-ONE_PASS_MAX_ATOMS = 20_000
+#: (`EnvironmentModel.prepare_response`; about 30-45 kB per atom, 1.5 GB at 35k water atoms): one forward pass
+#: instead of two.
+ONE_PASS_MAX_ATOMS = 40_000
 #: Damping of the optional Coulomb term (1/Å), Fennell & Gezelter, J. Chem. Phys. 124, 234104 (2006).
 DSF_ALPHA_PER_A = 0.2
 
@@ -88,31 +89,32 @@ def neighbour_density(basis, unit, neighbour_species, centre_local, n_centres: i
     symmetric u (x) u in 6 components (xx, yy, zz and sqrt(2) xy, xz, yz, so that dot products of them are
     Frobenius products).  Shape (n_centres, n_species * n_radial, 10); what every member's channels are
     linear combinations of (`Member.features`).
+
+    Per species, each centre's pairs are laid out in a padded block (centre, slot), so the sum over pairs is
+    one batched matrix product: 3.7x faster forward and backward than scattering a (pairs, n_radial, 10)
+    outer product, in less memory.
     """
     x, y, z = unit.unbind(1)
     r2 = math.sqrt(2.0)
     angular = torch.stack([torch.ones_like(x), x, y, z, x * x, y * y, z * z, r2 * x * y, r2 * x * z, r2 * y * z], 1)
     n_radial = basis.shape[1]
-    rows = centre_local * n_species + neighbour_species
-    density = _OuterProductSum.apply(basis, angular, rows, n_centres * n_species)
-    return density.reshape(n_centres, n_species * n_radial, 10)
-
-
-class _OuterProductSum(torch.autograd.Function):
-    """out[r] = sum over pairs p with rows[p] = r of a_p (x) b_p, with a backward pass of batched matrix-vector
-    products instead of broadcast products (1.7x faster here, same numbers); differentiable twice (training
-    differentiates forces)."""
-
-    @staticmethod
-    def forward(ctx, a, b, rows, n_rows):
-        ctx.save_for_backward(a, b, rows)
-        return a.new_zeros((n_rows, a.shape[1], b.shape[1])).index_add_(0, rows, a[:, :, None] * b[:, None, :])
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b, rows = ctx.saved_tensors
-        per_pair = grad.index_select(0, rows)
-        return torch.bmm(per_pair, b[:, :, None])[:, :, 0], torch.bmm(a[:, None, :], per_pair)[:, 0, :], None, None
+    blocks = []
+    for s in range(n_species):
+        pick = torch.nonzero(neighbour_species == s, as_tuple=True)[0]
+        if len(pick) == 0:
+            blocks.append(basis.new_zeros((n_centres, n_radial, 10)))
+            continue
+        centres = centre_local[pick]
+        if len(centres) > 1 and bool((centres[1:] < centres[:-1]).any()):
+            centres, order = torch.sort(centres, stable=True)
+            pick = pick[order]
+        counts = torch.bincount(centres, minlength=n_centres)
+        slot = torch.arange(len(centres), device=centres.device) - (torch.cumsum(counts, 0) - counts)[centres]
+        width = int(counts.max())
+        radial = basis.new_zeros((n_centres, width, n_radial)).index_put((centres, slot), basis[pick])
+        angles = basis.new_zeros((n_centres, width, 10)).index_put((centres, slot), angular[pick])
+        blocks.append(torch.bmm(radial.transpose(1, 2), angles))
+    return torch.stack(blocks, 1).reshape(n_centres, n_species * n_radial, 10)
 
 
 class Member(nn.Module):

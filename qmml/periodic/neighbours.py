@@ -61,18 +61,29 @@ def pairs(positions, cutoff: float, cell=None, *, full: bool = True):
         return empty, empty, np.zeros((0, 3), dtype=np.int64)
     i, j, shifts = NeighborList(cutoff=float(cutoff), full_list=full).compute(
         points=x, box=box, periodic=periodic, quantities="ijS")
-    i, j, shifts = i.astype(np.int64), j.astype(np.int64), shifts.astype(np.int64)
+    i = i.view(np.int64) if i.dtype == np.uint64 else i.astype(np.int64)
+    j = j.view(np.int64) if j.dtype == np.uint64 else j.astype(np.int64)
     # One canonical order (by i, then j, then shift), whatever the search's binning: every subset of a list
     # keeps it, so a `VerletList` filtered at any step orders its pairs as a fresh search would, and sums over
     # pairs come out the same to the last bit (restarts, serial and parallel runs agree exactly).
-    key = i * len(x) + j
-    if len(shifts):
+    key = i * len(x)
+    key += j
+    if periodic and len(shifts) and _images_may_repeat(box, cutoff):
         low = shifts.min(0)
-        span = shifts.max(0) - low + 1
-        key = ((key * span[0] + shifts[:, 0] - low[0]) * span[1] + shifts[:, 1] - low[1]) * span[2] \
-            + shifts[:, 2] - low[2]
+        span = (shifts.max(0) - low + 1).astype(np.int64)
+        for axis in range(3):
+            key *= span[axis]
+            key += shifts[:, axis] - low[axis]
     order = np.argsort(key, kind="stable")
-    return i[order], j[order], shifts[order]
+    return i[order], j[order], shifts[order].astype(np.int64)
+
+
+def _images_may_repeat(box, cutoff: float) -> bool:
+    """Whether one atom j can meet atom i at two lattice images within ``cutoff`` (a box thinner than
+    twice the cutoff), so that (i, j) alone does not name a pair."""
+    volume = abs(np.linalg.det(box))
+    widths = [volume / np.linalg.norm(np.cross(box[(k + 1) % 3], box[(k + 2) % 3])) for k in range(3)]
+    return min(widths) < 2.0 * cutoff
 
 
 def neighbour_list(positions: torch.Tensor, cutoff: float, cell=None, *, verlet: "VerletList | None" = None):
