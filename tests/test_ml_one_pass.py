@@ -160,3 +160,27 @@ def test_shared_pairs_match_brute_force_in_a_thin_triclinic_box():
         brute_force_pairs(x, 4.5, cell, max_image=4)
     i, j, s = pairs(x, 4.5, cell, full=False)
     assert len(i) * 2 == len(pairs(x, 4.5, cell)[0])
+
+
+def test_batched_committee_gives_each_members_own_prediction(condensed_model):
+    """All members in one batched pass: each member's atomic energies and charges equal that member evaluated
+    alone (a mix-up of member and channel axes would show), for a model with an embedding head."""
+    import torch
+
+    from qmml.ml.model import committee_atomic, neighbour_density
+
+    system = butanol_in_waters(4)
+    model = condensed_model
+    species = model.species(system.atomic_numbers)
+    i, j, s = pairs(system.positions, model.cutoff)
+    x = torch.as_tensor(system.positions)
+    basis, unit = model.pair_geometry(x, torch.as_tensor(i), torch.as_tensor(j), torch.zeros((len(i), 3),
+                                                                                             dtype=x.dtype))
+    density = neighbour_density(basis, unit, species[j], torch.as_tensor(i), len(x), len(model.elements))
+    together = committee_atomic(list(model.members), density, species)
+    assert together[0].shape == (len(model.members), len(x))
+    for m, member in enumerate(model.members):
+        alone = committee_atomic([member], density, species)
+        for a, b in zip(together, alone):
+            torch.testing.assert_close(a[m], b[0], rtol=0, atol=1e-12)
+    assert float((together[0][0] - together[0][1]).abs().max()) > 1e-4  # the members do differ

@@ -166,23 +166,57 @@ class Member(nn.Module):
         p2 = torch.bmm(a2.transpose(1, 2), a2)[:, self.pair_a, self.pair_b]
         return torch.cat([a0, p1, p2], dim=1)
 
-    def atomic(self, features, species):
-        """Atomic energies (eV), raw charges (e) and raw embedding charges (e; None without that head)."""
-        x = (features - self.feature_mean) / self.feature_std
-        out = features.new_zeros((len(features), 3 if self.embedding_head else 2))
-        for s, net in enumerate(self.networks):
-            mask = species == s
-            if mask.any():
-                out = out.index_put((torch.nonzero(mask, as_tuple=True)[0],), net(x[mask]))
-        energy = out[:, 0] * self.energy_scale + self.atomic_energy[species]
-        charge = out[:, 1] * self.charge_scale + self.atomic_charge[species]
-        if not self.embedding_head:
-            return energy, charge, None
-        return energy, charge, out[:, 2] * self.charge_scale + self.embedding_charge[species]
-
     def charge_weights(self, species, head: str = "latent"):
         logit = self.embedding_weight_logit if head == "embedding" else self.charge_weight_logit
         return nn.functional.softplus(logit[species]) + 1e-3
+
+
+def committee_atomic(members, density, species):
+    """Atomic energies (eV), raw charges and raw embedding charges (e; None without that head), each
+    (n_members, n), of every member at once: the members' weights stacked, so each layer of each element's
+    network is one batched matrix product over the committee (`Member.features` gives one member's features,
+    the same numbers)."""
+    n, k = len(density), members[0].n_channels
+    n_members = len(members)
+    mixing = torch.stack([m.mixing.reshape(3, -1, k) for m in members], 2)  # (3, SR, M, k)
+    mixing = mixing.reshape(3, mixing.shape[1], n_members * k)
+    a0 = torch.matmul(density[:, :, 0], mixing[0]).reshape(n, n_members, k)
+    a1 = torch.matmul(density[:, :, 1:4].transpose(1, 2), mixing[1]).reshape(n, 3, n_members, k)
+    a2 = torch.matmul(density[:, :, 4:].transpose(1, 2), mixing[2]).reshape(n, 6, n_members, k)
+    pair_a, pair_b = members[0].pair_a, members[0].pair_b
+
+    def invariants(a):  # (n, c, M, k) -> (n, M, k(k+1)/2): the dot products A_c . A_c'
+        a = a.permute(0, 2, 1, 3).reshape(n * n_members, a.shape[1], k)
+        return torch.bmm(a.transpose(1, 2), a)[:, pair_a, pair_b].reshape(n, n_members, -1)
+
+    features = torch.cat([a0, invariants(a1), invariants(a2)], 2).transpose(0, 1)  # (M, n, F)
+    mean = torch.stack([m.feature_mean for m in members])[:, None, :]
+    std = torch.stack([m.feature_std for m in members])[:, None, :]
+    x = (features - mean) / std
+    width = 3 if members[0].embedding_head else 2
+    out = x.new_zeros((n, n_members, width))
+    for s in range(len(members[0].networks)):
+        rows = torch.nonzero(species == s, as_tuple=True)[0]
+        if len(rows) == 0:
+            continue
+        h = x[:, rows]
+        layers = [m.networks[s] for m in members]
+        for depth, layer in enumerate(layers[0]):
+            if isinstance(layer, nn.Linear):
+                weight = torch.stack([net[depth].weight for net in layers]).transpose(1, 2)  # (M, in, out)
+                bias = torch.stack([net[depth].bias for net in layers])[:, None, :]
+                h = torch.baddbmm(bias, h, weight)
+            else:
+                h = layer(h)
+        out = out.index_put((rows,), h.transpose(0, 1))
+    out = out.transpose(0, 1)  # (M, n, width)
+    scale_e = torch.stack([m.energy_scale for m in members])[:, None]
+    scale_q = torch.stack([m.charge_scale for m in members])[:, None]
+    energy = out[..., 0] * scale_e + torch.stack([m.atomic_energy for m in members])[:, species]
+    charge = out[..., 1] * scale_q + torch.stack([m.atomic_charge for m in members])[:, species]
+    if width == 2:
+        return energy, charge, None
+    return energy, charge, out[..., 2] * scale_q + torch.stack([m.embedding_charge for m in members])[:, species]
 
 
 class _LazyPairs:
@@ -437,16 +471,8 @@ class EnvironmentModel(nn.Module):
         """
         basis, unit = self.pair_geometry(positions, i, j, shifts, rows, strain)
         density = neighbour_density(basis, unit, species[j], i - start, stop - start, len(self.elements))
-        energies, charges, embedding = [], [], []
-        for m in range(len(self.members)) if members is None else members:
-            member = self.members[m]
-            feats = member.features(density)
-            e, q, q_emb = member.atomic(feats, species[start:stop])
-            energies.append(e)
-            charges.append(q)
-            embedding.append(q_emb)
-        return torch.stack(energies), torch.stack(charges), \
-            torch.stack(embedding) if self.embedding_charges else None
+        chosen = list(self.members) if members is None else [self.members[m] for m in members]
+        return committee_atomic(chosen, density, species[start:stop])
 
     def _group_weights(self, species, groups, members=None, head: str = "latent"):
         """Atoms inside a group, their group index, and each member's shift weights f (zero outside)."""
