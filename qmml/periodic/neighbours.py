@@ -49,7 +49,7 @@ def pairs(positions, cutoff: float, cell=None, *, full: bool = True):
     -------
     i, j : ndarray (n_pairs,) int64
         In one canonical order: by i, then j, then the shift.
-    shifts : ndarray (n_pairs, 3) int64
+    shifts : ndarray (n_pairs, 3) int32
         Lattice translations S of atom j.
     """
     from vesin import NeighborList
@@ -58,24 +58,36 @@ def pairs(positions, cutoff: float, cell=None, *, full: bool = True):
     box, periodic = _box(cell)
     if len(x) == 0:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros((0, 3), dtype=np.int64)
-    i, j, shifts = NeighborList(cutoff=float(cutoff), full_list=full).compute(
+        return empty, empty, np.zeros((0, 3), dtype=np.int32)
+    i, j, shifts = NeighborList(cutoff=float(cutoff), full_list=full, sorted=True).compute(
         points=x, box=box, periodic=periodic, quantities="ijS")
     i = i.view(np.int64) if i.dtype == np.uint64 else i.astype(np.int64)
     j = j.view(np.int64) if j.dtype == np.uint64 else j.astype(np.int64)
     # One canonical order (by i, then j, then shift), whatever the search's binning: every subset of a list
     # keeps it, so a `VerletList` filtered at any step orders its pairs as a fresh search would, and sums over
-    # pairs come out the same to the last bit (restarts, serial and parallel runs agree exactly).
-    key = i * len(x)
-    key += j
-    if periodic and len(shifts) and _images_may_repeat(box, cutoff):
-        low = shifts.min(0)
-        span = (shifts.max(0) - low + 1).astype(np.int64)
-        for axis in range(3):
-            key *= span[axis]
-            key += shifts[:, axis] - low[axis]
-    order = np.argsort(key, kind="stable")
-    return i[order], j[order], shifts[order].astype(np.int64)
+    # pairs come out the same to the last bit (restarts, serial and parallel runs agree exactly).  The list
+    # is already sorted by i, so each block of centres is sorted on its own, in place: memory stays that of
+    # the list.
+    repeat = periodic and len(shifts) and _images_may_repeat(box, cutoff)
+    low = shifts.min(0).astype(np.int64) if len(shifts) else np.zeros(3, np.int64)
+    span = shifts.max(0).astype(np.int64) - low + 1 if len(shifts) else np.ones(3, np.int64)
+    bounds = np.searchsorted(i, np.arange(0, len(x) + _SORT_BLOCK_ATOMS, _SORT_BLOCK_ATOMS))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi - lo < 2:
+            continue
+        key = (i[lo:hi] - i[lo]) * len(x) + j[lo:hi]
+        if repeat:
+            for axis in range(3):
+                key *= span[axis]
+                key += shifts[lo:hi, axis] - low[axis]
+        order = np.argsort(key, kind="stable")
+        j[lo:hi] = j[lo:hi][order]
+        shifts[lo:hi] = shifts[lo:hi][order]
+    return i, j, shifts
+
+
+#: Centres per block of the canonical sort in `pairs` (a few MB of keys).
+_SORT_BLOCK_ATOMS = 4096
 
 
 def _images_may_repeat(box, cutoff: float) -> bool:
