@@ -134,6 +134,14 @@ def first_peak(counts, n_frames, n_centres, density, window):
 
 
 def run(args) -> int:
+    from qmml.run_folder import RunFolderLock
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    with RunFolderLock(args.out):  # a second process on the same folder exits 2, naming the holder
+        return _run_locked(args)
+
+
+def _run_locked(args) -> int:
     import qmml
     from qmml.md.reporters import Reporter
 
@@ -212,6 +220,10 @@ def run(args) -> int:
         os.replace(tmp, out / f"chunk_{k:03d}.npz")
         print(f"chunk {k:03d}: to {sim.state.time_fs / 1000:.2f} ps, T = {sim.temperature():.0f} K, "
               f"{(time.time() - t0) / chunk_steps:.3f} s/step", flush=True)
+        if sim.stopped_by is not None:  # SIGTERM or the stop file: the checkpoint holds the last step
+            print(f"stopped by {sim.stopped_by} at {sim.state.time_fs / 1000:.2f} ps; the same command continues",
+                  flush=True)
+            return 0
         if args.max_minutes is not None and (time.time() - start) / 60 > args.max_minutes:
             break
     return report(args)
@@ -270,7 +282,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.out is None:
         args.out = ROOT / "data" / "validation" / "solution_stability" / f"{args.structure}_{Path(args.model).stem}"
-    return report(args) if args.report else run(args)
+    if args.report:
+        return report(args)
+    from qmml.errors import InputError
+
+    try:
+        return run(args)
+    except InputError as err:  # e.g. the folder is in use by another process
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
