@@ -7,6 +7,7 @@ Octahedral starts (Na-O 2.4 Å, Cl-O 3.2 Å), BFGS to 0.02 eV/Å.  The isolated 
 condensed-phase models' training (periodic liquids), so only the teacher's number is a reference here:
 GFN2-xTB gives Na-O 2.22 Å and Cl-O 3.14 Å (2026-12-06).
 """
+
 import sys
 import numpy as np
 from ase import Atoms
@@ -31,6 +32,7 @@ def cluster(ion, r):
             h2 = o + 0.96 * (np.cos(1.83) * -d + np.sin(1.83) * perp)
         sym += ["O", "H", "H"]; pos += [o, h1, h2]
     return sym, np.array(pos)
+
 
 def main(model_path: str) -> None:
     for ion, r, q in (("Na", 2.4, 1), ("Cl", 3.2, -1)):
