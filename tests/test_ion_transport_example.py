@@ -1,6 +1,6 @@
 """The ion-transport example (docs/examples/ion_transport.py) on the shipped NaCl(aq) box.
 
-A few NVE steps of the real model (energy conserved, the cached Coulomb pair list gives the same
+A few NVE steps of the real model (energy conserved, the kept pair lists give the same
 forces, the recorded positions are unwrapped so that the collective charge displacement is the time
 integral of the formal-charge current), then the analysis on Ornstein-Uhlenbeck ions, where the
 answer is known: independent ions have Green-Kubo = Einstein = Nernst-Einstein conductivity
@@ -51,13 +51,18 @@ def test_ion_transport_example(example):
     assert elements.count("Na") == elements.count("Cl") == 4 and elements.count("O") == 120
     assert system.cell is not None and abs(np.linalg.det(system.cell) ** (1 / 3) - 15.649) < 0.01
 
-    potential = example.make_potential(system, members=[0])
     x = system.positions + 0.02  # away from the file's positions, with atoms outside the box
-    plain = potential.compute(x)
-    with example.verlet_skin(1.0):
-        cached = [potential.compute(x), potential.compute(x + 0.2)]  # second call reuses the pair list
-    assert np.allclose(cached[0].forces, plain.forces, atol=1e-10)
-    assert np.allclose(cached[1].forces, potential.compute(x + 0.2).forces, atol=1e-10)
+    for form in example.coulomb_forms():  # the kept pair lists (descriptors, Coulomb, Ewald real space)
+        fresh = example.make_potential(system, members=[0], coulomb=form, skin_A=0.0)
+        kept = example.make_potential(system, members=[0], coulomb=form, skin_A=1.0)
+        kept.compute(x)
+        builds = kept.neighbours.builds
+        moved = x.copy()
+        moved[::7] += 0.2  # within half the skin: the lists are reused, not searched again
+        reused, plain = kept.compute(moved), fresh.compute(moved)
+        assert kept.neighbours.builds == builds, form
+        np.testing.assert_array_equal(reused.forces, plain.forces)
+        assert reused.energy == plain.energy
 
     # the full committee: one member alone leaves the physical region within ~10 fs (docs/ion_transport.md)
     settings = example.RunSettings(timestep_fs=0.5, equilibration_steps=2, production_steps=10, every=1, seed=3)

@@ -36,8 +36,8 @@ rotate and vibrate: their current integrates to a bounded dipole change, which a
 conductivity, only noise.  With formal charges the water drops out exactly.
 
 Speed: the Coulomb term's neighbour list (cutoff 9 Å, more than half the 15.65 Å box) dominates the
-cost of a step.  `verlet_skin` caches it Verlet-style (pairs within cutoff + skin, rebuilt when an
-atom has moved more than skin/2), which gives exactly the same pairs and forces, 1.6-3x faster per step.
+cost of a step.  `MLPotential` keeps it Verlet-style (`neighbour_skin_A`: pairs within cutoff + skin, searched
+again when an atom has moved more than skin/2), which gives exactly the same pairs and forces.
 
 Status: the shipped ``organic`` model breaks a water (a proton leaves it) within 30-70 fs at 300 K, in
 this box and in pure water; the run stops there (`BrokenStructure`).  See docs/ion_transport.md.
@@ -46,7 +46,6 @@ this box and in pure water; the run stops there (`BrokenStructure`).  See docs/i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import sys
@@ -71,58 +70,17 @@ WATER_VISCOSITY_300K_MPA_S = 0.853
 
 
 # -- potential ------------------------------------------------------------------------------
-@contextlib.contextmanager
-def verlet_skin(skin_A: float = 1.0):
-    """Cache the model's Coulomb neighbour lists Verlet-style while the block runs.
-
-    Inside the block, ``neighbour_list(positions, cutoff, cell)`` as called by the environment
-    model's Coulomb term (and the real-space Ewald sum) keeps the pairs within ``cutoff + skin_A``
-    from its last full build and only filters them by distance, rebuilding when an atom has moved
-    more than ``skin_A / 2`` or the cell, cutoff or atom count changes.  The pair set is exactly the
-    uncached one (an atom pair inside the cutoff now was inside cutoff + skin at the build).  The
-    shifts are relative to the caller's positions, which the integrators never wrap, so they stay
-    valid between builds.
-    """
-    from qmml.ml import model as model_module
-    from qmml.periodic.neighbours import neighbour_list
-    from qmml.periodic import ewald as ewald_module
-
-    cache: dict = {}
-
-    def cached(positions, cutoff, cell=None, **kwargs):
-        if kwargs or cell is None:
-            return neighbour_list(positions, cutoff, cell, **kwargs)
-        pos = positions.detach()
-        cell_key = np.asarray(cell.detach().cpu() if torch.is_tensor(cell) else cell, dtype=float).tobytes()
-        key = (float(cutoff), len(pos), cell_key)
-        entry = cache.get(key)
-        if entry is None or float((pos - entry["ref"]).norm(dim=1).max()) > 0.5 * skin_A:
-            i, j, s = neighbour_list(pos, cutoff + skin_A, cell)
-            entry = cache[key] = {"ref": pos.clone(), "pairs": (i, j, s)}
-            cache["builds"] = cache.get("builds", 0) + 1
-        i, j, s = entry["pairs"]
-        d = pos[j] + s - pos[i]
-        keep = (d * d).sum(1) < cutoff * cutoff
-        return i[keep], j[keep], s[keep]
-
-    originals = model_module.neighbour_list, ewald_module.neighbour_list
-    model_module.neighbour_list = ewald_module.neighbour_list = cached
-    try:
-        yield cache
-    finally:
-        model_module.neighbour_list, ewald_module.neighbour_list = originals
-
-
 def load_electrolyte(structure=STRUCTURE) -> qmml.System:
     return qmml.load_system(*[str(p) for p in structure])
 
 
-def make_potential(system, *, coulomb: str | None = None, members=None) -> qmml.MLPotential:
-    """The ``organic`` model on the whole box, charges conserved over the neutral structure."""
+def make_potential(system, *, coulomb: str | None = None, members=None, skin_A: float = 1.0) -> qmml.MLPotential:
+    """The ``organic`` model on the whole box, charges conserved over the neutral structure; its pair lists
+    (descriptors, Coulomb term, Ewald real space) are kept between steps with a ``skin_A`` Verlet skin."""
     model = qmml.load_model("organic")
     if coulomb is not None and coulomb != model.coulomb_form:
         model = model.with_coulomb(coulomb)
-    return qmml.MLPotential(model, system, total_charge=0, members=members)
+    return qmml.MLPotential(model, system, total_charge=0, members=members, neighbour_skin_A=skin_A)
 
 
 def coulomb_forms() -> list[str]:
@@ -206,54 +164,53 @@ class RunSettings:
 def simulate(system, settings: RunSettings, *, out: Path | None = None, save_every: int = 500, log=print) -> dict:
     """Equilibrate, then run production recording frames; returns the frame arrays and run metadata."""
     potential = make_potential(system, coulomb=settings.coulomb,
-                               members=None if settings.members is None else list(settings.members))
-    skin = verlet_skin(settings.skin_A) if settings.skin_A > 0 else contextlib.nullcontext({})
-    with skin as cache:
-        t0 = time.perf_counter()
-        # every recorded frame is checked for broken bonds: stop at the first unphysical frame
-        watch = FrameRecorder(10, system.bonds)
-        equil = qmml.Simulation(potential, qmml.Langevin(settings.timestep_fs, settings.temperature_K,
-                                                         settings.friction_per_ps, seed=settings.seed),
-                                reporters=[watch], temperature_K=settings.temperature_K, seed=settings.seed,
-                                progress=False)
+                               members=None if settings.members is None else list(settings.members),
+                               skin_A=settings.skin_A)
+    t0 = time.perf_counter()
+    # every recorded frame is checked for broken bonds: stop at the first unphysical frame
+    watch = FrameRecorder(10, system.bonds)
+    equil = qmml.Simulation(potential, qmml.Langevin(settings.timestep_fs, settings.temperature_K,
+                                                     settings.friction_per_ps, seed=settings.seed),
+                            reporters=[watch], temperature_K=settings.temperature_K, seed=settings.seed,
+                            progress=False)
+    try:
+        equil.run(settings.equilibration_steps)
+    except BrokenStructure as err:
+        raise BrokenStructure(f"equilibration left the model's physical region: {err} (step "
+                              f"{equil.state.step}, T = {equil.temperature():.0f} K); see docs/ion_transport.md, "
+                              "'A model limitation'") from None
+    del watch.positions[:], watch.velocities[:]  # only its bond check was needed
+    t_equil = time.perf_counter() - t0
+    log(f"equilibration: {settings.equilibration_steps} steps in {t_equil:.0f} s, T = {equil.temperature():.0f} K")
+    if settings.production_friction_per_ps > 0:
+        integrator = qmml.Langevin(settings.timestep_fs, settings.temperature_K,
+                                   settings.production_friction_per_ps, seed=settings.seed + 1)
+    else:
+        integrator = qmml.VelocityVerlet(settings.timestep_fs)
+    recorder = FrameRecorder(settings.every, system.bonds)
+    prod = qmml.Simulation(potential, integrator, reporters=[recorder], positions=equil.state.positions,
+                           velocities=equil.state.velocities, progress=False)
+    t1, done, broken = time.perf_counter(), 0, None
+    while done < settings.production_steps and broken is None:
+        chunk = min(save_every, settings.production_steps - done)
         try:
-            equil.run(settings.equilibration_steps)
+            prod.run(chunk)
+            done += chunk
         except BrokenStructure as err:
-            raise BrokenStructure(f"equilibration left the model's physical region: {err} (step "
-                                  f"{equil.state.step}, T = {equil.temperature():.0f} K); see docs/ion_transport.md, "
-                                  "'A model limitation'") from None
-        del watch.positions[:], watch.velocities[:]  # only its bond check was needed
-        t_equil = time.perf_counter() - t0
-        log(f"equilibration: {settings.equilibration_steps} steps in {t_equil:.0f} s, T = {equil.temperature():.0f} K")
-        if settings.production_friction_per_ps > 0:
-            integrator = qmml.Langevin(settings.timestep_fs, settings.temperature_K,
-                                       settings.production_friction_per_ps, seed=settings.seed + 1)
-        else:
-            integrator = qmml.VelocityVerlet(settings.timestep_fs)
-        recorder = FrameRecorder(settings.every, system.bonds)
-        prod = qmml.Simulation(potential, integrator, reporters=[recorder], positions=equil.state.positions,
-                               velocities=equil.state.velocities, progress=False)
-        t1, done, broken = time.perf_counter(), 0, None
-        while done < settings.production_steps and broken is None:
-            chunk = min(save_every, settings.production_steps - done)
-            try:
-                prod.run(chunk)
-                done += chunk
-            except BrokenStructure as err:
-                # the approach to the broken geometry is already unphysical: drop the last 100 fs too
-                broken = f"{err}; frames from {prod.state.time_fs - 100:.0f} fs on dropped"
-                done = prod.state.step
-                recorder.cut(prod.state.time_fs - 100.0)
-                log(f"stopped: {broken}")
-            meta = {"settings": asdict(settings), "production_steps_done": done, "broken": broken,
-                    "seconds_per_step_equilibration": t_equil / max(1, settings.equilibration_steps),
-                    "seconds_per_step_production": (time.perf_counter() - t1) / done,
-                    "neighbour_list_builds": cache.get("builds", 0), "n_atoms": system.n_atoms,
-                    "volume_A3": float(abs(np.linalg.det(system.cell))), "machine": machine()}
-            if out is not None:
-                save_frames(out, recorder.arrays(), system, meta)
-            log(f"production: {done}/{settings.production_steps} steps, "
-                f"{meta['seconds_per_step_production']:.3f} s/step, T = {prod.temperature():.0f} K")
+            # the approach to the broken geometry is already unphysical: drop the last 100 fs too
+            broken = f"{err}; frames from {prod.state.time_fs - 100:.0f} fs on dropped"
+            done = prod.state.step
+            recorder.cut(prod.state.time_fs - 100.0)
+            log(f"stopped: {broken}")
+        meta = {"settings": asdict(settings), "production_steps_done": done, "broken": broken,
+                "seconds_per_step_equilibration": t_equil / max(1, settings.equilibration_steps),
+                "seconds_per_step_production": (time.perf_counter() - t1) / done,
+                "neighbour_list_builds": potential.neighbours.builds, "n_atoms": system.n_atoms,
+                "volume_A3": float(abs(np.linalg.det(system.cell))), "machine": machine()}
+        if out is not None:
+            save_frames(out, recorder.arrays(), system, meta)
+        log(f"production: {done}/{settings.production_steps} steps, "
+            f"{meta['seconds_per_step_production']:.3f} s/step, T = {prod.temperature():.0f} K")
     return {**recorder.arrays(), "meta": meta}
 
 
@@ -446,7 +403,7 @@ def main(argv=None):
     p.add_argument("--members", type=int, nargs="*", default=None,
                    help="committee members to use (default all; a single member is cheaper but, for this "
                         "model, falls into unphysical proton-transfer holes within tens of fs)")
-    p.add_argument("--skin", type=float, default=1.0, help="Verlet skin of the cached Coulomb pair list, Å (0: off)")
+    p.add_argument("--skin", type=float, default=1.0, help="Verlet skin of the kept pair lists, Å (0: a fresh search every step)")
     p.add_argument("--blocks", type=int, default=4)
     p.add_argument("--viscosity", type=float, default=WATER_VISCOSITY_300K_MPA_S,
                    help="shear viscosity for the Yeh-Hummer correction, mPa s (default: water at 300 K, experiment)")

@@ -519,7 +519,14 @@ class EnvironmentModel(nn.Module):
                 return coulomb_open(charges, positions, exclude=molecules, strain=strain)
             # the cost-balancing real-space cutoff: 2.3x faster than coulomb_cutoff (9 Å) for 64 waters in a
             # 15.6 x 15.6 x 7.8 Å box, 1.5x for 1000 waters, the same energy to EWALD_ACCURACY
-            return ewald_coulomb(charges, positions, cell, accuracy=EWALD_ACCURACY, exclude=molecules, strain=strain)
+            from ..periodic.cell import volume
+            from ..periodic.ewald import default_real_cutoff
+
+            real_cutoff = default_real_cutoff(len(positions), float(volume(cell)), EWALD_ACCURACY)
+            real_pairs = None if neighbours is None else \
+                neighbour_list(positions.detach(), real_cutoff, cell, verlet=neighbours)
+            return ewald_coulomb(charges, positions, cell, accuracy=EWALD_ACCURACY, exclude=molecules, strain=strain,
+                                 real_cutoff=real_cutoff, pairs=real_pairs)
         i, j, shifts = neighbour_list(positions, self.coulomb_cutoff, cell, verlet=neighbours)
         keep = (molecules[i] != molecules[j]) & (molecules[i] >= 0) & (molecules[j] >= 0)
         i, j, shifts = i[keep], j[keep], shifts[keep]
