@@ -42,7 +42,8 @@ class MLEnvironment(Environment):
     one_pass_max_atoms : int
         Up to this many atoms seen by the model, a step makes one model pass: the charges' autograd graph
         is kept through the QM calculation, and the forces with the charge response cost one backward pass
-        (`EnvironmentModel.prepare_response`; memory about 30-45 kB per atom, benchmarks/RESULTS.md).
+        (`EnvironmentModel.prepare_response`; memory about 40-60 kB per atom, 150 kB with a Coulomb term,
+        benchmarks/RESULTS.md).
         Larger environments make a second pass instead, in memory bounded by the model's chunk size.  The
         forces are the same either way.
     neighbour_skin_A : float

@@ -57,8 +57,8 @@ COULOMB_FORMS = ("dsf", "ewald")
 #: Relative accuracy of the Ewald form of the Coulomb term.
 EWALD_ACCURACY = 1e-6
 #: Largest structure whose autograd graph a force evaluation keeps between the charges and the forces
-#: (`EnvironmentModel.prepare_response`; about 30-45 kB per atom, 1.5 GB at 35k water atoms): one forward pass
-#: instead of two.
+#: (`EnvironmentModel.prepare_response`): one forward pass instead of two.  Memory: about 40-60 kB per atom for
+#: networks only (2.1 GB peak at 35k water atoms), about 150 kB per atom with a 9 Å DSF Coulomb term.
 ONE_PASS_MAX_ATOMS = 40_000
 #: Damping of the optional Coulomb term (1/Å), Fennell & Gezelter, J. Chem. Phys. 124, 234104 (2006).
 DSF_ALPHA_PER_A = 0.2
