@@ -44,9 +44,9 @@ class QMConfig(_Strict):
     basis: str = _ENGINE["basis"]
     density_fit: bool = _ENGINE["density_fit"]
     conv_tol: float = Field(_ENGINE["conv_tol"], gt=0, le=1e-3, description="SCF energy convergence, Hartree")
-    guess: Literal["extrapolate", "previous", "default"] = Field(
-        _ENGINE["guess"], description="SCF initial guess: extrapolated from previous MD steps, the last density, "
-        "or PySCF's")
+    guess: Literal["extrapolate", "fit", "previous", "default"] = Field(
+        _ENGINE["guess"], description="SCF initial guess: extrapolated from previous MD steps (polynomial in time, "
+        "or 'fit': weights fitted to the geometries, for multiple-time-step runs), the last density, or PySCF's")
     guess_order: int = Field(_ENGINE["guess_order"], ge=1, le=8, description="densities the extrapolation uses")
     far_field_A: float | None = Field(_ENGINE["far_field_A"], gt=0, description="sites beyond this distance from the QM centre "
                                       "enter through a multipole expansion, Å (None: exact for every site)")

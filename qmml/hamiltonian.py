@@ -195,11 +195,12 @@ class Hamiltonian(Potential):
         if radii is not None and np.ndim(radii):
             radii = radii[active]
         key = self.qm.guess_key(part.qm_elements, part.charge, part.multiplicity)
-        qm = self.qm.compute(part.qm_elements, part.qm_positions(positions), charge=part.charge,
+        qm_positions = part.qm_positions(positions)
+        qm = self.qm.compute(part.qm_elements, qm_positions, charge=part.charge,
                              multiplicity=part.multiplicity, site_positions=site_positions[active],
                              site_charges=site_charges[active], site_radii_A=radii, forces=forces, cell=cell,
-                             dm0=self.scf_history.predict(key))
-        self.scf_history.push(key, qm.density)
+                             dm0=self.scf_history.predict(key, qm_positions))
+        self.scf_history.push(key, qm.density, qm_positions)
         timings.update({f"qm_{part_name}": seconds for part_name, seconds in qm.timings_s.items()})
         clock = time.perf_counter()
         potential = np.zeros(len(site_charges))

@@ -9,7 +9,7 @@ from qmml.errors import InputError
 from qmml.md import read_checkpoint, read_thermo
 from qmml.md.state import kinetic_energy
 from qmml.ml import Dataset
-from qmml.qm.guess import extrapolation_coefficients
+from qmml.qm.guess import DensityHistory, extrapolation_coefficients
 
 from conftest import DATA, water_cluster
 
@@ -92,6 +92,31 @@ def test_extrapolation_is_exact_for_polynomials_of_its_degree():
     assert np.allclose(extrapolation_coefficients(3), [3, -3, 1])
 
 
+def test_geometry_fitted_guess_is_exact_where_the_density_is_linear_in_the_geometry():
+    # unequal time steps along a curved path: the polynomial's fixed weights miss, the fitted ones do not
+    rng = np.random.default_rng(3)
+    start, direction, curvature = rng.normal(size=(3, 4, 3))
+    times = np.array([0.0, 0.7, 1.1, 2.6, 3.0, 3.4])
+    geometries = [start + t * direction + 0.2 * t ** 2 * curvature for t in times]
+    response = rng.normal(size=(5, 5, 12))
+
+    def density(x):  # symmetric matrices linear in the geometry
+        d = response @ x.ravel()
+        return d + d.T
+
+    fit, polynomial = DensityHistory("fit", 5), DensityHistory("extrapolate", 5)
+    for x in geometries[:-1]:
+        fit.push("water", density(x), x)
+        polynomial.push("water", density(x), x)
+    target = density(geometries[-1])
+    error = np.abs(fit.predict("water", geometries[-1]) - target).max() / np.abs(target).max()
+    print(f"relative error of the fitted guess {error:.1e}")
+    assert error < 1e-6
+    assert np.abs(polynomial.predict("water", geometries[-1]) - target).max() > 1e-2 * np.abs(target).max()
+    # without geometries it is the polynomial
+    assert np.array_equal(fit.predict("water"), polynomial.predict("water"))
+
+
 def test_extrapolated_guess_needs_fewer_scf_cycles(water_model):
     cycles = {}
     for guess in ("default", "extrapolate"):
@@ -166,9 +191,10 @@ def test_a_second_run_call_continues_the_output_of_the_first(water_model, tmp_pa
     assert (tmp_path / "whole/traj.dcd").read_bytes() == (tmp_path / "twice/traj.dcd").read_bytes()
 
 
-def test_multiple_time_step_restart_continues_exactly(water_model, tmp_path):
+@pytest.mark.parametrize("guess", ["extrapolate", "fit"])
+def test_multiple_time_step_restart_continues_exactly(water_model, tmp_path, guess):
     def make():
-        ham = qmml_water(water_model)
+        ham = qmml_water(water_model, guess=guess)
         return ham, qmml.MultipleTimeStep(2.0, 4, qmml.MLReference(ham, qmml.load_model("organic"), members=[0]))
 
     ham, integrator = make()
@@ -176,8 +202,11 @@ def test_multiple_time_step_restart_continues_exactly(water_model, tmp_path):
     ham, integrator = make()
     qmml.Simulation(ham, integrator, temperature_K=300, seed=2, checkpoint=tmp_path / "c.npz", progress=False).run(3)
     ham, integrator = make()
+    history = read_checkpoint(tmp_path / "c.npz")[1]["potential"]["scf_guess"]
+    assert len(history["geometries"]) == (len(history["densities"]) if guess == "fit" else 4)
     split = qmml.Simulation.restart(tmp_path / "c.npz", ham, integrator, progress=False).run(3)
     assert split.state.step == 6 and np.abs(whole.state.positions - split.state.positions).max() < 1e-10
+    assert whole.potential.scf_history.state()["geometries"][0].shape == (9,)
     with pytest.raises(InputError, match="same integrator"):
         qmml.Simulation.restart(tmp_path / "c.npz", ham, qmml.VelocityVerlet(0.5))
 

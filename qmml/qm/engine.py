@@ -91,10 +91,12 @@ class PySCFEngine:
     grid_response : bool
         Include the movement of the DFT integration grid in the forces, so forces are the exact
         derivative of the energy (needed for energy conservation in NVE).
-    guess : {"extrapolate", "previous", "default"}
+    guess : {"extrapolate", "fit", "previous", "default"}
         Initial density of each SCF: a polynomial extrapolation of the last ``guess_order`` converged
-        densities (`qmml.qm.guess`), the last density, or PySCF's default guess.  The SCF is
-        converged to ``conv_tol`` either way; the guess only changes the cycle count.
+        densities (`qmml.qm.guess`), the same densities weighted by a least-squares fit of their
+        geometries to the new one ("fit": fewer cycles at the outer step of `qmml.MultipleTimeStep`,
+        more at short steps), the last density, or PySCF's default guess.  The SCF is converged to
+        ``conv_tol`` either way; the guess only changes the cycle count.
     guess_order : int
         Densities the extrapolation uses.
     far_field_A : float, optional

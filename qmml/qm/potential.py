@@ -61,7 +61,7 @@ class QMPotential(Potential):
         elements = list(self.system.elements)
         key = self.qm.guess_key(elements, self.charge, self.multiplicity)
         r = self.qm.compute(elements, positions, charge=self.charge, multiplicity=self.multiplicity, forces=forces,
-                            dm0=self.scf_history.predict(key))
-        self.scf_history.push(key, r.density)
+                            dm0=self.scf_history.predict(key, positions))
+        self.scf_history.push(key, r.density, positions)
         return PotentialResult(energy=r.energy, forces=r.forces, scf_cycles=r.scf_cycles,
                                details={"scf_strategy": r.converged_with})
