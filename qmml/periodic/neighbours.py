@@ -59,31 +59,45 @@ def pairs(positions, cutoff: float, cell=None, *, full: bool = True):
     if len(x) == 0:
         empty = np.zeros(0, dtype=np.int32)
         return empty, empty, np.zeros((0, 3), dtype=np.int8)
-    search = NeighborList(cutoff=float(cutoff), full_list=full, sorted=True)
-    # read vesin's own arrays and keep compact copies (about a third of their memory at 17 M pairs)
+    # vesin's half list, unsorted: its peak memory is 0.28x that of a sorted full list (measured at 8.4 M pairs,
+    # 329k water atoms: +357 MB against +1,270 MB), and the compact copy below is all that outlives the call
+    search = NeighborList(cutoff=float(cutoff), full_list=False, sorted=False)
     i, j, shifts = search.compute(points=x, box=box, periodic=periodic, quantities="ijS", copy=False)
     index = np.int32 if len(x) < 2**31 else np.int64
     small = len(shifts) and int(np.abs(shifts).max()) < 128
     i, j, shifts = i.astype(index), j.astype(index), shifts.astype(np.int8 if small else np.int32)
     del search
-    # One canonical order (by i, then j, then shift), whatever the search's binning: every subset of a list
-    # keeps it, so a `VerletList` filtered at any step orders its pairs as a fresh search would, and sums over
-    # pairs come out the same to the last bit (restarts, serial and parallel runs agree exactly).  The list
-    # is already sorted by i, so each block of centres is sorted on its own, in place: memory stays that of
-    # the list.
-    repeat = periodic and len(shifts) and _images_may_repeat(box, cutoff)
-    low = shifts.min(0).astype(np.int64) if len(shifts) else np.zeros(3, np.int64)
-    span = shifts.max(0).astype(np.int64) - low + 1 if len(shifts) else np.ones(3, np.int64)
-    bounds = np.searchsorted(i, np.arange(0, len(x) + _SORT_BLOCK_ATOMS, _SORT_BLOCK_ATOMS))
+    if full:  # each pair both ways: (j, i, -S) stands for the same vector reversed
+        i, j, shifts = np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([shifts, -shifts])
+    return _canonical_order(i, j, shifts, len(x), periodic and len(shifts) and _images_may_repeat(box, cutoff))
+
+
+def _canonical_order(i, j, shifts, n_atoms: int, repeat: bool):
+    """The pairs in one canonical order (by i, then j, then the shift), whatever the search's binning: every
+    subset of a list keeps it, so a `VerletList` filtered at any step orders its pairs as a fresh search would,
+    and sums over pairs come out the same to the last bit (restarts, serial and parallel runs agree exactly).
+    The pairs are bucketed by blocks of centres (a stable radix sort of small block numbers), then each block
+    is sorted on its own: memory stays a small multiple of the compact list."""
+    if len(i) < 2:
+        return i, j, shifts
+    block = (i // _SORT_BLOCK_ATOMS).astype(np.int16 if n_atoms // _SORT_BLOCK_ATOMS < 2**15 else np.int64)
+    order = np.argsort(block, kind="stable")
+    del block
+    i, j, shifts = i[order], j[order], shifts[order]
+    del order
+    low = shifts.min(0).astype(np.int64)
+    span = shifts.max(0).astype(np.int64) - low + 1
+    bounds = np.searchsorted(i, np.arange(0, n_atoms + _SORT_BLOCK_ATOMS, _SORT_BLOCK_ATOMS))
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         if hi - lo < 2:
             continue
-        key = (i[lo:hi] - i[lo]).astype(np.int64) * len(x) + j[lo:hi]
+        key = (i[lo:hi] - i[lo:hi].min()).astype(np.int64) * n_atoms + j[lo:hi]
         if repeat:
             for axis in range(3):
                 key *= span[axis]
                 key += shifts[lo:hi, axis] - low[axis]
         order = np.argsort(key, kind="stable")
+        i[lo:hi] = i[lo:hi][order]
         j[lo:hi] = j[lo:hi][order]
         shifts[lo:hi] = shifts[lo:hi][order]
     return i, j, shifts
