@@ -5,7 +5,8 @@ import pytest
 from pyscf import gto, scf
 
 from qmml import units
-from qmml.qm.hermite import density_moments, derivative_tensors, multipole_potential
+from qmml.qm.hermite import (density_moments, derivatives_of_inverse_distance, field_derivatives, monomials,
+                              potential_of_moments)
 
 
 @pytest.fixture(scope="module")
@@ -19,39 +20,50 @@ def water_dimer():
 
 
 def test_derivative_tensors_are_the_derivatives_of_one_over_r_and_harmonic():
+    # T_0 = 1/r, and each T_(n + e_axis) the derivative of T_n (central differences): by induction every T_n
     x = np.array([[3.0, -2.0, 4.5], [-7.0, 1.0, 0.5]])
-    order, h = 6, 1e-4
-    t = derivative_tensors(x, order)
-    assert np.allclose(t[:, 0, 0, 0], 1 / np.linalg.norm(x, axis=1), rtol=1e-14)
+    order, h = 7, 1e-4
+    t = derivatives_of_inverse_distance(x, order)
+    powers = monomials(order)
+    index = {tuple(p): i for i, p in enumerate(powers)}
+    assert np.allclose(t[:, 0], 1 / np.linalg.norm(x, axis=1), rtol=1e-14)
     for axis in range(3):
         step = np.zeros(3)
         step[axis] = h
-        fd = (derivative_tensors(x + step, order - 1) - derivative_tensors(x - step, order - 1)) / (2 * h)
-        for k in range(order):
-            for l in range(order - k):
-                for m in range(order - k - l):
-                    n = [k, l, m]
-                    n[axis] += 1
-                    exact = t[:, n[0], n[1], n[2]]
-                    assert abs(fd[:, k, l, m] - exact).max() < 1e-7 * max(1.0, abs(exact).max())
+        fd = (derivatives_of_inverse_distance(x + step, order - 1)
+              - derivatives_of_inverse_distance(x - step, order - 1)) / (2 * h)
+        for n, p in enumerate(monomials(order - 1)):
+            q = p.copy()
+            q[axis] += 1
+            exact = t[:, index[tuple(q)]]
+            assert abs(fd[:, n] - exact).max() < 1e-7 * max(1.0, abs(exact).max())
     # 1/r is harmonic: every trace vanishes
-    for k in range(order - 1):
-        for l in range(order - 1 - k):
-            for m in range(order - 1 - k - l):
-                laplacian = t[:, k + 2, l, m] + t[:, k, l + 2, m] + t[:, k, l, m + 2]
-                assert abs(laplacian).max() < 1e-12 * abs(t[:, k, l, m]).max() + 1e-15
+    for n, p in enumerate(monomials(order - 2)):
+        laplacian = sum(t[:, index[tuple(p + 2 * np.eye(3, dtype=int)[axis])]] for axis in range(3))
+        assert abs(laplacian).max() < 1e-12 * abs(t[:, n]).max() + 1e-15
+
+
+def test_field_derivatives_sum_the_derivatives_over_the_charges():
+    rng = np.random.default_rng(4)
+    charges, positions = rng.normal(size=50), rng.normal(size=(50, 3)) * 3 + 20
+    centres = rng.normal(size=(2, 3))
+    got = field_derivatives(charges, positions, centres, 6, chunk=16)
+    for c, centre in enumerate(centres):
+        assert np.allclose(got[c], charges @ derivatives_of_inverse_distance(centre - positions, 6), rtol=1e-12,
+                           atol=1e-16)
 
 
 def test_low_moments_are_pyscfs_charge_and_dipole(water_dimer):
     mol, dm = water_dimer
     centre = np.array([[0.3, -0.2, 0.1]])
     moments, _ = density_moments(mol, dm, centre, 2)
-    assert moments[0, 0, 0, 0] == pytest.approx(mol.nelectron, abs=1e-10)
+    assert moments[0, 0] == pytest.approx(mol.nelectron, abs=1e-10)
     with mol.with_common_orig(centre[0]):
         dipole = np.einsum("xij,ji->x", mol.intor("int1e_r"), dm)
         second = np.einsum("xij,ji->x", mol.intor("int1e_rr"), dm).reshape(3, 3)
-    assert np.allclose([moments[0, 1, 0, 0], moments[0, 0, 1, 0], moments[0, 0, 0, 1]], dipole, atol=1e-10)
-    assert np.allclose([moments[0, 2, 0, 0], moments[0, 1, 1, 0], moments[0, 0, 1, 1]],
+    index = {tuple(p): i for i, p in enumerate(monomials(2))}
+    assert np.allclose(moments[0, [index[(1, 0, 0)], index[(0, 1, 0)], index[(0, 0, 1)]]], dipole, atol=1e-10)
+    assert np.allclose(moments[0, [index[(2, 0, 0)], index[(1, 1, 0)], index[(0, 1, 1)]]],
                        [second[0, 0], second[0, 1], second[1, 2]], atol=1e-10)
 
 
@@ -66,9 +78,14 @@ def test_atom_centred_series_gives_the_exact_potential_beyond_the_density(water_
     points = centres.mean(0) + directions * (bohr + np.linalg.norm(centres - centres.mean(0), axis=1).max())
     exact = np.einsum("gij,ji->g", mol.intor("int1e_grids", grids=points), dm)
     moments, reach = density_moments(mol, dm, centres, order)
-    error = np.abs(multipole_potential(moments, centres, points) - exact).max()
+    series, gradient = potential_of_moments(moments, centres, points, gradient=True)
+    error = np.abs(series - exact).max()
     print(f"{distance_A} Å, order {order}: largest error {error:.1e} Hartree/e (reach {reach.max():.2f} Bohr)")
     assert error < tolerance
     if order == 12:  # and it is the series that converges, not the low orders alone
         low, _ = density_moments(mol, dm, centres, 4)
-        assert np.abs(multipole_potential(low, centres, points) - exact).max() > 100 * tolerance
+        assert np.abs(potential_of_moments(low, centres, points) - exact).max() > 100 * tolerance
+        # its gradient at the points: moving R is moving both functions the other way, 2 <d mu|1/|r-R||nu>
+        exact_gradient = 2 * np.einsum("xgij,ji->gx", mol.intor("int1e_grids_ip", grids=points), dm)
+        print(f"largest gradient error {np.abs(gradient - exact_gradient).max():.1e}")
+        assert np.abs(gradient - exact_gradient).max() < tolerance

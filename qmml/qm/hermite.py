@@ -15,13 +15,18 @@ point R is,
 
 truncated at |n| <= order; each product is assigned to the centre nearest to its P, so the series
 converges like (|P - C| / |R - C|)^(order + 1).  This module gives the pieces: `hermite_coefficients`
-(E^ij_t), `density_moments` (M_n of the density D about each centre, from the E coefficients) and
-`derivative_tensors` (T_n, by the McMurchie-Davidson recursion in its point-charge limit).
+(E^ij_t), `density_moments` (M_n of the density D about each centre, from the E coefficients),
+`potential_of_moments` (phi and its gradient at many points) and `field_derivatives` (d^n Phi at the centres
+of the potential Phi of many point charges: what a local expansion of the sites' potential over the QM density
+needs).  Both evaluate T_n through Hobson's theorem (`harmonic_map`): every T_n is a fixed combination of
+the monomials X^m / r^(2|m| + 2k + 1), so n_points x n_monomials products and one matrix product per centre
+replace a recursion per point.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -115,19 +120,18 @@ def density_moments(mol, dm: np.ndarray, centres: np.ndarray, order: int, thresh
 
     Returns
     -------
-    moments : ndarray (n_centres, order+1, order+1, order+1)
-        M[c, k, l, m] = integral rho(r) (x-Cx)^k (y-Cy)^l (z-Cz)^m, e Bohr^|n| (positive: electrons); entries
-        with k + l + m > order are zero.
+    moments : ndarray (n_centres, n_monomials)
+        M[c, n] = integral rho(r) (x-Cx)^k (y-Cy)^l (z-Cz)^m for n = (k, l, m) = ``monomials(order)[n]``,
+        e Bohr^|n| (positive: electrons).
     reach : ndarray (n_centres,)
         The largest |P - C| of the products assigned to each centre, Bohr (the series converges beyond it).
     """
     centres = np.asarray(centres, dtype=np.float64)
     d = cartesian_density(mol, dm)
     shells = _shells(mol)
-    moments = np.zeros((len(centres), order + 1, order + 1, order + 1))
+    powers = monomials(order)
+    moments = np.zeros((len(centres), len(powers)))
     reach = np.zeros(len(centres))
-    total = np.add.outer(np.add.outer(np.arange(order + 1), np.arange(order + 1)), np.arange(order + 1))
-    keep = total <= order
     for sa, (la, ea, ca, xa, oa) in enumerate(shells):
         pa = cartesian_powers(la)
         for sb, (lb, eb, cb, xb, ob) in enumerate(shells[:sa + 1]):
@@ -154,65 +158,147 @@ def density_moments(mol, dm: np.ndarray, centres: np.ndarray, order: int, thresh
                     fx = f[0][pa[:, 0]][:, pb[:, 0]]  # (na, nb, order+1)
                     fy = f[1][pa[:, 1]][:, pb[:, 1]]
                     fz = f[2][pa[:, 2]][:, pb[:, 2]]
-                    moments[c] += np.einsum("ab,abk,abl,abm->klm", w, fx, fy, fz) * keep
+                    moments[c] += np.einsum("ab,abn,abn,abn->n", w, fx[:, :, powers[:, 0]], fy[:, :, powers[:, 1]],
+                                            fz[:, :, powers[:, 2]])
     return moments, reach
 
 
-def derivative_tensors(x: np.ndarray, order: int) -> np.ndarray:
-    """T_n(X) = d^k/dX^k d^l/dY^l d^m/dZ^m (1/|X|) for k + l + m <= order at points ``x`` (n, 3), Bohr.
+def monomials(order: int) -> np.ndarray:
+    """Exponents (k, l, m) of every monomial x^k y^l z^m of degree <= ``order``, by degree: (n, 3)."""
+    return np.array([(d - a, a - c, c) for d in range(order + 1) for a in range(d + 1) for c in range(a + 1)],
+                    dtype=int)
 
-    Returns an array (n, order+1, order+1, order+1), zero above ``order``.  McMurchie-Davidson recursion in
-    the point limit: R^(j)_000 = (-1)^j (2j-1)!! / r^(2j+1), R^(j)_(t+1)uv = t R^(j+1)_(t-1)uv + X R^(j+1)_tuv.
+
+@lru_cache(maxsize=None)
+def harmonic_map(order: int) -> np.ndarray:
+    """A[n, k, m] with T_n(X) = sum_k sum_m A[n, k, m] X^m / r^(2|m| + 2k + 1) for |n| <= ``order``.
+
+    Hobson's theorem: a homogeneous polynomial p of degree l applied as p(d/dX) to 1/r gives
+    (-1)^l (2l-1)!! sum_k (-1)^k r^(2k) (Laplacian^k p)(X) / (2^k k! (2l-1)(2l-3)...(2l-2k+1)) / r^(2l+1);
+    for p = X^n the Laplacian powers are monomials of degree l - 2k with fixed coefficients.
     """
+    powers = monomials(order)
+    index = {tuple(p): i for i, p in enumerate(powers)}
+    a = np.zeros((len(powers), order // 2 + 1, len(powers)))
+    for n, p in enumerate(powers):
+        l = int(p.sum())
+        poly = {tuple(p): 1.0}
+        scale = (-1.0) ** l * _double_factorial(2 * l - 1)
+        for k in range(l // 2 + 1):
+            if k > 0:
+                scale *= -1.0 / (2.0 * k * (2 * l - 2 * k + 1))
+                laplacian = {}
+                for q, c in poly.items():
+                    for axis in range(3):
+                        if q[axis] >= 2:
+                            r = list(q)
+                            r[axis] -= 2
+                            laplacian[tuple(r)] = laplacian.get(tuple(r), 0.0) + c * q[axis] * (q[axis] - 1)
+                poly = laplacian
+            for q, c in poly.items():
+                a[n, k, index[q]] += scale * c
+    return a
+
+
+def _double_factorial(n: int) -> float:
+    return float(math.prod(range(n, 0, -2))) if n > 0 else 1.0
+
+
+def scaled_monomials(x: np.ndarray, order: int):
+    """Y[m, :] = X^m / r^(2|m|) for the monomials of degree <= ``order`` at points ``x`` (n, 3), and 1/r^2 (n,)."""
     x = np.asarray(x, dtype=np.float64)
-    n = len(x)
-    r2 = np.einsum("ij,ij->i", x, x)
-    inv_r = 1.0 / np.sqrt(r2)
-    # R[j][t, u, v] for t + u + v <= order - j, built from the highest j down
-    base = np.empty((order + 1, n))
-    base[0] = inv_r
-    for j in range(1, order + 1):
-        base[j] = -(2 * j - 1) * base[j - 1] * inv_r * inv_r
-    out = None
-    higher = None  # R^(j+1)
-    for j in range(order, -1, -1):
-        size = order - j
-        cur = np.zeros((n, size + 1, size + 1, size + 1))
-        cur[:, 0, 0, 0] = base[j]
-        if higher is not None:
-            for total in range(1, size + 1):
-                for t in range(total + 1):
-                    for u in range(total - t + 1):
-                        v = total - t - u
-                        if t > 0:
-                            value = x[:, 0] * higher[:, t - 1, u, v]
-                            if t > 1:
-                                value = value + (t - 1) * higher[:, t - 2, u, v]
-                        elif u > 0:
-                            value = x[:, 1] * higher[:, t, u - 1, v]
-                            if u > 1:
-                                value = value + (u - 1) * higher[:, t, u - 2, v]
-                        else:
-                            value = x[:, 2] * higher[:, t, u, v - 1]
-                            if v > 1:
-                                value = value + (v - 1) * higher[:, t, u, v - 2]
-                        cur[:, t, u, v] = value
-        higher = cur
-        out = cur
+    inv_r2 = 1.0 / np.einsum("ij,ij->i", x, x)
+    scaled = (x * inv_r2[:, None]).T.copy()
+    y = np.empty((len(_LOWER[order]), len(x)))
+    y[0] = 1.0
+    for i, (lower, axis) in enumerate(_LOWER[order][1:], start=1):
+        np.multiply(y[lower], scaled[axis], out=y[i])
+    return y, inv_r2
+
+
+class _Lowering(dict):
+    """order -> per monomial (index of the monomial with one power fewer, the axis of that power)."""
+
+    def __missing__(self, order):
+        powers = monomials(order)
+        index = {tuple(p): i for i, p in enumerate(powers)}
+        table = [(0, 0)]
+        for p in powers[1:]:
+            axis = int(np.nonzero(p)[0][0])
+            lower = p.copy()
+            lower[axis] -= 1
+            table.append((index[tuple(lower)], axis))
+        self[order] = table
+        return table
+
+
+_LOWER = _Lowering()
+
+
+def _radial(inv_r2, n_k: int) -> np.ndarray:
+    """1/r^(2k+1) for k < n_k: (n_k, n)."""
+    return np.sqrt(inv_r2)[None, :] * inv_r2[None, :] ** np.arange(n_k)[:, None]
+
+
+def derivatives_of_inverse_distance(x: np.ndarray, order: int) -> np.ndarray:
+    """T_n(X) = d^n/dX^n (1/|X|) for every monomial n of degree <= ``order`` at points ``x`` (n, 3): (n, n_monomials)."""
+    a = harmonic_map(order)
+    y, inv_r2 = scaled_monomials(x, order)
+    return np.einsum("mp,nkm,kp->pn", y, a, _radial(inv_r2, a.shape[1]))
+
+
+def potential_of_moments(moments: np.ndarray, centres: np.ndarray, points: np.ndarray,
+                         gradient: bool = False, chunk: int = 4096):
+    """Potential (Hartree/e) at ``points`` (Bohr) of the charges whose Cartesian moments about ``centres`` are
+    ``moments`` (`density_moments` layout): sum over centres of sum_n (-1)^|n| M_n / n! T_n(R - C); with
+    ``gradient``, also its gradient with respect to the points (Hartree/e/Bohr), from the series one order up."""
+    order = int(monomials_order(moments.shape[1]))
+    powers = monomials(order)
+    signs = (-1.0) ** powers.sum(1) / np.prod([[math.factorial(v) for v in p] for p in powers], axis=1)
+    top = order + 1 if gradient else order
+    a = harmonic_map(top)
+    index = {tuple(p): i for i, p in enumerate(monomials(top))}
+    shifted = np.zeros((4 if gradient else 1, len(centres), len(index)))
+    for n, p in enumerate(powers):
+        shifted[0, :, index[tuple(p)]] = signs[n] * moments[:, n]
+        if gradient:
+            for axis in range(3):
+                q = p.copy()
+                q[axis] += 1
+                shifted[1 + axis, :, index[tuple(q)]] = signs[n] * moments[:, n]
+    # per centre, one matrix (4 * k, monomials): each output's coefficients of X^m / r^(2|m| + 2k + 1)
+    coefficients = np.einsum("icn,nkm->cikm", shifted, a).reshape(len(centres), -1, len(index))
+    n_k = a.shape[1]
+    out = np.zeros((len(shifted), len(points)))
+    for lo in range(0, len(points), chunk):
+        for c, centre in enumerate(centres):
+            y, inv_r2 = scaled_monomials(points[lo:lo + chunk] - centre, top)
+            z = (coefficients[c] @ y).reshape(len(shifted), n_k, -1)
+            out[:, lo:lo + chunk] += np.einsum("ikp,kp->ip", z, _radial(inv_r2, n_k))
+    return (out[0], out[1:].T) if gradient else out[0]
+
+
+def monomials_order(n_monomials: int) -> int:
+    """The order whose `monomials` number ``n_monomials``."""
+    order = 0
+    while (order + 1) * (order + 2) * (order + 3) // 6 < n_monomials:
+        order += 1
+    if (order + 1) * (order + 2) * (order + 3) // 6 != n_monomials:
+        raise ValueError(f"{n_monomials} is not a number of monomials up to some order")
+    return order
+
+
+def field_derivatives(charges: np.ndarray, positions: np.ndarray, centres: np.ndarray, order: int,
+                      chunk: int = 4096) -> np.ndarray:
+    """d^n Phi(C) for every monomial n of degree <= ``order`` at each of ``centres`` (Bohr), with
+    Phi(r) = sum_j q_j / |r - R_j| the potential of point ``charges`` (e) at ``positions`` (Bohr):
+    (n_centres, n_monomials), Hartree/e/Bohr^|n|."""
+    a = harmonic_map(order)
+    out = np.zeros((len(centres), a.shape[0]))
+    for lo in range(0, len(positions), chunk):
+        q = np.asarray(charges[lo:lo + chunk], dtype=np.float64)
+        for c, centre in enumerate(centres):
+            y, inv_r2 = scaled_monomials(centre - positions[lo:lo + chunk], order)
+            g = y @ (q[:, None] * _radial(inv_r2, a.shape[1]).T)  # (monomials, k)
+            out[c] += np.einsum("nkm,mk->n", a, g)
     return out
-
-
-def multipole_potential(moments: np.ndarray, centres: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Potential (Hartree/e) of the charge distributions with ``moments`` about ``centres`` at ``points``
-    (Bohr): sum over centres of sum_n (-1)^|n| M_n / n! T_n(R - C)."""
-    order = moments.shape[1] - 1
-    idx = np.arange(order + 1)
-    fact = np.array([math.factorial(k) for k in idx], dtype=float)
-    total = idx[:, None, None] + idx[None, :, None] + idx[None, None, :]
-    scale = (-1.0) ** total / (fact[:, None, None] * fact[None, :, None] * fact[None, None, :])
-    scale = np.where(total <= order, scale, 0.0)
-    phi = np.zeros(len(points))
-    for c, centre in enumerate(centres):
-        t = derivative_tensors(points - centre, order)
-        phi += np.einsum("nklm,klm->n", t, moments[c] * scale)
-    return phi
