@@ -5,7 +5,8 @@ import pytest
 from pyscf import gto, scf
 
 from qmml import units
-from qmml.qm.hermite import (density_moments, derivatives_of_inverse_distance, field_derivatives, monomials,
+from qmml.qm.hermite import (density_moments, derivatives_of_inverse_distance, field_derivatives, local_operator,
+                              monomials,
                               potential_of_moments)
 
 
@@ -89,3 +90,21 @@ def test_atom_centred_series_gives_the_exact_potential_beyond_the_density(water_
         exact_gradient = 2 * np.einsum("xgij,ji->gx", mol.intor("int1e_grids_ip", grids=points), dm)
         print(f"largest gradient error {np.abs(gradient - exact_gradient).max():.1e}")
         assert np.abs(gradient - exact_gradient).max() < tolerance
+
+
+def test_local_operator_of_distant_charges_is_pyscfs_and_matches_the_series_energy(water_dimer):
+    mol, dm = water_dimer
+    centres = mol.atom_coords()
+    rng = np.random.default_rng(2)
+    directions = rng.normal(size=(400, 3))
+    directions /= np.linalg.norm(directions, axis=1)[:, None]
+    sites = centres.mean(0) + directions * rng.uniform(8, 14, size=(400, 1)) * units.ANGSTROM_BOHR
+    charges = rng.normal(size=400) * 0.5
+    exact = np.einsum("g,gij->ij", charges, mol.intor("int1e_grids", grids=sites))
+    # the Taylor series over diffuse products converges more slowly than the multipole series: order 16 here
+    operator = local_operator(mol, field_derivatives(charges, sites, centres, 16), centres)
+    print(f"largest operator error {np.abs(operator - exact).max():.1e} Hartree")
+    assert np.abs(operator - exact).max() < 1e-12
+    # the electrons' energy in the sites' potential two ways: D . V, and the charges in the density's potential
+    moments, _ = density_moments(mol, dm, centres, 12)
+    assert abs(np.sum(dm * operator) - charges @ potential_of_moments(moments, centres, sites)) < 1e-11

@@ -101,10 +101,51 @@ def cartesian_density(mol, dm: np.ndarray) -> np.ndarray:
     return c @ dm @ c.T
 
 
+def primitive_products(mol, centres: np.ndarray, order: int, threshold: float = 1e-16):
+    """Moment integrals of every primitive product of ``mol``'s shells about the centre nearest to its P.
+
+    Yields, per pair of shells (a, b) with b <= a and per pair of their primitives,
+    ``(a, b, coefficients_a, coefficients_b, centre, distance, moments)``: the primitives' normalised
+    contraction coefficients (n_contractions,) each, the index of the centre, |P - C| (Bohr), and
+    integral x_A^i... x_B^j... (r - C)^n over the Cartesian components as (n_a, n_b, n_monomials) (uncontracted,
+    without the coefficients).  Products whose overlap prefactor exp(-ab/p |A-B|^2) is below ``threshold`` are
+    left out.
+    """
+    centres = np.asarray(centres, dtype=np.float64)
+    shells = _shells(mol)
+    powers = monomials(order)
+    for sa, (la, ea, ca, xa, _) in enumerate(shells):
+        pa = cartesian_powers(la)
+        for sb, (lb, eb, cb, xb, _) in enumerate(shells[:sa + 1]):
+            pb = cartesian_powers(lb)
+            ab2 = float(np.dot(xa - xb, xa - xb))
+            for ia, a in enumerate(ea):
+                for ib, b in enumerate(eb):
+                    p = a + b
+                    if math.exp(-a * b / p * ab2) < threshold:
+                        continue
+                    centre = (a * xa + b * xb) / p
+                    c = int(np.argmin(np.linalg.norm(centres - centre, axis=1)))
+                    e = hermite_coefficients(la, lb, a, b, xa, xb)
+                    m = hermite_moments(la + lb, order, p, centre - centres[c])
+                    f = np.einsum("xijt,xtk->xijk", e, m)  # per axis: integral x_A^i x_B^j (x - C)^k
+                    product = (f[0][pa[:, 0]][:, pb[:, 0]][:, :, powers[:, 0]]
+                               * f[1][pa[:, 1]][:, pb[:, 1]][:, :, powers[:, 1]]
+                               * f[2][pa[:, 2]][:, pb[:, 2]][:, :, powers[:, 2]])
+                    yield sa, sb, ca[ia], cb[ib], c, float(np.linalg.norm(centre - centres[c])), product
+
+
+def _cartesian_blocks(mol):
+    """Per shell: (first Cartesian AO, number of components, number of contractions)."""
+    loc = mol.ao_loc_nr(cart=True)
+    return [(loc[b], (mol.bas_angular(b) + 1) * (mol.bas_angular(b) + 2) // 2, mol.bas_nctr(b))
+            for b in range(mol.nbas)]
+
+
 def density_moments(mol, dm: np.ndarray, centres: np.ndarray, order: int, threshold: float = 1e-16):
     """Cartesian moments of the electron density sum D_mu,nu mu nu about ``centres``.
 
-    Each primitive product goes to the centre nearest to its product centre P.
+    Each primitive product goes to the centre nearest to its product centre P (`primitive_products`).
 
     Parameters
     ----------
@@ -116,7 +157,7 @@ def density_moments(mol, dm: np.ndarray, centres: np.ndarray, order: int, thresh
     order : int
         Highest total order |n| kept.
     threshold : float
-        Primitive products whose overlap prefactor exp(-ab/p |A-B|^2) is below this are left out.
+        See `primitive_products`.
 
     Returns
     -------
@@ -126,41 +167,56 @@ def density_moments(mol, dm: np.ndarray, centres: np.ndarray, order: int, thresh
     reach : ndarray (n_centres,)
         The largest |P - C| of the products assigned to each centre, Bohr (the series converges beyond it).
     """
-    centres = np.asarray(centres, dtype=np.float64)
     d = cartesian_density(mol, dm)
-    shells = _shells(mol)
-    powers = monomials(order)
-    moments = np.zeros((len(centres), len(powers)))
+    blocks = _cartesian_blocks(mol)
+    moments = np.zeros((len(centres), len(monomials(order))))
     reach = np.zeros(len(centres))
-    for sa, (la, ea, ca, xa, oa) in enumerate(shells):
-        pa = cartesian_powers(la)
-        for sb, (lb, eb, cb, xb, ob) in enumerate(shells[:sa + 1]):
-            pb = cartesian_powers(lb)
-            na, nb = len(pa), len(pb)
-            block = d[oa:oa + na * ca.shape[1], ob:ob + nb * cb.shape[1]]
-            factor = 1.0 if sa == sb else 2.0  # the (b, a) block is the transpose: the same density
-            for ia, a in enumerate(ea):
-                for ib, b in enumerate(eb):
-                    p = a + b
-                    if math.exp(-a * b / p * float(np.dot(xa - xb, xa - xb))) < threshold:
-                        continue
-                    # D over the Cartesian components, summed over contractions, with both coefficients
-                    w = np.einsum("r,s,rasb->ab", ca[ia], cb[ib],
-                                  block.reshape(ca.shape[1], na, cb.shape[1], nb)) * factor
-                    if not np.any(w):
-                        continue
-                    centre = (a * xa + b * xb) / p
-                    c = int(np.argmin(np.linalg.norm(centres - centre, axis=1)))
-                    reach[c] = max(reach[c], float(np.linalg.norm(centre - centres[c])))
-                    e = hermite_coefficients(la, lb, a, b, xa, xb)
-                    m = hermite_moments(la + lb, order, p, centre - centres[c])
-                    f = np.einsum("xijt,xtk->xijk", e, m)  # per axis: integral x_A^i x_B^j (x - C)^k
-                    fx = f[0][pa[:, 0]][:, pb[:, 0]]  # (na, nb, order+1)
-                    fy = f[1][pa[:, 1]][:, pb[:, 1]]
-                    fz = f[2][pa[:, 2]][:, pb[:, 2]]
-                    moments[c] += np.einsum("ab,abn,abn,abn->n", w, fx[:, :, powers[:, 0]], fy[:, :, powers[:, 1]],
-                                            fz[:, :, powers[:, 2]])
+    for sa, sb, ca, cb, c, distance, product in primitive_products(mol, centres, order, threshold):
+        (oa, na, ka), (ob, nb, kb) = blocks[sa], blocks[sb]
+        block = d[oa:oa + na * ka, ob:ob + nb * kb].reshape(ka, na, kb, nb)
+        # D over the Cartesian components, summed over contractions; the (b, a) block is the same density
+        w = np.einsum("r,s,rasb->ab", ca, cb, block) * (1.0 if sa == sb else 2.0)
+        if np.any(w):
+            moments[c] += np.einsum("ab,abn->n", w, product)
+            reach[c] = max(reach[c], distance)
     return moments, reach
+
+
+def local_operator(mol, derivatives: np.ndarray, centres: np.ndarray, threshold: float = 1e-16) -> np.ndarray:
+    """Matrix of a potential Phi over ``mol``'s AOs from its derivatives at ``centres``.
+
+    <mu|Phi|nu> = sum_n <mu|(r - C)^n|nu> / n! d^n Phi(C), each primitive product with the centre nearest its
+    P (the Taylor series of Phi about C converges over the product where Phi has no source closer to C).
+
+    Parameters
+    ----------
+    derivatives : ndarray (n_centres, n_monomials)
+        d^n Phi at each centre (`field_derivatives`), Hartree/e/Bohr^|n|.
+    centres : ndarray (n_centres, 3)
+        Bohr.
+
+    Returns
+    -------
+    ndarray (nao, nao)
+        Hartree/e, over mol's AOs (spherical unless mol.cart).
+    """
+    order = monomials_order(derivatives.shape[1])
+    powers = monomials(order)
+    taylor = derivatives / np.prod([[math.factorial(v) for v in p] for p in powers], axis=1)[None, :]
+    blocks = _cartesian_blocks(mol)
+    nao_cart = int(mol.ao_loc_nr(cart=True)[-1])
+    v = np.zeros((nao_cart, nao_cart))
+    for sa, sb, ca, cb, c, _, product in primitive_products(mol, centres, order, threshold):
+        (oa, na, ka), (ob, nb, kb) = blocks[sa], blocks[sb]
+        values = product @ taylor[c]  # (na, nb)
+        block = np.einsum("r,s,ab->rasb", ca, cb, values).reshape(na * ka, nb * kb)
+        v[oa:oa + na * ka, ob:ob + nb * kb] += block
+        if sa != sb:
+            v[ob:ob + nb * kb, oa:oa + na * ka] += block.T
+    if mol.cart:
+        return v
+    c = mol.cart2sph_coeff()
+    return c.T @ v @ c
 
 
 def monomials(order: int) -> np.ndarray:
