@@ -6,7 +6,7 @@ from pyscf import gto, scf
 
 from qmml import units
 from qmml.qm.hermite import (density_moments, derivatives_of_inverse_distance, field_derivatives, local_operator,
-                              monomials,
+                              local_operator_gradient, monomials,
                               potential_of_moments)
 
 
@@ -108,3 +108,26 @@ def test_local_operator_of_distant_charges_is_pyscfs_and_matches_the_series_ener
     # the electrons' energy in the sites' potential two ways: D . V, and the charges in the density's potential
     moments, _ = density_moments(mol, dm, centres, 12)
     assert abs(np.sum(dm * operator) - charges @ potential_of_moments(moments, centres, sites)) < 1e-11
+
+
+def test_operator_gradient_is_the_derivative_of_pyscfs_exact_operator(water_dimer):
+    mol, dm = water_dimer
+    rng = np.random.default_rng(5)
+    directions = rng.normal(size=(300, 3))
+    directions /= np.linalg.norm(directions, axis=1)[:, None]
+    sites = mol.atom_coords().mean(0) + directions * rng.uniform(8, 14, size=(300, 1)) * units.ANGSTROM_BOHR
+    charges = rng.normal(size=300) * 0.5
+    centres = mol.atom_coords()
+    grad = local_operator_gradient(mol, dm, field_derivatives(charges, sites, centres, 16), centres)
+
+    def energy(coords):  # D . <mu|Phi|nu> with PySCF's exact integrals, D held fixed
+        moved = mol.set_geom_(coords, unit="Bohr", inplace=False)
+        return np.sum(dm * np.einsum("g,gij->ij", charges, moved.intor("int1e_grids", grids=sites)))
+
+    h = 1e-4
+    for atom, axis in [(0, 0), (1, 2), (4, 1)]:
+        step = np.zeros_like(centres)
+        step[atom, axis] = h
+        fd = (energy(centres + step) - energy(centres - step)) / (2 * h)
+        print(f"atom {atom} axis {axis}: series {grad[atom, axis]:.10f}, finite differences {fd:.10f}")
+        assert abs(grad[atom, axis] - fd) < 1e-8

@@ -101,15 +101,17 @@ def cartesian_density(mol, dm: np.ndarray) -> np.ndarray:
     return c @ dm @ c.T
 
 
-def primitive_products(mol, centres: np.ndarray, order: int, threshold: float = 1e-16):
+def primitive_products(mol, centres: np.ndarray, order: int, threshold: float = 1e-16, derivatives: bool = False):
     """Moment integrals of every primitive product of ``mol``'s shells about the centre nearest to its P.
 
     Yields, per pair of shells (a, b) with b <= a and per pair of their primitives,
     ``(a, b, coefficients_a, coefficients_b, centre, distance, moments)``: the primitives' normalised
     contraction coefficients (n_contractions,) each, the index of the centre, |P - C| (Bohr), and
     integral x_A^i... x_B^j... (r - C)^n over the Cartesian components as (n_a, n_b, n_monomials) (uncontracted,
-    without the coefficients).  Products whose overlap prefactor exp(-ab/p |A-B|^2) is below ``threshold`` are
-    left out.
+    without the coefficients).  With ``derivatives``, ``moments`` is (3, 3, n_a, n_b, n_monomials) instead:
+    [0] the product itself (along the second axis repeated), [1] the derivatives with respect to A_x, A_y, A_z
+    (the centre of a's function), [2] those with respect to B.  Products whose overlap prefactor
+    exp(-ab/p |A-B|^2) is below ``threshold`` are left out.
     """
     centres = np.asarray(centres, dtype=np.float64)
     shells = _shells(mol)
@@ -126,13 +128,36 @@ def primitive_products(mol, centres: np.ndarray, order: int, threshold: float = 
                         continue
                     centre = (a * xa + b * xb) / p
                     c = int(np.argmin(np.linalg.norm(centres - centre, axis=1)))
-                    e = hermite_coefficients(la, lb, a, b, xa, xb)
-                    m = hermite_moments(la + lb, order, p, centre - centres[c])
+                    up = 1 if derivatives else 0
+                    e = hermite_coefficients(la + up, lb + up, a, b, xa, xb)
+                    m = hermite_moments(la + lb + 2 * up, order, p, centre - centres[c])
                     f = np.einsum("xijt,xtk->xijk", e, m)  # per axis: integral x_A^i x_B^j (x - C)^k
-                    product = (f[0][pa[:, 0]][:, pb[:, 0]][:, :, powers[:, 0]]
-                               * f[1][pa[:, 1]][:, pb[:, 1]][:, :, powers[:, 1]]
-                               * f[2][pa[:, 2]][:, pb[:, 2]][:, :, powers[:, 2]])
-                    yield sa, sb, ca[ia], cb[ib], c, float(np.linalg.norm(centre - centres[c])), product
+                    f = f[:, :, :, powers.T]  # (3, i, j, 3, n): the axis's power of each monomial
+                    f = np.stack([f[axis, :, :, axis] for axis in range(3)])  # (3, i, j, n)
+
+                    def factors(g, ia_, ib_):  # (3, na, nb, n): per axis, at the components' powers
+                        return np.stack([g[axis][ia_[:, axis]][:, ib_[:, axis]] for axis in range(3)])
+
+                    plain = factors(f, pa, pb)
+                    product = plain.prod(0)
+                    if not derivatives:
+                        yield sa, sb, ca[ia], cb[ib], c, float(np.linalg.norm(centre - centres[c])), product
+                        continue
+                    # d/dA_x of x_A^i exp(-a x_A^2) = 2a x_A^(i+1) exp(...) - i x_A^(i-1) exp(...)
+                    out = np.empty((3, 3) + product.shape)
+                    out[0] = product
+                    for which, (powers_of, exponent) in enumerate(((pa, a), (pb, b)), start=1):
+                        for axis in range(3):
+                            raised, lowered = powers_of.copy(), powers_of.copy()
+                            raised[:, axis] += 1
+                            lowered[:, axis] = np.maximum(lowered[:, axis] - 1, 0)
+                            args = (raised, pb) if which == 1 else (pa, raised)
+                            low_args = (lowered, pb) if which == 1 else (pa, lowered)
+                            count = powers_of[:, axis][:, None, None] if which == 1 else \
+                                powers_of[:, axis][None, :, None]
+                            d_axis = 2 * exponent * factors(f, *args)[axis] - count * factors(f, *low_args)[axis]
+                            out[which, axis] = d_axis * np.prod([plain[k] for k in range(3) if k != axis], axis=0)
+                    yield sa, sb, ca[ia], cb[ib], c, float(np.linalg.norm(centre - centres[c])), out
 
 
 def _cartesian_blocks(mol):
@@ -358,3 +383,25 @@ def field_derivatives(charges: np.ndarray, positions: np.ndarray, centres: np.nd
             g = y @ (q[:, None] * _radial(inv_r2, a.shape[1]).T)  # (monomials, k)
             out[c] += np.einsum("nkm,mk->n", a, g)
     return out
+
+
+def local_operator_gradient(mol, dm: np.ndarray, derivatives: np.ndarray, centres: np.ndarray,
+                            threshold: float = 1e-16) -> np.ndarray:
+    """d/dR_atom of sum_mu,nu D_mu,nu <mu|Phi|nu> through the motion of the basis functions, Phi held fixed
+    (given by its derivatives at ``centres`` as in `local_operator`): (natm, 3), Hartree/e/Bohr."""
+    order = monomials_order(derivatives.shape[1])
+    powers = monomials(order)
+    taylor = derivatives / np.prod([[math.factorial(v) for v in p] for p in powers], axis=1)[None, :]
+    d = cartesian_density(mol, dm)
+    blocks = _cartesian_blocks(mol)
+    grad = np.zeros((mol.natm, 3))
+    for sa, sb, ca, cb, c, _, products in primitive_products(mol, centres, order, threshold, derivatives=True):
+        (oa, na, ka), (ob, nb, kb) = blocks[sa], blocks[sb]
+        block = d[oa:oa + na * ka, ob:ob + nb * kb].reshape(ka, na, kb, nb)
+        w = np.einsum("r,s,rasb->ab", ca, cb, block) * (1.0 if sa == sb else 2.0)
+        if not np.any(w):
+            continue
+        values = np.einsum("ab,wxabn,n->wx", w, products[1:], taylor[c])
+        grad[mol.bas_atom(sa)] += values[0]
+        grad[mol.bas_atom(sb)] += values[1]
+    return grad
