@@ -48,6 +48,11 @@ class QMConfig(_Strict):
         _ENGINE["guess"], description="SCF initial guess: extrapolated from previous MD steps (polynomial in time, "
         "or 'fit': weights fitted to the geometries, for multiple-time-step runs), the last density, or PySCF's")
     guess_order: int = Field(_ENGINE["guess_order"], ge=1, le=8, description="densities the extrapolation uses")
+    embedding: Literal["integrals", "exact"] = Field(
+        _ENGINE["embedding"], description="integrals for every site, or 'exact': distant sites through exact "
+        "Hermite-multipole series (the same energy and forces to ~1e-13)")
+    series_min_sites: int = Field(_ENGINE["series_min_sites"], ge=0, description="embedding 'exact': distant sites "
+                                  "needed before the series are used")
     far_field_A: float | None = Field(_ENGINE["far_field_A"], gt=0, description="sites beyond this distance from the QM centre "
                                       "enter through a multipole expansion, Å (None: exact for every site)")
     far_field_width_A: float = Field(_ENGINE["far_field_width_A"], ge=0, description="blending width inside far_field_A, Å")

@@ -16,9 +16,12 @@ from pyscf import gto, scf
 from .. import units
 from ..errors import InputError, SCFConvergenceError, check_range
 from .embedding import SiteIntegrals, nuclear_terms
-from .field import ExternalField
+from .field import ExternalField, distant_sites, series_radius
 from .gpu import GPUSiteIntegrals, resolve_device, to_device, to_host
 from .guess import DensityHistory
+
+#: Distant sites from which on the exact series replace their integrals (`PySCFEngine(series_min_sites=)`).
+SERIES_MIN_SITES = 4000
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,16 @@ class PySCFEngine:
         ``conv_tol`` either way; the guess only changes the cycle count.
     guess_order : int
         Densities the extrapolation uses.
+    embedding : {"integrals", "exact"}
+        How sites act on the electrons when ``far_field_A`` is None.  "integrals" (default): integrals for every
+        site (pyscf.qmmm's way).  "exact": sites farther than `qmml.qm.field.series_radius` (8 Å or more) from
+        every QM atom enter through exact Hermite-multipole series about the QM atoms (`qmml.qm.hermite`: the
+        same energy and forces as integrals to ~1e-13), the rest through integrals, once at least
+        ``series_min_sites`` sites are that far.  Not yet faster: glycine HF/6-31G* in 1e4 charges took 24.8 s
+        per step against 12.7 s with integrals (1 thread), the series' work over the 10,500 primitive products
+        being done one product at a time (`benchmarks/RESULTS.md`).
+    series_min_sites : int
+        Distant sites needed before "exact" uses the series (0: always).
     far_field_A : float, optional
         Sites farther than this from the QM centre (the mean of the QM positions) act on the QM
         electrons through atom-centred multipole expansions of the density, up to each atom's
@@ -134,6 +147,7 @@ class PySCFEngine:
 
     def __init__(self, method: str = "b3lyp", basis="6-31g*", *, density_fit=False, conv_tol: float = 1e-9,
                  max_cycle: int = 100, grid_response: bool = True, guess: str = "extrapolate", guess_order: int = 5,
+                 embedding: str = "integrals", series_min_sites: int = SERIES_MIN_SITES,
                  far_field_A: float | None = None, far_field_width_A: float = 2.0, near_field_A: float = 9.0,
                  near_field_width_A: float = 2.0, ewald_accuracy: float = 1e-10, device: str = "cpu",
                  **scf_options):
@@ -163,6 +177,10 @@ class PySCFEngine:
         self.ewald_accuracy = float(ewald_accuracy)
         self.device = resolve_device(device)
         self.far_field_width_A = far_field_width_A
+        if embedding not in ("exact", "integrals"):
+            raise InputError(f"embedding={embedding!r}: use 'integrals' or 'exact' (series for distant sites)")
+        self.embedding = embedding
+        self.series_min_sites = int(check_range("series_min_sites", series_min_sites, low=0, high=10**9))
         if not self.is_hf:
             from pyscf import dft
 
@@ -339,6 +357,7 @@ class PySCFEngine:
                 return None
             far = None if self.far_field_A is None else self.far_field_A * units.ANGSTROM_BOHR
             return ExternalField(mol, coords, q, zetas, far_field=far, width=self.far_field_width_A * units.ANGSTROM_BOHR,
+                                 series_beyond=self._series_beyond(mol, coords, zetas),
                                  integrals=GPUSiteIntegrals if self.device == "gpu" else SiteIntegrals)
         from .periodic import PeriodicField
 
@@ -353,6 +372,15 @@ class PySCFEngine:
         a = units.ANGSTROM_BOHR
         return PeriodicField(mol, coords, q, zetas, cell_A * a, near=self.near_field_A * a,
                              width=self.near_field_width_A * a, accuracy=self.ewald_accuracy)
+
+    def _series_beyond(self, mol, coords, zetas):
+        """The distance (Bohr) beyond which sites enter through the exact series, or None for integrals only."""
+        if self.embedding != "exact" or self.far_field_A is not None:
+            return None
+        radius = series_radius(mol)
+        if len(distant_sites(mol, coords, zetas, radius)) < self.series_min_sites:
+            return None
+        return radius
 
     def guess_history(self) -> DensityHistory:
         """A new, empty history of converged densities with this engine's ``guess`` and ``guess_order``:

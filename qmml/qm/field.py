@@ -1,10 +1,17 @@
 """`ExternalField`: the embedding sites as one QM calculation sees them.
 
-Atomic units.  Every site interacts exactly with the QM nuclei.  With the electrons, a site
-interacts through exact integrals (`qmml.qm.embedding`) when it is near the expansion centre C (the
-mean of the QM centres) and through atom-centred multipole expansions (`qmml.qm.far_field`) when it
-is far.  In between, over ``width`` Bohr, a quintic switch w(|R_g - C|) blends the two treatments so the
-energy stays smooth when a site crosses the cutoff:
+Atomic units.  Every site interacts exactly with the QM nuclei.  With the electrons, a site interacts
+through one of three treatments:
+
+* exact integrals (`qmml.qm.embedding`): every site within ``series_beyond`` of a QM atom, or every site;
+* the exact series (`qmml.qm.hermite`, with ``series_beyond``): beyond that distance from every QM atom the
+  density's Hermite multipoles about the atoms give the sites' potential, and the Taylor series of the sites'
+  potential about the atoms gives their operator, both converged to ~1e-13 (order `SERIES_ORDER`), so the two
+  sets meet without a switch and distant sites cost no integrals;
+* the approximate far field (`qmml.qm.far_field`, with ``far_field``): atom-centred expansions to the
+  quadrupole beyond a cutoff from the expansion centre C (the mean of the QM centres).  Over ``width`` Bohr
+  inside it a quintic switch w(|R_g - C|) blends the exact and expanded treatments so the energy stays
+  smooth when a site crosses the cutoff:
 
     E_el = sum_g q_g [w_g phi_exact(R_g) + (1 - w_g) phi_far(R_g)],
 
@@ -21,8 +28,33 @@ import numpy as np
 from ..errors import InputError
 from ..units import BOHR_A as _BOHR_A
 from ..coupling.switching import switch
-from . import far_field
+from . import far_field, hermite
 from .embedding import SiteIntegrals, nuclear_terms
+
+#: Order of both series of the exact split: 3e-14 Hartree in the operator of sites 6.4 Å from the nearest QM atom
+#: of a water dimer (6-31G*), 2e-14 Hartree/e in the potential (tests/test_hermite.py).
+SERIES_ORDER = 16
+#: The series start no nearer than this to every QM atom, Bohr (8 Å), or farther for diffuse basis functions.
+SERIES_MIN_BOHR = 8.0 / _BOHR_A
+
+
+def distant_sites(mol, coords: np.ndarray, zetas: np.ndarray | None, beyond: float) -> np.ndarray:
+    """Indices of the sites farther than ``beyond`` (Bohr) from every QM atom of ``mol`` and, if Gaussian, narrow
+    enough there to act as points."""
+    nearest = np.full(len(coords), np.inf)
+    for atom in mol.atom_coords():
+        nearest = np.minimum(nearest, np.linalg.norm(coords - atom, axis=1))
+    distant = nearest > beyond
+    if zetas is not None:  # the Gaussian's own reach must end well before the density's
+        distant &= nearest - beyond / 2 > far_field.GAUSSIAN_POINT_RANGE / np.sqrt(zetas)
+    return np.flatnonzero(distant)
+
+
+def series_radius(mol) -> float:
+    """Distance from every QM atom beyond which a site enters through the series, Bohr: `SERIES_MIN_BOHR`, or
+    the reach of the most diffuse product density (where erfc(sqrt(p) r) falls below 1e-14) plus 2 Bohr."""
+    alpha = min(float(np.min(mol.bas_exp(b))) for b in range(mol.nbas))
+    return max(SERIES_MIN_BOHR, 5.7 / np.sqrt(2.0 * alpha) + 2.0)
 
 
 @dataclass(frozen=True)
@@ -63,8 +95,11 @@ class ExternalField:
     zetas : ndarray (n,), optional
         Gaussian exponents, 1/Bohr^2.
     far_field : float, optional
-        Sites beyond this distance from the centre enter through the multipole expansion, Bohr;
+        Sites beyond this distance from the centre enter through the approximate multipole expansion, Bohr;
         None treats every site exactly.
+    series_beyond : float, optional
+        Sites farther than this from every QM atom enter through the exact series, Bohr (`series_radius`);
+        None computes integrals for every site.  Not with ``far_field``.
     width : float
         Blending width inside ``far_field``, Bohr.
     cache_bytes : int, optional
@@ -76,8 +111,8 @@ class ExternalField:
     periodic = False  # no images: the SCF needs no image potential
     constant_energy = 0.0  # the nuclei's interaction with the sites is all in the response
 
-    def __init__(self, mol, coords, charges, zetas=None, *, far_field=None, width=0.0, cache_bytes=None,
-                 integrals=SiteIntegrals):
+    def __init__(self, mol, coords, charges, zetas=None, *, far_field=None, width=0.0, series_beyond=None,
+                 cache_bytes=None, integrals=SiteIntegrals):
         self.mol = mol
         self.coords = coords
         self.charges = charges
@@ -87,12 +122,18 @@ class ExternalField:
         self.weight_slope = np.zeros(n)
         self.centre = mol.atom_coords().mean(axis=0)
         self.radius = None
+        self.distant = np.zeros(0, dtype=int)
         if far_field is not None:
             self._split(far_field, width)
+        elif series_beyond is not None and n:
+            self.distant = distant_sites(mol, coords, zetas, series_beyond)
+            self.weight[self.distant] = 0.0
         self.near = np.flatnonzero(self.weight > 0)
-        self.far = np.flatnonzero(self.weight < 1)
+        self.far = np.flatnonzero(self.weight < 1) if far_field is not None else np.zeros(0, dtype=int)
         self.exact = integrals(mol, coords[self.near], None if zetas is None else zetas[self.near], cache_bytes)
         self._expansion = None
+        self._derivatives = None
+
 
     def _split(self, cutoff, width):
         start = far_field.expansion_start(self.mol.atom_coords(), self.centre)
@@ -117,6 +158,11 @@ class ExternalField:
     def operator(self) -> np.ndarray:
         """The one-electron operator of all sites, (nao, nao), Hartree."""
         h = self.exact.operator(self.charges[self.near] * self.weight[self.near])
+        if len(self.distant):
+            atoms = self.mol.atom_coords()
+            self._derivatives = hermite.field_derivatives(self.charges[self.distant], self.coords[self.distant],
+                                                          atoms, SERIES_ORDER)
+            h = h - hermite.local_operator(self.mol, self._derivatives, atoms)
         if len(self.far):
             q_far = self.charges[self.far] * (1.0 - self.weight[self.far])
             self._expansion = far_field.local_expansions(self.coords[self.far], q_far, self.mol.atom_coords())
@@ -142,6 +188,15 @@ class ExternalField:
                 grad_qm += g_qm
                 grad_sites[near] += g_sites
         phi_el[near] += self.weight[near] * phi_exact[near]
+        if len(self.distant):
+            # electrons: E = -sum D <mu|Phi|nu>, their potential at a site -phi_rho
+            distant = self.distant
+            moments, _ = hermite.density_moments(mol, dm, nuc_coords, SERIES_ORDER)
+            phi_rho, dphi = hermite.potential_of_moments(moments, nuc_coords, self.coords[distant], gradient=True)
+            phi_el[distant] = -phi_rho
+            if deriv:
+                grad_sites[distant] -= q[distant, None] * dphi
+                grad_qm -= hermite.local_operator_gradient(mol, dm, self._derivatives, nuc_coords)
         info = None if self.radius is None else {"n_exact": int(len(near)), "n_expanded": int(len(far)),
                                                  "error_estimate": 0.0, "error_bound": 0.0}
         if len(far):
