@@ -48,9 +48,9 @@ class QMConfig(_Strict):
         _ENGINE["guess"], description="SCF initial guess: extrapolated from previous MD steps (polynomial in time, "
         "or 'fit': weights fitted to the geometries, for multiple-time-step runs), the last density, or PySCF's")
     guess_order: int = Field(_ENGINE["guess_order"], ge=1, le=8, description="densities the extrapolation uses")
-    embedding: Literal["integrals", "exact"] = Field(
-        _ENGINE["embedding"], description="integrals for every site, or 'exact': distant sites through exact "
-        "Hermite-multipole series (the same energy and forces to ~1e-13)")
+    embedding: Literal["exact", "integrals"] = Field(
+        _ENGINE["embedding"], description="'exact': distant sites through exact Hermite-multipole series once "
+        "series_min_sites are that far (the same energy and forces as integrals to ~1e-13), or integrals for every site")
     series_min_sites: int = Field(_ENGINE["series_min_sites"], ge=0, description="embedding 'exact': distant sites "
                                   "needed before the series are used")
     far_field_A: float | None = Field(_ENGINE["far_field_A"], gt=0, description="sites beyond this distance from the QM centre "

@@ -20,8 +20,10 @@ from .field import ExternalField, distant_sites, series_radius
 from .gpu import GPUSiteIntegrals, resolve_device, to_device, to_host
 from .guess import DensityHistory
 
-#: Distant sites from which on the exact series replace their integrals (`PySCFEngine(series_min_sites=)`).
-SERIES_MIN_SITES = 4000
+#: Distant sites from which on the exact series replace their integrals (`PySCFEngine(series_min_sites=)`): the
+#: break-even of glycine HF/6-31G* (1 thread), where the series' fixed cost (~4 s over the 10,500 primitive
+#: products) plus 0.09 ms per site meets 0.35 ms per site of integrals; 1e5 sites: 13.5 s against 35 s.
+SERIES_MIN_SITES = 16000
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +104,12 @@ class PySCFEngine:
         ``conv_tol`` either way; the guess only changes the cycle count.
     guess_order : int
         Densities the extrapolation uses.
-    embedding : {"integrals", "exact"}
-        How sites act on the electrons when ``far_field_A`` is None.  "integrals" (default): integrals for every
-        site (pyscf.qmmm's way).  "exact": sites farther than `qmml.qm.field.series_radius` (8 Å or more) from
-        every QM atom enter through exact Hermite-multipole series about the QM atoms (`qmml.qm.hermite`: the
-        same energy and forces as integrals to ~1e-13), the rest through integrals, once at least
-        ``series_min_sites`` sites are that far.  Not yet faster: glycine HF/6-31G* in 1e4 charges took 24.8 s
-        per step against 12.7 s with integrals (1 thread), the series' work over the 10,500 primitive products
-        being done one product at a time (`benchmarks/RESULTS.md`).
+    embedding : {"exact", "integrals"}
+        How sites act on the electrons when ``far_field_A`` is None.  "exact" (default): sites farther than
+        `qmml.qm.field.series_radius` (8 Å or more) from every QM atom enter through exact Hermite-multipole series
+        about the QM atoms (`qmml.qm.hermite`: the same energy and forces as integrals to ~1e-13), the rest
+        through integrals, once at least ``series_min_sites`` sites are that far (below that, integrals for
+        every site cost less).  "integrals": integrals for every site (pyscf.qmmm's way).
     series_min_sites : int
         Distant sites needed before "exact" uses the series (0: always).
     far_field_A : float, optional
@@ -147,7 +147,7 @@ class PySCFEngine:
 
     def __init__(self, method: str = "b3lyp", basis="6-31g*", *, density_fit=False, conv_tol: float = 1e-9,
                  max_cycle: int = 100, grid_response: bool = True, guess: str = "extrapolate", guess_order: int = 5,
-                 embedding: str = "integrals", series_min_sites: int = SERIES_MIN_SITES,
+                 embedding: str = "exact", series_min_sites: int = SERIES_MIN_SITES,
                  far_field_A: float | None = None, far_field_width_A: float = 2.0, near_field_A: float = 9.0,
                  near_field_width_A: float = 2.0, ewald_accuracy: float = 1e-10, device: str = "cpu",
                  **scf_options):
@@ -178,7 +178,7 @@ class PySCFEngine:
         self.device = resolve_device(device)
         self.far_field_width_A = far_field_width_A
         if embedding not in ("exact", "integrals"):
-            raise InputError(f"embedding={embedding!r}: use 'integrals' or 'exact' (series for distant sites)")
+            raise InputError(f"embedding={embedding!r}: use 'exact' (series for distant sites) or 'integrals'")
         self.embedding = embedding
         self.series_min_sites = int(check_range("series_min_sites", series_min_sites, low=0, high=10**9))
         if not self.is_hf:

@@ -36,57 +36,49 @@ def cartesian_powers(l: int) -> np.ndarray:
     return np.array([(l - a, a - c, c) for a in range(l + 1) for c in range(a + 1)], dtype=int)
 
 
-def hermite_coefficients(la: int, lb: int, a: float, b: float, xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
-    """E^ij_t for i <= la, j <= lb, t <= i + j, per axis: array (3, la+1, lb+1, la+lb+1).
+def hermite_coefficients(la: int, lb: int, a, b, xa, xb) -> np.ndarray:
+    """E^ij_t for i <= la, j <= lb, t <= i + j, per axis, of N primitive pairs at once:
+    array (N, 3, la+1, lb+1, la+lb+1).
 
-    ``a``, ``b`` exponents (Bohr^-2); ``xa``, ``xb`` the two centres (3,), Bohr.
+    ``a``, ``b`` exponents (N,), Bohr^-2; ``xa``, ``xb`` the two centres (N, 3), Bohr.
     """
+    a, b = np.asarray(a, dtype=np.float64)[:, None], np.asarray(b, dtype=np.float64)[:, None]
     p = a + b
     centre = (a * xa + b * xb) / p
     pa, pb, ab = centre - xa, centre - xb, xa - xb
-    e = np.zeros((3, la + 1, lb + 1, la + lb + 2))  # one spare t for the recursion's t + 1
-    e[:, 0, 0, 0] = np.exp(-a * b / p * ab * ab)
+    e = np.zeros((len(a), 3, la + 1, lb + 1, la + lb + 2))  # one spare t for the recursion's t + 1
+    e[:, :, 0, 0, 0] = np.exp(-a * b / p * ab * ab)
     half = 0.5 / p
     for i in range(la + 1):
         for j in range(lb + 1):
             if i == 0 and j == 0:
                 continue
-            if i > 0:
-                prev, shift = e[:, i - 1, j], pa
-            else:
-                prev, shift = e[:, i, j - 1], pb
+            prev, shift = (e[:, :, i - 1, j], pa) if i > 0 else (e[:, :, i, j - 1], pb)
             for t in range(i + j + 1):
-                value = shift * prev[:, t] + (t + 1) * prev[:, t + 1]
+                value = shift * prev[:, :, t] + (t + 1) * prev[:, :, t + 1]
                 if t > 0:
-                    value = value + half * prev[:, t - 1]
-                e[:, i, j, t] = value
+                    value = value + half * prev[:, :, t - 1]
+                e[:, :, i, j, t] = value
     return e[..., :la + lb + 1]
 
 
-def hermite_moments(t_max: int, order: int, p: float, pc: np.ndarray) -> np.ndarray:
-    """M^k_t = integral d^t/dP^t exp(-p (x - P)^2) (x - C)^k dx per axis: array (3, t_max+1, order+1).
+def hermite_moments(t_max: int, order: int, p, pc) -> np.ndarray:
+    """M^k_t = integral d^t/dP^t exp(-p (x - P)^2) (x - C)^k dx per axis, of N products at once:
+    array (N, 3, t_max+1, order+1).
 
-    ``pc`` = P - C (3,), Bohr.  Recursion M^(k+1)_t = t M^k_(t-1) + X_PC M^k_t + M^k_(t+1) / (2p).
+    ``p`` (N,), Bohr^-2; ``pc`` = P - C (N, 3), Bohr.  Recursion M^(k+1)_t = t M^k_(t-1) + X_PC M^k_t +
+    M^k_(t+1) / (2p).
     """
-    m = np.zeros((3, t_max + order + 2, order + 1))
-    m[:, 0, 0] = math.sqrt(math.pi / p)
+    p = np.asarray(p, dtype=np.float64)[:, None]
+    m = np.zeros((len(p), 3, t_max + order + 2, order + 1))
+    m[:, :, 0, 0] = np.sqrt(math.pi / p)
     half = 0.5 / p
     for k in range(order):
-        for t in range(t_max + order - k):
-            value = pc * m[:, t, k] + half * m[:, t + 1, k]
-            if t > 0:
-                value = value + t * m[:, t - 1, k]
-            m[:, t, k + 1] = value
-    return m[:, :t_max + 1]
-
-
-def _shells(mol):
-    """Per shell: angular momentum, exponents (nprim,), normalised contraction coefficients (nprim, nctr),
-    centre (3,) Bohr and first Cartesian AO."""
-    loc = mol.ao_loc_nr(cart=True)
-    return [(mol.bas_angular(b), mol.bas_exp(b),
-             mol._libcint_ctr_coeff(b) * _LIBCINT_FACTOR.get(mol.bas_angular(b), 1.0), mol.bas_coord(b), loc[b])
-            for b in range(mol.nbas)]
+        top = t_max + order - k
+        value = pc[:, :, None] * m[:, :, :top, k] + half[:, :, None] * m[:, :, 1:top + 1, k]
+        value[:, :, 1:] += np.arange(1, top) * m[:, :, :top - 1, k]
+        m[:, :, :top, k + 1] = value
+    return m[:, :, :t_max + 1]
 
 
 #: libcint's common factors of Cartesian s and p functions (the spherical-harmonic normalisation it folds in)
@@ -101,70 +93,99 @@ def cartesian_density(mol, dm: np.ndarray) -> np.ndarray:
     return c @ dm @ c.T
 
 
+#: Primitive products evaluated together (memory: batch x components x monomials x 8 bytes, x 7 with derivatives).
+BATCH = 512
+
+
 def primitive_products(mol, centres: np.ndarray, order: int, threshold: float = 1e-16, derivatives: bool = False):
     """Moment integrals of every primitive product of ``mol``'s shells about the centre nearest to its P.
 
-    Yields, per pair of shells (a, b) with b <= a and per pair of their primitives,
-    ``(a, b, coefficients_a, coefficients_b, centre, distance, moments)``: the primitives' normalised
-    contraction coefficients (n_contractions,) each, the index of the centre, |P - C| (Bohr), and
-    integral x_A^i... x_B^j... (r - C)^n over the Cartesian components as (n_a, n_b, n_monomials) (uncontracted,
-    without the coefficients).  With ``derivatives``, ``moments`` is (3, 3, n_a, n_b, n_monomials) instead:
-    [0] the product itself (along the second axis repeated), [1] the derivatives with respect to A_x, A_y, A_z
-    (the centre of a's function), [2] those with respect to B.  Products whose overlap prefactor
-    exp(-ab/p |A-B|^2) is below ``threshold`` are left out.
+    Yields batches of products of one pair of angular momenta (la, lb), as dicts of arrays over the batch:
+    ``ao_a`` (N, n_a) and ``ao_b`` (N, n_b) the Cartesian AOs (a general contraction counts as one shell per
+    contraction), ``weight`` (N,) the product of the two normalised contraction coefficients, doubled for a
+    pair of different shells (whose transpose block is the same density), ``atom_a``/``atom_b`` (N,),
+    ``centre`` (N,) the centre's index, ``distance`` (N,) |P - C| (Bohr), and ``moments`` (N, n_a, n_b,
+    n_monomials): integral x_A^i... x_B^j... (r - C)^n over the Cartesian components.  With ``derivatives``,
+    ``moments`` is (N, 3, 3, n_a, n_b, n_monomials): [:, 0, 0] the product itself, [:, 1] its derivatives with
+    respect to A_x, A_y, A_z (the centre of a's function), [:, 2] those with respect to B.  Products whose
+    overlap prefactor exp(-ab/p |A-B|^2) is below ``threshold`` are left out.
     """
     centres = np.asarray(centres, dtype=np.float64)
-    shells = _shells(mol)
     powers = monomials(order)
-    for sa, (la, ea, ca, xa, _) in enumerate(shells):
-        pa = cartesian_powers(la)
-        for sb, (lb, eb, cb, xb, _) in enumerate(shells[:sa + 1]):
-            pb = cartesian_powers(lb)
+    rows = []  # one row per primitive pair: la, lb, a, b, xa, xb, weight, first AOs, atoms
+    shells = _primitive_shells(mol)
+    for sa, (la, ea, ca, xa, oa, atom_a) in enumerate(shells):
+        for sb, (lb, eb, cb, xb, ob, atom_b) in enumerate(shells[:sa + 1]):
+            factor = 1.0 if sa == sb else 2.0
             ab2 = float(np.dot(xa - xb, xa - xb))
-            for ia, a in enumerate(ea):
-                for ib, b in enumerate(eb):
-                    p = a + b
-                    if math.exp(-a * b / p * ab2) < threshold:
-                        continue
-                    centre = (a * xa + b * xb) / p
-                    c = int(np.argmin(np.linalg.norm(centres - centre, axis=1)))
-                    up = 1 if derivatives else 0
-                    e = hermite_coefficients(la + up, lb + up, a, b, xa, xb)
-                    m = hermite_moments(la + lb + 2 * up, order, p, centre - centres[c])
-                    f = np.einsum("xijt,xtk->xijk", e, m)  # per axis: integral x_A^i x_B^j (x - C)^k
-                    f = f[:, :, :, powers.T]  # (3, i, j, 3, n): the axis's power of each monomial
-                    f = np.stack([f[axis, :, :, axis] for axis in range(3)])  # (3, i, j, n)
+            for a, wa in zip(ea, ca):
+                for b, wb in zip(eb, cb):
+                    if wa * wb != 0 and math.exp(-a * b / (a + b) * ab2) >= threshold:
+                        rows.append((la, lb, a, b, sa, sb, wa * wb * factor))
+    if not rows:
+        return
+    kinds = np.array([(r[0], r[1]) for r in rows])
+    for la, lb in sorted({tuple(k) for k in kinds}):
+        picked = [r for r, k in zip(rows, kinds) if k[0] == la and k[1] == lb]
+        pa, pb = cartesian_powers(la), cartesian_powers(lb)
+        for lo in range(0, len(picked), BATCH):
+            batch = picked[lo:lo + BATCH]
+            a = np.array([r[2] for r in batch])
+            b = np.array([r[3] for r in batch])
+            xa = np.array([shells[r[4]][3] for r in batch])
+            xb = np.array([shells[r[5]][3] for r in batch])
+            p = a + b
+            centre_xyz = (a[:, None] * xa + b[:, None] * xb) / p[:, None]
+            gaps = np.linalg.norm(centre_xyz[:, None, :] - centres[None], axis=2)
+            nearest = np.argmin(gaps, axis=1)
+            up = 1 if derivatives else 0
+            e = hermite_coefficients(la + up, lb + up, a, b, xa, xb)
+            m = hermite_moments(la + lb + 2 * up, order, p, centre_xyz - centres[nearest])
+            f = np.einsum("nxijt,nxtk->nxijk", e, m)  # per axis: integral x_A^i x_B^j (x - C)^k
+            f = np.stack([f[:, axis][:, :, :, powers[:, axis]] for axis in range(3)], 1)  # (N, 3, i, j, n)
 
-                    def factors(g, ia_, ib_):  # (3, na, nb, n): per axis, at the components' powers
-                        return np.stack([g[axis][ia_[:, axis]][:, ib_[:, axis]] for axis in range(3)])
+            def factor(axis, ia_, ib_):  # (N, na, nb, n): one axis's integrals at the components' powers
+                return f[:, axis][:, ia_[:, axis]][:, :, ib_[:, axis]]
 
-                    plain = factors(f, pa, pb)
-                    product = plain.prod(0)
-                    if not derivatives:
-                        yield sa, sb, ca[ia], cb[ib], c, float(np.linalg.norm(centre - centres[c])), product
-                        continue
-                    # d/dA_x of x_A^i exp(-a x_A^2) = 2a x_A^(i+1) exp(...) - i x_A^(i-1) exp(...)
-                    out = np.empty((3, 3) + product.shape)
-                    out[0] = product
-                    for which, (powers_of, exponent) in enumerate(((pa, a), (pb, b)), start=1):
-                        for axis in range(3):
-                            raised, lowered = powers_of.copy(), powers_of.copy()
-                            raised[:, axis] += 1
-                            lowered[:, axis] = np.maximum(lowered[:, axis] - 1, 0)
-                            args = (raised, pb) if which == 1 else (pa, raised)
-                            low_args = (lowered, pb) if which == 1 else (pa, lowered)
-                            count = powers_of[:, axis][:, None, None] if which == 1 else \
-                                powers_of[:, axis][None, :, None]
-                            d_axis = 2 * exponent * factors(f, *args)[axis] - count * factors(f, *low_args)[axis]
-                            out[which, axis] = d_axis * np.prod([plain[k] for k in range(3) if k != axis], axis=0)
-                    yield sa, sb, ca[ia], cb[ib], c, float(np.linalg.norm(centre - centres[c])), out
+            plain = np.stack([factor(axis, pa, pb) for axis in range(3)], 1)
+            product = plain.prod(1)
+            if derivatives:
+                out = np.zeros((len(batch), 3, 3) + product.shape[1:])
+                out[:, 0, 0] = product
+                for which, (own, exponent) in enumerate(((pa, a), (pb, b)), start=1):
+                    for axis in range(3):
+                        raised, lowered = own.copy(), own.copy()
+                        raised[:, axis] += 1
+                        lowered[:, axis] = np.maximum(lowered[:, axis] - 1, 0)
+                        up_f = factor(axis, raised, pb) if which == 1 else factor(axis, pa, raised)
+                        down_f = factor(axis, lowered, pb) if which == 1 else factor(axis, pa, lowered)
+                        count = own[:, axis][:, None, None] if which == 1 else own[:, axis][None, :, None]
+                        # d/dA_x of x_A^i exp(-a x_A^2) = 2a x_A^(i+1) exp(...) - i x_A^(i-1) exp(...)
+                        d_axis = 2 * exponent[:, None, None, None] * up_f - count * down_f
+                        others = [k for k in range(3) if k != axis]
+                        out[:, which, axis] = d_axis * plain[:, others[0]] * plain[:, others[1]]
+                product = out
+            yield {"ao_a": np.array([shells[r[4]][4] for r in batch])[:, None] + np.arange(len(pa)),
+                   "ao_b": np.array([shells[r[5]][4] for r in batch])[:, None] + np.arange(len(pb)),
+                   "weight": np.array([r[6] for r in batch]),
+                   "atom_a": np.array([shells[r[4]][5] for r in batch]),
+                   "atom_b": np.array([shells[r[5]][5] for r in batch]),
+                   "centre": nearest, "distance": gaps[np.arange(len(batch)), nearest], "moments": product}
 
 
-def _cartesian_blocks(mol):
-    """Per shell: (first Cartesian AO, number of components, number of contractions)."""
+def _primitive_shells(mol):
+    """Per shell and contraction: angular momentum, exponents (nprim,), normalised coefficients (nprim,),
+    centre (3,) Bohr, first Cartesian AO and atom."""
     loc = mol.ao_loc_nr(cart=True)
-    return [(loc[b], (mol.bas_angular(b) + 1) * (mol.bas_angular(b) + 2) // 2, mol.bas_nctr(b))
-            for b in range(mol.nbas)]
+    out = []
+    for b in range(mol.nbas):
+        l = mol.bas_angular(b)
+        n_comp = (l + 1) * (l + 2) // 2
+        coefficients = mol._libcint_ctr_coeff(b) * _LIBCINT_FACTOR.get(l, 1.0)
+        for r in range(coefficients.shape[1]):
+            out.append((l, mol.bas_exp(b), coefficients[:, r], mol.bas_coord(b), loc[b] + r * n_comp,
+                        mol.bas_atom(b)))
+    return out
 
 
 def density_moments(mol, dm: np.ndarray, centres: np.ndarray, order: int, threshold: float = 1e-16):
@@ -193,17 +214,13 @@ def density_moments(mol, dm: np.ndarray, centres: np.ndarray, order: int, thresh
         The largest |P - C| of the products assigned to each centre, Bohr (the series converges beyond it).
     """
     d = cartesian_density(mol, dm)
-    blocks = _cartesian_blocks(mol)
     moments = np.zeros((len(centres), len(monomials(order))))
     reach = np.zeros(len(centres))
-    for sa, sb, ca, cb, c, distance, product in primitive_products(mol, centres, order, threshold):
-        (oa, na, ka), (ob, nb, kb) = blocks[sa], blocks[sb]
-        block = d[oa:oa + na * ka, ob:ob + nb * kb].reshape(ka, na, kb, nb)
-        # D over the Cartesian components, summed over contractions; the (b, a) block is the same density
-        w = np.einsum("r,s,rasb->ab", ca, cb, block) * (1.0 if sa == sb else 2.0)
-        if np.any(w):
-            moments[c] += np.einsum("ab,abn->n", w, product)
-            reach[c] = max(reach[c], distance)
+    for batch in primitive_products(mol, centres, order, threshold):
+        w = d[batch["ao_a"][:, :, None], batch["ao_b"][:, None, :]] * batch["weight"][:, None, None]
+        np.add.at(moments, batch["centre"], np.einsum("nab,nabm->nm", w, batch["moments"]))
+        used = np.any(w != 0, axis=(1, 2))
+        np.maximum.at(reach, batch["centre"][used], batch["distance"][used])
     return moments, reach
 
 
@@ -228,16 +245,12 @@ def local_operator(mol, derivatives: np.ndarray, centres: np.ndarray, threshold:
     order = monomials_order(derivatives.shape[1])
     powers = monomials(order)
     taylor = derivatives / np.prod([[math.factorial(v) for v in p] for p in powers], axis=1)[None, :]
-    blocks = _cartesian_blocks(mol)
     nao_cart = int(mol.ao_loc_nr(cart=True)[-1])
     v = np.zeros((nao_cart, nao_cart))
-    for sa, sb, ca, cb, c, _, product in primitive_products(mol, centres, order, threshold):
-        (oa, na, ka), (ob, nb, kb) = blocks[sa], blocks[sb]
-        values = product @ taylor[c]  # (na, nb)
-        block = np.einsum("r,s,ab->rasb", ca, cb, values).reshape(na * ka, nb * kb)
-        v[oa:oa + na * ka, ob:ob + nb * kb] += block
-        if sa != sb:
-            v[ob:ob + nb * kb, oa:oa + na * ka] += block.T
+    for batch in primitive_products(mol, centres, order, threshold):
+        values = np.einsum("nabm,nm->nab", batch["moments"], taylor[batch["centre"]]) * batch["weight"][:, None, None]
+        np.add.at(v, (batch["ao_a"][:, :, None], batch["ao_b"][:, None, :]), 0.5 * values)
+        np.add.at(v, (batch["ao_b"][:, None, :], batch["ao_a"][:, :, None]), 0.5 * values)
     if mol.cart:
         return v
     c = mol.cart2sph_coeff()
@@ -393,15 +406,10 @@ def local_operator_gradient(mol, dm: np.ndarray, derivatives: np.ndarray, centre
     powers = monomials(order)
     taylor = derivatives / np.prod([[math.factorial(v) for v in p] for p in powers], axis=1)[None, :]
     d = cartesian_density(mol, dm)
-    blocks = _cartesian_blocks(mol)
     grad = np.zeros((mol.natm, 3))
-    for sa, sb, ca, cb, c, _, products in primitive_products(mol, centres, order, threshold, derivatives=True):
-        (oa, na, ka), (ob, nb, kb) = blocks[sa], blocks[sb]
-        block = d[oa:oa + na * ka, ob:ob + nb * kb].reshape(ka, na, kb, nb)
-        w = np.einsum("r,s,rasb->ab", ca, cb, block) * (1.0 if sa == sb else 2.0)
-        if not np.any(w):
-            continue
-        values = np.einsum("ab,wxabn,n->wx", w, products[1:], taylor[c])
-        grad[mol.bas_atom(sa)] += values[0]
-        grad[mol.bas_atom(sb)] += values[1]
+    for batch in primitive_products(mol, centres, order, threshold, derivatives=True):
+        w = d[batch["ao_a"][:, :, None], batch["ao_b"][:, None, :]] * batch["weight"][:, None, None]
+        values = np.einsum("nab,nwxabm,nm->nwx", w, batch["moments"][:, 1:], taylor[batch["centre"]])
+        np.add.at(grad, batch["atom_a"], values[:, 0])
+        np.add.at(grad, batch["atom_b"], values[:, 1])
     return grad
