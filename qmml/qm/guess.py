@@ -20,9 +20,10 @@ previous QM geometries comes closest to the new one, least squares,
     min_c || sum_j c_j X(t - j) - X(t) ||^2,   sum_j c_j = 1,      D_guess = sum_j c_j D(t - j),
 
 which is exact where the density is linear in the geometry.  Measured on the SN2 benchmark (HF/6-31G*,
-conv_tol 1e-10 Eh): 7.2 SCF cycles per r-RESPA outer step of 2 fs against 8.3 with the polynomial, and
-3.2 against 3.0 per velocity-Verlet step of 0.5 fs, where the polynomial stays the better choice
-(benchmarks/RESULTS.md, "SCF guess of the outer step").
+conv_tol 1e-10 Eh, `benchmarks/scf_guess_outer_step.py`): 7.2 SCF cycles per r-RESPA outer step of 2 fs against
+8.3 with the polynomial, and 2.7 against 3.0 per velocity-Verlet step of 0.5 fs (a shorter run with a
+ridge-regularised fit had given 3.2 against 3.0 there, so the polynomial stays the default until a longer
+comparison).
 """
 
 from __future__ import annotations
