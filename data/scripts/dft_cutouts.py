@@ -14,8 +14,9 @@ random in each, and cuts out (`qmml.ml.cut_out`) every water with an atom within
 whole, unwrapped into an open cluster; the cluster is labelled with `qmml.ml.PySCFLabeller` (energy, forces,
 RESP charges) at the plan's level.  The model is local, so a cluster is a structure it can be trained on as it
 is, and the central water and its first shells see a bulk-like environment.  Each chunk of ``CHUNK`` clusters
-is written to ``data/campaigns/NAME/labels/chunk_NNN.npz`` under a temporary name and renamed when complete;
-running the same command again continues at the first missing chunk.  The engine runs on a GPU (gpu4pyscf)
+is written to ``data/campaigns/NAME/labels/chunk_NNN.npz`` under a temporary name and renamed when complete, and
+each cluster of the chunk in progress to ``chunk_NNN_cluster_I.npz`` as soon as it is labelled; running the same
+command again continues at the first missing cluster.  The engine runs on a GPU (gpu4pyscf)
 when one is there.
 """
 
@@ -117,12 +118,21 @@ def main(argv=None):
         chunk = all_clusters[k * CHUNK:(k + 1) * CHUNK]
         out = Dataset(metadata={"reference": labeller.reference, "plan": asdict(plan),
                                 "source_frames": [c[0] for c in chunk], "centres": [c[1] for c in chunk]})
-        for _, _, c in chunk:
+        for i, (_, _, c) in enumerate(chunk):
+            # each cluster is kept as soon as it is labelled (minutes each on a CPU core), so a stopped run
+            # loses at most the cluster it was on
+            done_one = labels / f"chunk_{k:03d}_cluster_{i}.npz"
+            if done_one.exists():
+                out.append(Dataset.load(done_one).frames[0])
+                continue
             lab = labeller(c.elements, c.positions, charge=c.charge, molecule=c.molecule,
                            molecule_charges=c.molecule_charges)
             out.append(Frame(c.elements, c.positions, lab.energy, lab.forces, lab.charges, c.molecule,
                              np.asarray(c.molecule_charges, float), esp_charges=lab.charges))
+            save_atomically(Dataset([out.frames[-1]], metadata=out.metadata), done_one)
         save_atomically(out, path)
+        for i in range(len(chunk)):
+            (labels / f"chunk_{k:03d}_cluster_{i}.npz").unlink(missing_ok=True)
         sizes = sorted({len(f.elements) // 3 for f in out.frames})
         print(f"chunk {k:03d}: {len(out)} clusters of {sizes[0]}-{sizes[-1]} waters ({time.time() - t0:.0f} s)",
               flush=True)
