@@ -20,10 +20,11 @@ from .field import ExternalField, distant_sites, series_radius
 from .gpu import GPUSiteIntegrals, resolve_device, to_device, to_host
 from .guess import DensityHistory
 
-#: Distant sites from which on the exact series replace their integrals (`PySCFEngine(series_min_sites=)`): the
-#: break-even of glycine HF/6-31G* (1 thread), where the series' fixed cost (~4 s over the 10,500 primitive
-#: products) plus 0.09 ms per site meets 0.35 ms per site of integrals; 1e5 sites: 13.5 s against 35 s.
-SERIES_MIN_SITES = 16000
+#: Distant sites from which on the exact series replace their integrals (`PySCFEngine(series_min_sites=)`): below
+#: the break-even of glycine HF/6-31G* on one thread, where the series' embedding work took 2.7 s against 3.2 s
+#: for integrals at 5,000 sites and 3.5 s against 4.6 s at 10,000 (a fixed ~1.5 s over the 10,500 primitive
+#: products, then ~0.13 ms per site against ~0.4 ms).
+SERIES_MIN_SITES = 4000
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,8 @@ class PySCFEngine:
         How sites act on the electrons when ``far_field_A`` is None.  "exact" (default): sites farther than
         `qmml.qm.field.series_radius` (8 Å or more) from every QM atom enter through exact Hermite-multipole series
         about the QM atoms (`qmml.qm.hermite`: the same energy and forces as integrals to ~1e-13), the rest
-        through integrals, once at least ``series_min_sites`` sites are that far (below that, integrals for
-        every site cost less).  "integrals": integrals for every site (pyscf.qmmm's way).
+        through integrals, once at least ``series_min_sites`` sites are that far (with fewer, integrals for
+        every site cost about as much).  "integrals": integrals for every site (pyscf.qmmm's way).
     series_min_sites : int
         Distant sites needed before "exact" uses the series (0: always).
     far_field_A : float, optional

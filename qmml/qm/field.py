@@ -31,9 +31,13 @@ from ..coupling.switching import switch
 from . import far_field, hermite
 from .embedding import SiteIntegrals, nuclear_terms
 
-#: Order of both series of the exact split: 3e-14 Hartree in the operator of sites 6.4 Å from the nearest QM atom
-#: of a water dimer (6-31G*), 2e-14 Hartree/e in the potential (tests/test_hermite.py).
+#: Order of the operator's Taylor series, which sets the energy: 3e-14 Hartree in the operator of sites 6.4 Å
+#: from the nearest QM atom of a water dimer (6-31G*; tests/test_hermite.py).
 SERIES_ORDER = 16
+#: Order of what only the forces and the site potential need (the density's multipoles at the sites, the operator's
+#: nuclear gradient): 5e-13 Hartree/e in the potential 6 Å out, 2e-11 Hartree in the operator at 6.4 Å, far
+#: below the 1e-7 Hartree/Bohr the forces are held to; half the monomials of order 16.
+RESPONSE_ORDER = 12
 #: The series start no nearer than this to every QM atom, Bohr (8 Å), or farther for diffuse basis functions.
 SERIES_MIN_BOHR = 8.0 / _BOHR_A
 
@@ -191,12 +195,16 @@ class ExternalField:
         if len(self.distant):
             # electrons: E = -sum D <mu|Phi|nu>, their potential at a site -phi_rho
             distant = self.distant
-            moments, _ = hermite.density_moments(mol, dm, nuc_coords, SERIES_ORDER)
-            phi_rho, dphi = hermite.potential_of_moments(moments, nuc_coords, self.coords[distant], gradient=True)
+            moments, _ = hermite.density_moments(mol, dm, nuc_coords, RESPONSE_ORDER)
+            if deriv:
+                phi_rho, dphi = hermite.potential_of_moments(moments, nuc_coords, self.coords[distant], gradient=True)
+                grad_sites[distant] -= q[distant, None] * dphi
+            else:
+                phi_rho = hermite.potential_of_moments(moments, nuc_coords, self.coords[distant])
             phi_el[distant] = -phi_rho
             if deriv:
-                grad_sites[distant] -= q[distant, None] * dphi
-                grad_qm -= hermite.local_operator_gradient(mol, dm, self._derivatives, nuc_coords)
+                lower = self._derivatives[:, :len(hermite.monomials(RESPONSE_ORDER))]  # monomials run by degree
+                grad_qm -= hermite.local_operator_gradient(mol, dm, lower, nuc_coords)
         info = None if self.radius is None else {"n_exact": int(len(near)), "n_expanded": int(len(far)),
                                                  "error_estimate": 0.0, "error_bound": 0.0}
         if len(far):

@@ -112,28 +112,16 @@ def primitive_products(mol, centres: np.ndarray, order: int, threshold: float = 
     """
     centres = np.asarray(centres, dtype=np.float64)
     powers = monomials(order)
-    rows = []  # one row per primitive pair: la, lb, a, b, xa, xb, weight, first AOs, atoms
     shells = _primitive_shells(mol)
-    for sa, (la, ea, ca, xa, oa, atom_a) in enumerate(shells):
-        for sb, (lb, eb, cb, xb, ob, atom_b) in enumerate(shells[:sa + 1]):
-            factor = 1.0 if sa == sb else 2.0
-            ab2 = float(np.dot(xa - xb, xa - xb))
-            for a, wa in zip(ea, ca):
-                for b, wb in zip(eb, cb):
-                    if wa * wb != 0 and math.exp(-a * b / (a + b) * ab2) >= threshold:
-                        rows.append((la, lb, a, b, sa, sb, wa * wb * factor))
-    if not rows:
-        return
-    kinds = np.array([(r[0], r[1]) for r in rows])
-    for la, lb in sorted({tuple(k) for k in kinds}):
-        picked = [r for r, k in zip(rows, kinds) if k[0] == la and k[1] == lb]
+    table = _primitive_pairs(shells, threshold)
+    for (la, lb), picked in table.items():
         pa, pb = cartesian_powers(la), cartesian_powers(lb)
-        for lo in range(0, len(picked), BATCH):
-            batch = picked[lo:lo + BATCH]
-            a = np.array([r[2] for r in batch])
-            b = np.array([r[3] for r in batch])
-            xa = np.array([shells[r[4]][3] for r in batch])
-            xb = np.array([shells[r[5]][3] for r in batch])
+        for lo in range(0, len(picked["a"]), BATCH):
+            a, b = picked["a"][lo:lo + BATCH], picked["b"][lo:lo + BATCH]
+            sa, sb = picked["shell_a"][lo:lo + BATCH], picked["shell_b"][lo:lo + BATCH]
+            xa = np.array([shells[i][3] for i in sa])
+            xb = np.array([shells[i][3] for i in sb])
+            batch = np.arange(len(a))
             p = a + b
             centre_xyz = (a[:, None] * xa + b[:, None] * xb) / p[:, None]
             gaps = np.linalg.norm(centre_xyz[:, None, :] - centres[None], axis=2)
@@ -142,15 +130,14 @@ def primitive_products(mol, centres: np.ndarray, order: int, threshold: float = 
             e = hermite_coefficients(la + up, lb + up, a, b, xa, xb)
             m = hermite_moments(la + lb + 2 * up, order, p, centre_xyz - centres[nearest])
             f = np.einsum("nxijt,nxtk->nxijk", e, m)  # per axis: integral x_A^i x_B^j (x - C)^k
-            f = np.stack([f[:, axis][:, :, :, powers[:, axis]] for axis in range(3)], 1)  # (N, 3, i, j, n)
 
             def factor(axis, ia_, ib_):  # (N, na, nb, n): one axis's integrals at the components' powers
-                return f[:, axis][:, ia_[:, axis]][:, :, ib_[:, axis]]
+                return f[:, axis][:, ia_[:, axis]][:, :, ib_[:, axis]][..., powers[:, axis]]
 
             plain = np.stack([factor(axis, pa, pb) for axis in range(3)], 1)
             product = plain.prod(1)
             if derivatives:
-                out = np.zeros((len(batch), 3, 3) + product.shape[1:])
+                out = np.zeros((len(a), 3, 3) + product.shape[1:])
                 out[:, 0, 0] = product
                 for which, (own, exponent) in enumerate(((pa, a), (pb, b)), start=1):
                     for axis in range(3):
@@ -165,12 +152,33 @@ def primitive_products(mol, centres: np.ndarray, order: int, threshold: float = 
                         others = [k for k in range(3) if k != axis]
                         out[:, which, axis] = d_axis * plain[:, others[0]] * plain[:, others[1]]
                 product = out
-            yield {"ao_a": np.array([shells[r[4]][4] for r in batch])[:, None] + np.arange(len(pa)),
-                   "ao_b": np.array([shells[r[5]][4] for r in batch])[:, None] + np.arange(len(pb)),
-                   "weight": np.array([r[6] for r in batch]),
-                   "atom_a": np.array([shells[r[4]][5] for r in batch]),
-                   "atom_b": np.array([shells[r[5]][5] for r in batch]),
-                   "centre": nearest, "distance": gaps[np.arange(len(batch)), nearest], "moments": product}
+            yield {"ao_a": np.array([shells[i][4] for i in sa])[:, None] + np.arange(len(pa)),
+                   "ao_b": np.array([shells[i][4] for i in sb])[:, None] + np.arange(len(pb)),
+                   "weight": picked["weight"][lo:lo + BATCH],
+                   "atom_a": np.array([shells[i][5] for i in sa]),
+                   "atom_b": np.array([shells[i][5] for i in sb]),
+                   "centre": nearest, "distance": gaps[batch, nearest], "moments": product}
+
+
+def _primitive_pairs(shells, threshold: float) -> dict:
+    """The primitive products kept, grouped by (la, lb): arrays of both exponents, both shells and the weight
+    (the two coefficients, doubled for a pair of different shells)."""
+    groups: dict = {}
+    for sa, (la, ea, ca, xa, _, _) in enumerate(shells):
+        for sb in range(sa + 1):
+            lb, eb, cb, xb = shells[sb][:4]
+            a, b = np.meshgrid(ea, eb, indexing="ij")
+            w = np.outer(ca, cb) * (1.0 if sa == sb else 2.0)
+            keep = (w != 0) & (np.exp(-a * b / (a + b) * float(np.dot(xa - xb, xa - xb))) >= threshold)
+            if keep.any():
+                groups.setdefault((la, lb), []).append((a[keep], b[keep], w[keep], sa, sb))
+    out = {}
+    for key, parts in sorted(groups.items()):
+        out[key] = {"a": np.concatenate([p[0] for p in parts]), "b": np.concatenate([p[1] for p in parts]),
+                    "weight": np.concatenate([p[2] for p in parts]),
+                    "shell_a": np.concatenate([np.full(len(p[0]), p[3]) for p in parts]),
+                    "shell_b": np.concatenate([np.full(len(p[0]), p[4]) for p in parts])}
+    return out
 
 
 def _primitive_shells(mol):
