@@ -311,30 +311,26 @@ def scaled_monomials(x: np.ndarray, order: int):
     x = np.asarray(x, dtype=np.float64)
     inv_r2 = 1.0 / np.einsum("ij,ij->i", x, x)
     scaled = (x * inv_r2[:, None]).T.copy()
-    y = np.empty((len(_LOWER[order]), len(x)))
+    table = _lowering(order)
+    y = np.empty((len(table), len(x)))
     y[0] = 1.0
-    for i, (lower, axis) in enumerate(_LOWER[order][1:], start=1):
+    for i, (lower, axis) in enumerate(table[1:], start=1):
         np.multiply(y[lower], scaled[axis], out=y[i])
     return y, inv_r2
 
 
-class _Lowering(dict):
-    """order -> per monomial (index of the monomial with one power fewer, the axis of that power)."""
-
-    def __missing__(self, order):
-        powers = monomials(order)
-        index = {tuple(p): i for i, p in enumerate(powers)}
-        table = [(0, 0)]
-        for p in powers[1:]:
-            axis = int(np.nonzero(p)[0][0])
-            lower = p.copy()
-            lower[axis] -= 1
-            table.append((index[tuple(lower)], axis))
-        self[order] = table
-        return table
-
-
-_LOWER = _Lowering()
+@lru_cache(maxsize=None)
+def _lowering(order: int) -> tuple:
+    """Per monomial of degree <= ``order``: (index of the monomial with one power fewer, the axis of that power)."""
+    powers = monomials(order)
+    index = {tuple(p): i for i, p in enumerate(powers)}
+    table = [(0, 0)]
+    for p in powers[1:]:
+        axis = int(np.nonzero(p)[0][0])
+        lower = p.copy()
+        lower[axis] -= 1
+        table.append((index[tuple(lower)], axis))
+    return tuple(table)
 
 
 def _radial(inv_r2, n_k: int) -> np.ndarray:
