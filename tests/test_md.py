@@ -8,10 +8,9 @@ from qmml import units
 from qmml.errors import InputError
 from qmml.md import read_checkpoint, read_thermo
 from qmml.md.state import kinetic_energy
-from qmml.ml import Dataset
 from qmml.qm.guess import DensityHistory, extrapolation_coefficients
 
-from conftest import DATA, water_cluster
+from conftest import water_cluster
 
 
 @pytest.fixture(scope="module")
