@@ -110,7 +110,8 @@ class PySCFEngine:
         `qmml.qm.field.series_radius` (8 Å or more) from every QM atom enter through exact Hermite-multipole series
         about the QM atoms (`qmml.qm.hermite`: the same energy and forces as integrals to ~1e-13), the rest
         through integrals, once at least ``series_min_sites`` sites are that far (with fewer, integrals for
-        every site cost about as much).  "integrals": integrals for every site (pyscf.qmmm's way).
+        every site cost about as much).  "integrals": integrals for every site (pyscf.qmmm's way).  On the GPU
+        every site takes integrals either way (gpu4pyscf's are cheaper than the series on the host).
     series_min_sites : int
         Distant sites needed before "exact" uses the series (0: always).
     far_field_A : float, optional
@@ -376,7 +377,9 @@ class PySCFEngine:
 
     def _series_beyond(self, mol, coords, zetas):
         """The distance (Bohr) beyond which sites enter through the exact series, or None for integrals only."""
-        if self.embedding != "exact" or self.far_field_A is not None:
+        # on a GPU every site takes integrals: a whole HF step in 1e5 charges took 0.71 s on an H100
+        # (benchmarks/RESULTS.md), less than the series' host work alone
+        if self.embedding != "exact" or self.far_field_A is not None or self.device == "gpu":
             return None
         radius = series_radius(mol)
         if len(distant_sites(mol, coords, zetas, radius)) < self.series_min_sites:
