@@ -98,7 +98,9 @@ def main(argv=None):
     labels = folder / "labels"
     n_chunks = -(-plan.n_clusters // CHUNK)
     done = sum((labels / f"chunk_{k:03d}.npz").exists() for k in range(n_chunks))
-    print(f"campaign {args.campaign}: {done}/{n_chunks} chunks labelled", flush=True)
+    partial = sorted(labels.glob("chunk_*_cluster_*.npz")) if labels.exists() else []
+    print(f"campaign {args.campaign}: {done}/{n_chunks} chunks labelled"
+          + (f", and {len(partial)} cluster(s) of the chunk in progress" if partial else ""), flush=True)
     if args.status:
         return 0
     labels.mkdir(parents=True, exist_ok=True)
