@@ -16,7 +16,7 @@ from pyscf import gto, scf
 from .. import units
 from ..errors import InputError, SCFConvergenceError, check_range
 from .embedding import SiteIntegrals, nuclear_terms
-from .field import ExternalField, distant_sites, series_radius
+from .field import ExternalField, series_radius
 from .gpu import GPUSiteIntegrals, resolve_device, to_device, to_host
 from .guess import DensityHistory
 
@@ -359,7 +359,7 @@ class PySCFEngine:
                 return None
             far = None if self.far_field_A is None else self.far_field_A * units.ANGSTROM_BOHR
             return ExternalField(mol, coords, q, zetas, far_field=far, width=self.far_field_width_A * units.ANGSTROM_BOHR,
-                                 series_beyond=self._series_beyond(mol, coords, zetas),
+                                 series_beyond=self._series_beyond(mol), series_min_sites=self.series_min_sites,
                                  integrals=GPUSiteIntegrals if self.device == "gpu" else SiteIntegrals)
         from .periodic import PeriodicField
 
@@ -375,16 +375,13 @@ class PySCFEngine:
         return PeriodicField(mol, coords, q, zetas, cell_A * a, near=self.near_field_A * a,
                              width=self.near_field_width_A * a, accuracy=self.ewald_accuracy)
 
-    def _series_beyond(self, mol, coords, zetas):
+    def _series_beyond(self, mol):
         """The distance (Bohr) beyond which sites enter through the exact series, or None for integrals only."""
         # on a GPU every site takes integrals: a whole HF step in 1e5 charges took 0.71 s on an H100
         # (benchmarks/RESULTS.md), less than the series' host work alone
         if self.embedding != "exact" or self.far_field_A is not None or self.device == "gpu":
             return None
-        radius = series_radius(mol)
-        if len(distant_sites(mol, coords, zetas, radius)) < self.series_min_sites:
-            return None
-        return radius
+        return series_radius(mol)
 
     def guess_history(self) -> DensityHistory:
         """A new, empty history of converged densities with this engine's ``guess`` and ``guess_order``:

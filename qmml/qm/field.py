@@ -104,6 +104,8 @@ class ExternalField:
     series_beyond : float, optional
         Sites farther than this from every QM atom enter through the exact series, Bohr (`series_radius`);
         None computes integrals for every site.  Not with ``far_field``.
+    series_min_sites : int
+        The series are used only if at least this many sites are that far.
     width : float
         Blending width inside ``far_field``, Bohr.
     cache_bytes : int, optional
@@ -116,7 +118,7 @@ class ExternalField:
     constant_energy = 0.0  # the nuclei's interaction with the sites is all in the response
 
     def __init__(self, mol, coords, charges, zetas=None, *, far_field=None, width=0.0, series_beyond=None,
-                 cache_bytes=None, integrals=SiteIntegrals):
+                 series_min_sites=0, cache_bytes=None, integrals=SiteIntegrals):
         self.mol = mol
         self.coords = coords
         self.charges = charges
@@ -130,8 +132,10 @@ class ExternalField:
         if far_field is not None:
             self._split(far_field, width)
         elif series_beyond is not None and n:
-            self.distant = distant_sites(mol, coords, zetas, series_beyond)
-            self.weight[self.distant] = 0.0
+            distant = distant_sites(mol, coords, zetas, series_beyond)
+            if len(distant) >= series_min_sites:
+                self.distant = distant
+                self.weight[distant] = 0.0
         self.near = np.flatnonzero(self.weight > 0)
         self.far = np.flatnonzero(self.weight < 1) if far_field is not None else np.zeros(0, dtype=int)
         self.exact = integrals(mol, coords[self.near], None if zetas is None else zetas[self.near], cache_bytes)
