@@ -16,7 +16,7 @@ Units: positions and cell Å, energy eV, forces eV/Å, stress eV/Å^3, charges e
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -70,6 +70,13 @@ class Potential:
         """Energy (eV) and, with ``forces``, forces (eV/Å) at ``positions`` (Å, (n_atoms, 3)); ``cell`` (3x3
         rows, Å) replaces the system's box for this call (constant-pressure dynamics)."""
         raise NotImplementedError
+
+    def compute_copies(self, positions, *, forces: bool = True, cell=None) -> list:
+        """`compute` at each of several geometries of this system, ``positions`` (copies, n_atoms, 3) Å, as a
+        list of `PotentialResult` (without ``stress``): the path-integral beads of a potential without memory.
+        This default calls `compute` once per geometry; a potential that can evaluate them in one pass
+        (`qmml.MLPotential`) overrides it."""
+        return [replace(self.compute(x, forces=forces, cell=cell), stress=None) for x in positions]
 
     def state(self) -> dict:
         """What carries over from one call to the next along a trajectory (e.g. the SCF guess history), as

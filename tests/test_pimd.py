@@ -258,3 +258,65 @@ def test_qm_region_on_one_contracted_bead_while_the_ml_environment_runs_on_all()
     assert len(calls) == 12  # one QM/ML evaluation per step, on the centroid
     print(f"QM on the centroid: H_P spread {np.ptp(conserved):.2e} eV, potential spread {np.ptp(potential):.2e} eV")
     assert np.ptp(conserved) < 0.05 * np.ptp(potential)
+
+
+def liquid_water_box() -> qmml.System:
+    """The 16-water periodic liquid box of the shipped test set."""
+    from qmml.ml import Dataset
+
+    from conftest import DATA
+
+    frame = next(f for f in Dataset.load(DATA / "datasets" / "water_test.npz") if f.cell is not None)
+    return frame.to_system("WAT")
+
+
+@pytest.mark.parametrize("name", ["water", "organic_condensed_al3"])
+def test_all_beads_of_an_ml_potential_in_one_model_call(name):
+    """`MLPotential.compute_copies` gives each bead exactly what `compute` gives it (the model with a
+    Coulomb term, dispersion and a bonded baseline included), and PIMD then calls the model once per step
+    and follows the same trajectory as bead-by-bead evaluation."""
+    system = liquid_water_box()
+    model = qmml.load_model(name)
+    rng = np.random.default_rng(7)
+    beads = system.positions[None] + 0.05 * rng.standard_normal((4, system.n_atoms, 3))
+    potential = qmml.MLPotential(model, system, total_charge=0)
+    for together, alone in zip(potential.compute_copies(beads), [potential.compute(x) for x in beads]):
+        assert abs(together.energy - alone.energy) < 1e-9
+        assert np.abs(together.forces - alone.forces).max() < 1e-9
+        assert np.abs(together.charges - alone.charges).max() < 1e-12
+        assert abs(together.energy_std - alone.energy_std) < 1e-9
+
+    class OneByOne(qmml.PotentialWrapper):
+        """The same potential, evaluated bead by bead (the default compute_copies)."""
+
+    calls, predict = [], model.predict
+
+    def counted(*args, **options):
+        calls.append(1)
+        return predict(*args, **options)
+
+    model.predict = counted
+    ends = []
+    try:
+        for p in (OneByOne(qmml.MLPotential(model, system, total_charge=0)), qmml.MLPotential(model, system,
+                                                                                              total_charge=0)):
+            sim = qmml.Simulation(p, qmml.PathIntegralLangevin(0.25, 300.0, 4, seed=3), temperature_K=300, seed=1,
+                                  progress=False)
+            calls.clear()
+            sim.run(3)
+            ends.append((len(calls), sim.state.extra["bead_positions"]))
+    finally:
+        del model.predict
+    assert ends[0][0] == 12 and ends[1][0] == 3
+    assert np.abs(ends[0][1] - ends[1][1]).max() < 1e-10
+
+
+def test_copies_need_matching_pair_lists():
+    system = liquid_water_box()
+    model = qmml.load_model("water")
+    x = np.concatenate([system.positions] * 2)
+    z = np.tile(system.atomic_numbers, 2)
+    with pytest.raises(InputError, match="do not split"):
+        model.predict(z[:-1], x[:-1], cell=system.cell, copies=2)
+    with pytest.raises(InputError, match="StackedNeighbours"):
+        model.predict(z, x, cell=system.cell, copies=2, neighbours=qmml.periodic.neighbours.VerletList())

@@ -215,9 +215,10 @@ class PathIntegralLangevin(Integrator):
 
     # -- forces on the ring polymer ------------------------------------------------------
     def _on_beads(self, key, potential, beads):
-        """Energies (B,), forces (B, n, 3) and results of ``potential`` on each bead; each bead follows its
+        """Energies (B,), forces (B, n, 3) and results of ``potential`` on each bead.  Each bead follows its
         own replica of the potential (`qmml.Potential.replica`), so SCF guesses extrapolate along that
-        bead's own path."""
+        bead's own path; a potential without memory (its own replica) gets all beads in one
+        `qmml.Potential.compute_copies` call, which an ML potential makes one model pass."""
         source, replicas = self._replicas.get(key, (None, None))
         if source is not potential or len(replicas) != len(beads):
             replicas = [potential.replica() for _ in beads]
@@ -229,11 +230,12 @@ class PathIntegralLangevin(Integrator):
                 for replica, state in zip(replicas, states):
                     replica.restore(state)
             self._replicas[key] = (potential, replicas)
-        energies, forces, results = np.empty(len(beads)), np.empty(beads.shape), []
-        for j, (x, replica) in enumerate(zip(beads, replicas)):
-            result = check_result(replica, replica.compute(x))
-            energies[j], forces[j] = float(result.energy), np.asarray(result.forces, dtype=np.float64)
-            results.append(result)
+        if all(replica is potential for replica in replicas):
+            results = [check_result(potential, r) for r in potential.compute_copies(beads)]
+        else:
+            results = [check_result(replica, replica.compute(x)) for x, replica in zip(beads, replicas)]
+        energies = np.array([float(r.energy) for r in results])
+        forces = np.array([np.asarray(r.forces, dtype=np.float64) for r in results]).reshape(beads.shape)
         return energies, forces, results
 
     def _ring_forces(self, potential, beads):

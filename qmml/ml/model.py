@@ -51,7 +51,7 @@ from ..errors import InputError
 from ..periodic.cell import check_cell
 from .baseline import BondBaseline
 from .dispersion import D3Dispersion
-from ..periodic.neighbours import neighbour_list, pairs
+from ..periodic.neighbours import StackedNeighbours, neighbour_list, pairs
 
 COULOMB_FORMS = ("dsf", "ewald")
 #: Relative accuracy of the Ewald form of the Coulomb term.
@@ -272,6 +272,9 @@ class Prediction:
     strain_derivative : ndarray (3, 3) or None
         With a cell and forces: d/d(strain) of the objective whose negative gradient is ``forces``
         (homogeneous strain of positions and cell; [a, b] = sum over pair vectors g_a d_b), eV.
+    copy_member_energies : ndarray (copies, n_members) or None
+        Each copy's energy per member, eV, when ``predict`` evaluated several copies at once (``copies``);
+        ``energy`` and ``member_energies`` are then sums over the copies.
     """
 
     energy: float
@@ -283,6 +286,7 @@ class Prediction:
     member_energies: np.ndarray
     member_charges: np.ndarray | None = None
     strain_derivative: np.ndarray | None = None
+    copy_member_energies: np.ndarray | None = None
 
 
 class EnvironmentModel(nn.Module):
@@ -561,26 +565,54 @@ class EnvironmentModel(nn.Module):
             cell = check_cell(cell, right_handed=False)
         return species, pos, groups_t, qg[:n_groups], cell
 
-    def _fixed_terms(self, atomic_numbers, positions, cell, groups_t, molecules, forces: bool):
-        """Sum of the fixed terms (`fixed_terms`): energy (eV), forces (eV/Å) and strain derivative (eV),
-        the same for every member, so they shift the mean and leave the spread alone."""
+    def _coulomb_of_copies(self, charges, positions, molecules, cell, strain, neighbours, copies: int):
+        """`coulomb` of each copy on its own (members, copies), eV: no Coulomb pair, real or reciprocal,
+        joins two copies."""
+        if copies == 1:
+            return self.coulomb(charges, positions, molecules, cell, strain=strain, neighbours=neighbours)[:, None]
+        n = len(positions) // copies
+        return torch.stack([self.coulomb(charges[:, k * n:(k + 1) * n], positions[k * n:(k + 1) * n],
+                                         molecules[k * n:(k + 1) * n], cell, strain=strain,
+                                         neighbours=neighbours.lists[k]) for k in range(copies)], 1)
+
+    def _fixed_terms(self, atomic_numbers, positions, cell, groups_t, molecules, forces: bool, copies: int = 1):
+        """Sum of the fixed terms (`fixed_terms`) on each copy: energies (copies,) (eV), forces (eV/Å) and
+        strain derivative (eV, summed over copies), the same for every member, so they shift the mean and
+        leave the spread alone."""
         z_np, x_np = np.asarray(atomic_numbers), np.asarray(positions, np.float64)
         mol_np = groups_t.cpu().numpy() if molecules is None else np.asarray(molecules)
-        energy, f_sum, s_sum = 0.0, np.zeros((len(x_np), 3)) if forces else None, None
+        n = len(x_np) // copies
+        energy, f_sum, s_sum = np.zeros(copies), np.zeros((len(x_np), 3)) if forces else None, None
         for term in self.fixed_terms:
-            e_d, f_d, s_d = term.compute(z_np, x_np, cell, mol_np, forces=forces)
-            energy += e_d
-            if forces:
-                f_sum += f_d
-            if s_d is not None:
-                s_sum = s_d if s_sum is None else s_sum + s_d
+            for k in range(copies):
+                rows = slice(k * n, (k + 1) * n)
+                e_d, f_d, s_d = term.compute(z_np[rows], x_np[rows], cell, mol_np[rows], forces=forces)
+                energy[k] += e_d
+                if forces:
+                    f_sum[rows] += f_d
+                if s_d is not None:
+                    s_sum = s_d if s_sum is None else s_sum + s_d
         return energy, f_sum, s_sum
+
+    def _copies(self, n: int, copies: int, neighbours):
+        """The neighbour lists for ``copies`` copies of n / copies atoms, checked."""
+        copies = int(copies)
+        if copies < 1 or n % copies:
+            raise InputError(f"copies={copies}: {n} atoms do not split into that many equal copies")
+        if copies == 1:
+            return neighbours
+        if neighbours is None:
+            return StackedNeighbours(copies, skin=0.0)
+        if not isinstance(neighbours, StackedNeighbours) or neighbours.copies != copies:
+            raise InputError(f"copies={copies} needs neighbours=StackedNeighbours({copies}) (one Verlet list per "
+                             "copy), or none")
+        return neighbours
 
     # -- prediction ----------------------------------------------------------------------
     def predict(self, atomic_numbers, positions, *, cell=None, groups=None, group_charges=None, potential=None,
                 energy_mask=None, molecules=None, forces: bool = True, uncertainty: bool = False,
-                chunk_size: int = 1024, neighbours=None) -> Prediction:
-        """Energy, charges and forces of one structure.
+                chunk_size: int = 1024, neighbours=None, copies: int = 1) -> Prediction:
+        """Energy, charges and forces of one structure (or of several copies of one, ``copies``).
 
         Parameters
         ----------
@@ -612,10 +644,17 @@ class EnvironmentModel(nn.Module):
             default keeps a chunk's pair arrays (a few MB) in cache on CPUs; larger chunks help GPUs.
         neighbours : VerletList, optional
             The pair lists of this trajectory (`qmml.periodic.neighbours.VerletList`), reused while no atom
-            has moved more than half its skin; the default searches afresh.
+            has moved more than half its skin; the default searches afresh.  With ``copies``, a
+            `qmml.periodic.neighbours.StackedNeighbours` of that many copies.
+        copies : int
+            The arrays hold this many independent copies of one structure, back to back (path-integral
+            beads in one call): no pair and no Coulomb or fixed term joins two copies; ``groups`` and
+            ``molecules`` must number each copy's groups apart.  ``energy`` is then the sum over copies and
+            ``copy_member_energies`` each copy's; ``strain_derivative`` is summed too.
         """
         species, pos, groups_t, qg, cell = self._structure(atomic_numbers, positions, cell, groups, group_charges)
         dtype, device, n, n_groups = pos.dtype, pos.device, len(species), len(qg)
+        neighbours = self._copies(n, copies, neighbours)
         phi = torch.zeros(n, dtype=dtype, device=device) if potential is None else \
             torch.as_tensor(np.asarray(potential, dtype=np.float64), device=device).to(dtype)
         mask = torch.ones(n, dtype=dtype, device=device) if energy_mask is None else \
@@ -630,8 +669,8 @@ class EnvironmentModel(nn.Module):
             # the Coulomb term's potential depends on every charge: one forward pass with its graph kept
             return self.prepare_response(atomic_numbers, positions, cell=cell, groups=groups,
                                          group_charges=group_charges, molecules=molecules, energy_mask=energy_mask,
-                                         chunk_size=chunk_size, neighbours=neighbours).with_forces(phi.cpu().numpy(),
-                                                                                                   uncertainty)
+                                         chunk_size=chunk_size, neighbours=neighbours,
+                                         copies=copies).with_forces(phi.cpu().numpy(), uncertainty)
         chunks = [(a, min(n, a + chunk_size)) for a in range(0, n, chunk_size)]
         pair_lists = _LazyPairs(pos, self.cutoff, cell, chunks, neighbours)
         n_members = len(self.members)
@@ -695,7 +734,7 @@ class EnvironmentModel(nn.Module):
             embedding_charges = charges if not embedding else self.conserve(
                 torch.cat(emb_parts, 1) if emb_parts else pos.new_zeros((n_members, 0)), species, groups_t,
                 qg, head="embedding")
-        member_e = (atomic_e * mask).sum(1)
+        member_e = (atomic_e * mask).reshape(n_members, copies, n // copies).sum(2)
 
         if self.coulomb_cutoff is not None:
             if molecules is None and self.charge_groups == "structure":
@@ -706,7 +745,7 @@ class EnvironmentModel(nn.Module):
             mol_t = groups_t if molecules is None else \
                 torch.as_tensor(np.asarray(molecules), dtype=torch.long, device=device)
             strain = new_strain()
-            e_c = self.coulomb(q_leaf, x, mol_t, cell, strain=strain, neighbours=neighbours)
+            e_c = self._coulomb_of_copies(q_leaf, x, mol_t, cell, strain, neighbours, copies)
             member_e = member_e + e_c.detach()
             if forces:
                 # One backward pass of the committee mean gives the direct (fixed-charge) force, its strain
@@ -715,7 +754,7 @@ class EnvironmentModel(nn.Module):
                 # on the latent charges.
                 inputs = (x, q_leaf) if strain is None else (x, q_leaf, strain)
                 for k, w in enumerate(weight_sets):
-                    g = torch.autograd.grad((w * e_c).sum(), inputs if k == 0 else inputs[:1] + inputs[2:],
+                    g = torch.autograd.grad((w[:, None] * e_c).sum(), inputs if k == 0 else inputs[:1] + inputs[2:],
                                             retain_graph=k < len(weight_sets) - 1)
                     if k == 0:
                         psi, g = g[1] / w[:, None], (g[0],) + g[2:]
@@ -736,24 +775,25 @@ class EnvironmentModel(nn.Module):
             result_forces = (-grads[0]).cpu().numpy().astype(np.float64)
             if len(weight_sets) > 1:
                 result_std = grads[1:].std(0, unbiased=False).cpu().numpy().astype(np.float64)
-        m_e = member_e.detach().cpu().numpy().astype(np.float64)
+        copy_e = member_e.detach().cpu().numpy().astype(np.float64).T
         strain_derivative = strain_grads[0].cpu().numpy().astype(np.float64) if with_strain else None
         if self.fixed_terms:
-            e_d, f_d, s_d = self._fixed_terms(atomic_numbers, positions, cell, groups_t, molecules, forces)
-            m_e = m_e + e_d
+            e_d, f_d, s_d = self._fixed_terms(atomic_numbers, positions, cell, groups_t, molecules, forces, copies)
+            copy_e = copy_e + e_d[:, None]
             if forces:
                 result_forces = result_forces + f_d
             if with_strain:
                 strain_derivative = strain_derivative + s_d
         q_np = embedding_charges.detach().cpu().numpy().astype(np.float64)
+        m_e = copy_e.sum(0)
         return Prediction(
             energy=float(m_e.mean()), charges=q_np.mean(0), forces=result_forces, energy_std=float(m_e.std()),
             charges_std=q_np.std(0), forces_std=result_std if uncertainty else None, member_energies=m_e,
-            member_charges=q_np, strain_derivative=strain_derivative)
+            member_charges=q_np, strain_derivative=strain_derivative, copy_member_energies=copy_e)
 
     def prepare_response(self, atomic_numbers, positions, *, cell=None, groups=None, group_charges=None,
                          molecules=None, energy_mask=None, chunk_size: int = 1024,
-                         neighbours=None) -> "ResponsePass":
+                         neighbours=None, copies: int = 1) -> "ResponsePass":
         """Energy and charges of one structure, with the autograd graph kept for forces to come.
 
         A QM/ML step needs the charges before the QM calculation and the forces of
@@ -764,6 +804,7 @@ class EnvironmentModel(nn.Module):
         """
         species, pos, groups_t, qg, cell = self._structure(atomic_numbers, positions, cell, groups, group_charges)
         n, dtype, device = len(species), pos.dtype, pos.device
+        neighbours = self._copies(n, copies, neighbours)
         chunks = [(a, min(n, a + chunk_size)) for a in range(0, n, chunk_size)]
         strain = None if cell is None else torch.zeros((3, 3), dtype=dtype, device=device, requires_grad=True)
         leaves, rows_of_leaves, e_parts, q_parts, emb_parts = [], [], [], [], []
@@ -787,7 +828,7 @@ class EnvironmentModel(nn.Module):
         atomic_e = torch.cat(e_parts, 1) if e_parts else empty
         if energy_mask is not None:
             atomic_e = atomic_e * torch.as_tensor(np.asarray(energy_mask), device=device).to(dtype)
-        member_e = atomic_e.sum(1)
+        member_e = atomic_e.reshape(n_members, copies, n // copies).sum(2)
         if self.coulomb_cutoff is not None:
             if molecules is None and self.charge_groups == "structure":
                 raise InputError("this model's Coulomb term acts between molecules and its charges are conserved "
@@ -795,11 +836,11 @@ class EnvironmentModel(nn.Module):
             mol_t = groups_t if molecules is None else \
                 torch.as_tensor(np.asarray(molecules), dtype=torch.long, device=device)
             x = pos.clone().requires_grad_(True)
-            member_e = member_e + self.coulomb(charges, x, mol_t, cell, strain=strain, neighbours=neighbours)
+            member_e = member_e + self._coulomb_of_copies(charges, x, mol_t, cell, strain, neighbours, copies)
             leaves.append(x)
             rows_of_leaves.append(torch.arange(n, device=device))
-        fixed = self._fixed_terms(atomic_numbers, positions, cell, groups_t, molecules, True) \
-            if self.fixed_terms else (0.0, None, None)
+        fixed = self._fixed_terms(atomic_numbers, positions, cell, groups_t, molecules, True, copies) \
+            if self.fixed_terms else (np.zeros(copies), None, None)
         return ResponsePass(self, member_e, embedding, leaves, rows_of_leaves, strain, fixed)
 
 
@@ -814,15 +855,17 @@ class ResponsePass:
     """
 
     def __init__(self, model, member_energies, member_charges, leaves, rows_of_leaves, strain, fixed):
-        self._member_energies, self._member_charges = member_energies, member_charges
+        # member_energies: (members, copies); fixed: the fixed terms' energies (copies,), forces and strain
+        self._member_energies, self._member_charges = member_energies.sum(1), member_charges
         self._leaves, self._rows, self._strain = leaves, rows_of_leaves, strain
-        self._fixed_energy, self._fixed_forces, self._fixed_strain = fixed
+        fixed_energies, self._fixed_forces, self._fixed_strain = fixed
         self._n_members = len(model.members)
-        m_e = member_energies.detach().cpu().numpy().astype(np.float64) + self._fixed_energy
+        copy_e = member_energies.detach().cpu().numpy().astype(np.float64).T + np.asarray(fixed_energies)[:, None]
+        m_e = copy_e.sum(0)
         q = member_charges.detach().cpu().numpy().astype(np.float64)
         self.prediction = Prediction(energy=float(m_e.mean()), charges=q.mean(0), forces=None,
                                      energy_std=float(m_e.std()), charges_std=q.std(0), forces_std=None,
-                                     member_energies=m_e, member_charges=q)
+                                     member_energies=m_e, member_charges=q, copy_member_energies=copy_e)
 
     def _gradients(self, potential, weights):
         """d/dR (n, 3) and d/d(strain) (3, 3 or None) of sum_m weights_m (E_m + potential . q_m), networks only."""

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ..system import check_finite_positions
 from ..periodic.cell import volume
-from ..periodic.neighbours import VerletList
+from ..periodic.neighbours import StackedNeighbours, VerletList
 from ..potential import Potential, PotentialResult
 from .uncertainty import Uncertainty, require_committee
 
@@ -70,6 +70,7 @@ class MLPotential(Potential):
         self.molecules = molecules
         self.cell = system.cell
         self.neighbours = VerletList(neighbour_skin_A)
+        self._stacked_neighbours = {}  # copies -> the pair lists of compute_copies
 
     def __repr__(self) -> str:
         return f"MLPotential({self.system.n_atoms} atoms)"
@@ -95,6 +96,37 @@ class MLPotential(Potential):
             stress = 0.5 * (d + d.T) / volume(cell)
         return PotentialResult(energy=p.energy, forces=p.forces, stress=stress, charges=p.charges,
                                energy_std=p.energy_std)
+
+    def compute_copies(self, positions, *, forces: bool = True, cell=None) -> list[PotentialResult]:
+        """Energy, forces and charges at each geometry of ``positions`` (copies, n_atoms, 3), Å, from one model
+        call over all copies (`EnvironmentModel.predict` with ``copies``): the same results as `compute` on
+        each, without stress, at the cost of one call on copies * n_atoms atoms."""
+        x = np.asarray(positions, dtype=np.float64)
+        n = self.system.n_atoms
+        if x.ndim != 3 or x.shape[1:] != (n, 3):
+            raise InputError(f"positions of copies must have shape (copies, {n}, 3), got {x.shape}")
+        copies = len(x)
+        if cell is None:
+            cell = self.cell
+        elif self.cell is None:
+            raise InputError("cell= given for a system without a box; build the system with box=[a, b, c, ...]")
+        for bead in x:
+            check_finite_positions(self.system, bead)
+        stacked = self._stacked_neighbours.get(copies)
+        if stacked is None:
+            stacked = self._stacked_neighbours[copies] = StackedNeighbours(copies, self.neighbours.skin)
+        n_groups, n_molecules = len(self.group_charges), int(self.molecules.max(initial=-1)) + 1
+        offsets = np.arange(copies)[:, None]
+        molecules = np.where(self.molecules >= 0, self.molecules + offsets * n_molecules, -1).ravel()
+        p = self.model.predict(np.tile(self.system.atomic_numbers, copies), x.reshape(-1, 3), cell=cell,
+                               groups=(self.groups + offsets * n_groups).ravel(),
+                               group_charges=np.tile(self.group_charges, copies), molecules=molecules,
+                               forces=forces, neighbours=stacked, copies=copies)
+        forces_ = None if p.forces is None else p.forces.reshape(copies, n, 3)
+        charges = p.charges.reshape(copies, n)
+        return [PotentialResult(energy=float(e.mean()), forces=None if forces_ is None else forces_[k],
+                                charges=charges[k], energy_std=float(e.std()))
+                for k, e in enumerate(p.copy_member_energies)]
 
     def committee_spread(self, positions, result=None) -> Uncertainty:
         """Committee spreads of forces and charges at ``positions`` (Å); ``result`` is not needed."""

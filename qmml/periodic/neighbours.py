@@ -223,3 +223,41 @@ def brute_force_pairs(positions, cutoff, cell=None, max_image: int = 3):
                 continue
             found.add((int(i), int(j), img))
     return found
+
+
+class StackedNeighbours:
+    """Pair lists of ``copies`` independent copies of one structure stored back to back, as one
+    (copies * n, 3) array of positions (path-integral beads evaluated in one model call).
+
+    Each copy keeps its own `VerletList`, so no pair joins two copies and each copy rebuilds only when its own
+    atoms have moved more than half the skin.  Pairs come out in the copies' order, indices offset by the
+    copy's first atom: the same pairs as evaluating each copy alone.
+
+    Parameters
+    ----------
+    copies : int
+    skin : float
+        Å, of every copy's `VerletList`.
+    """
+
+    def __init__(self, copies: int, skin: float = 1.0):
+        if int(copies) < 1:
+            raise ValueError(f"copies must be at least 1, got {copies}")
+        self.copies = int(copies)
+        self.lists = [VerletList(skin) for _ in range(self.copies)]
+
+    @property
+    def builds(self) -> int:
+        """Lists built so far, all copies and cutoffs together."""
+        return sum(v.builds for v in self.lists)
+
+    def pairs(self, positions, cutoff: float, cell=None, *, full: bool = True):
+        """Pairs within ``cutoff`` (Å) of every copy in ``positions`` (Å): i, j and integer lattice shifts."""
+        x = np.asarray(positions.detach().cpu() if torch.is_tensor(positions) else positions, dtype=np.float64)
+        if len(x) % self.copies:
+            raise ValueError(f"{len(x)} positions do not split into {self.copies} equal copies")
+        n = len(x) // self.copies
+        found = [v.pairs(x[k * n:(k + 1) * n], cutoff, cell, full=full) for k, v in enumerate(self.lists)]
+        return (np.concatenate([f[0] + k * n for k, f in enumerate(found)]),
+                np.concatenate([f[1] + k * n for k, f in enumerate(found)]),
+                np.concatenate([f[2] for f in found]).reshape(-1, 3))
