@@ -54,7 +54,10 @@ def test_field_derivatives_sum_the_derivatives_over_the_charges():
                            atol=1e-16)
 
 
-def test_low_moments_are_pyscfs_charge_and_dipole(water_dimer):
+def test_low_moments_are_pyscfs_charge_dipole_and_traceless_quadrupole(water_dimer):
+    # the moments are those of point Hermite multipoles at the product centres: the Cartesian moments up to trace
+    # terms, which no potential outside the density sees; the trace term of the second moments is the same on
+    # every axis (the smoothing of each Gaussian), and it is there: they are not the Cartesian ones
     mol, dm = water_dimer
     centre = np.array([[0.3, -0.2, 0.1]])
     moments, _ = density_moments(mol, dm, centre, 2)
@@ -64,8 +67,10 @@ def test_low_moments_are_pyscfs_charge_and_dipole(water_dimer):
         second = np.einsum("xij,ji->x", mol.intor("int1e_rr"), dm).reshape(3, 3)
     index = {tuple(p): i for i, p in enumerate(monomials(2))}
     assert np.allclose(moments[0, [index[(1, 0, 0)], index[(0, 1, 0)], index[(0, 0, 1)]]], dipole, atol=1e-10)
-    assert np.allclose(moments[0, [index[(2, 0, 0)], index[(1, 1, 0)], index[(0, 1, 1)]]],
-                       [second[0, 0], second[0, 1], second[1, 2]], atol=1e-10)
+    assert np.allclose(moments[0, [index[(1, 1, 0)], index[(0, 1, 1)], index[(1, 0, 1)]]],
+                       [second[0, 1], second[1, 2], second[0, 2]], atol=1e-10)
+    trace = second.diagonal() - moments[0, [index[(2, 0, 0)], index[(0, 2, 0)], index[(0, 0, 2)]]]
+    assert np.ptp(trace) < 1e-10 and trace[0] > 1.0
 
 
 @pytest.mark.parametrize("distance_A, order, tolerance", [(6.0, 12, 1e-11), (10.0, 12, 1e-13), (6.0, 4, 1e-5)])

@@ -93,71 +93,44 @@ def cartesian_density(mol, dm: np.ndarray) -> np.ndarray:
     return c @ dm @ c.T
 
 
-#: Primitive products evaluated together (memory: batch x components x monomials x 8 bytes, x 7 with derivatives).
+#: Primitive products evaluated together (memory: batch x (la + lb + 3)^6 x 8 bytes at most, 8 MB for d-d).
 BATCH = 512
 
 
-def primitive_products(mol, centres: np.ndarray, order: int, threshold: float = 1e-16, derivatives: bool = False):
-    """Moment integrals of every primitive product of ``mol``'s shells about the centre nearest to its P.
+def _product_batches(mol, centres: np.ndarray, threshold: float, extra: int = 0):
+    """The primitive products of ``mol``'s shells, each with the centre nearest to its product centre P.
 
-    Yields batches of products of one pair of angular momenta (la, lb), as dicts of arrays over the batch:
+    Yields batches of products of one pair of angular momenta (la, lb), as dicts over the batch: ``la``, ``lb``,
     ``ao_a`` (N, n_a) and ``ao_b`` (N, n_b) the Cartesian AOs (a general contraction counts as one shell per
-    contraction), ``weight`` (N,) the product of the two normalised contraction coefficients, doubled for a
-    pair of different shells (whose transpose block is the same density), ``atom_a``/``atom_b`` (N,),
-    ``centre`` (N,) the centre's index, ``distance`` (N,) |P - C| (Bohr), and ``moments`` (N, n_a, n_b,
-    n_monomials): integral x_A^i... x_B^j... (r - C)^n over the Cartesian components.  With ``derivatives``,
-    ``moments`` is (N, 3, 3, n_a, n_b, n_monomials): [:, 0, 0] the product itself, [:, 1] its derivatives with
-    respect to A_x, A_y, A_z (the centre of a's function), [:, 2] those with respect to B.  Products whose
-    overlap prefactor exp(-ab/p |A-B|^2) is below ``threshold`` are left out.
+    contraction), ``weight`` (N,) the two normalised contraction coefficients times (pi/p)^(3/2), doubled for a
+    pair of different shells (whose transpose block is the same density), ``a``, ``b`` (N,) the exponents,
+    ``atom_a``/``atom_b`` (N,), ``centre`` (N,) the nearest centre's index, ``offset`` (N, 3) P - C (Bohr),
+    ``distance`` (N,) |P - C|, and ``e`` (N, 3, la+1+extra, lb+1+extra, la+lb+1+2 extra) the Hermite
+    coefficients E^ij_t per axis.  Products whose overlap prefactor exp(-ab/p |A-B|^2) is below ``threshold``
+    are left out.
     """
     centres = np.asarray(centres, dtype=np.float64)
-    powers = monomials(order)
     shells = _primitive_shells(mol)
     table = _primitive_pairs(shells, threshold)
     for (la, lb), picked in table.items():
-        pa, pb = cartesian_powers(la), cartesian_powers(lb)
+        n_a, n_b = (la + 1) * (la + 2) // 2, (lb + 1) * (lb + 2) // 2
         for lo in range(0, len(picked["a"]), BATCH):
             a, b = picked["a"][lo:lo + BATCH], picked["b"][lo:lo + BATCH]
             sa, sb = picked["shell_a"][lo:lo + BATCH], picked["shell_b"][lo:lo + BATCH]
             xa = np.array([shells[i][3] for i in sa])
             xb = np.array([shells[i][3] for i in sb])
-            batch = np.arange(len(a))
             p = a + b
             centre_xyz = (a[:, None] * xa + b[:, None] * xb) / p[:, None]
             gaps = np.linalg.norm(centre_xyz[:, None, :] - centres[None], axis=2)
             nearest = np.argmin(gaps, axis=1)
-            up = 1 if derivatives else 0
-            e = hermite_coefficients(la + up, lb + up, a, b, xa, xb)
-            m = hermite_moments(la + lb + 2 * up, order, p, centre_xyz - centres[nearest])
-            f = np.einsum("nxijt,nxtk->nxijk", e, m)  # per axis: integral x_A^i x_B^j (x - C)^k
-
-            def factor(axis, ia_, ib_):  # (N, na, nb, n): one axis's integrals at the components' powers
-                return f[:, axis][:, ia_[:, axis]][:, :, ib_[:, axis]][..., powers[:, axis]]
-
-            plain = np.stack([factor(axis, pa, pb) for axis in range(3)], 1)
-            product = plain.prod(1)
-            if derivatives:
-                out = np.zeros((len(a), 3, 3) + product.shape[1:])
-                out[:, 0, 0] = product
-                for which, (own, exponent) in enumerate(((pa, a), (pb, b)), start=1):
-                    for axis in range(3):
-                        raised, lowered = own.copy(), own.copy()
-                        raised[:, axis] += 1
-                        lowered[:, axis] = np.maximum(lowered[:, axis] - 1, 0)
-                        up_f = factor(axis, raised, pb) if which == 1 else factor(axis, pa, raised)
-                        down_f = factor(axis, lowered, pb) if which == 1 else factor(axis, pa, lowered)
-                        count = own[:, axis][:, None, None] if which == 1 else own[:, axis][None, :, None]
-                        # d/dA_x of x_A^i exp(-a x_A^2) = 2a x_A^(i+1) exp(...) - i x_A^(i-1) exp(...)
-                        d_axis = 2 * exponent[:, None, None, None] * up_f - count * down_f
-                        others = [k for k in range(3) if k != axis]
-                        out[:, which, axis] = d_axis * plain[:, others[0]] * plain[:, others[1]]
-                product = out
-            yield {"ao_a": np.array([shells[i][4] for i in sa])[:, None] + np.arange(len(pa)),
-                   "ao_b": np.array([shells[i][4] for i in sb])[:, None] + np.arange(len(pb)),
-                   "weight": picked["weight"][lo:lo + BATCH],
-                   "atom_a": np.array([shells[i][5] for i in sa]),
-                   "atom_b": np.array([shells[i][5] for i in sb]),
-                   "centre": nearest, "distance": gaps[batch, nearest], "moments": product}
+            yield {"la": la, "lb": lb, "a": a, "b": b,
+                   "ao_a": np.array([shells[i][4] for i in sa])[:, None] + np.arange(n_a),
+                   "ao_b": np.array([shells[i][4] for i in sb])[:, None] + np.arange(n_b),
+                   "weight": picked["weight"][lo:lo + BATCH] * (math.pi / p) ** 1.5,
+                   "atom_a": np.array([shells[i][5] for i in sa]), "atom_b": np.array([shells[i][5] for i in sb]),
+                   "centre": nearest, "offset": centre_xyz - centres[nearest],
+                   "distance": gaps[np.arange(len(a)), nearest],
+                   "e": hermite_coefficients(la + extra, lb + extra, a, b, xa, xb)}
 
 
 def _primitive_pairs(shells, threshold: float) -> dict:
@@ -196,10 +169,94 @@ def _primitive_shells(mol):
     return out
 
 
-def density_moments(mol, dm: np.ndarray, centres: np.ndarray, order: int, threshold: float = 1e-16):
-    """Cartesian moments of the electron density sum D_mu,nu mu nu about ``centres``.
+def _component_cells(la: int, lb: int):
+    """For every pair of Cartesian components (a of la, b of lb): its cell (i_a, i_b, j_a, j_b, k_a, k_b) of the
+    per-axis powers, as seven index arrays over (n_a, n_b) (the first, for the batch axis, left to the caller)."""
+    pa, pb = cartesian_powers(la), cartesian_powers(lb)
+    return tuple(np.broadcast_to(v, (len(pa), len(pb))) for v in
+                 (pa[:, None, 0], pb[None, :, 0], pa[:, None, 1], pb[None, :, 1], pa[:, None, 2], pb[None, :, 2]))
 
-    Each primitive product goes to the centre nearest to its product centre P (`primitive_products`).
+
+def _density_cube(d: np.ndarray, batch: dict) -> np.ndarray:
+    """D over each product's component pairs, times its weight, on the cube of per-axis powers:
+    (N, la+1, lb+1, la+1, lb+1, la+1, lb+1)."""
+    la, lb = batch["la"], batch["lb"]
+    n = len(batch["weight"])
+    cube = np.zeros((n,) + (la + 1, lb + 1) * 3)
+    values = d[batch["ao_a"][:, :, None], batch["ao_b"][:, None, :]] * batch["weight"][:, None, None]
+    cube[(np.arange(n)[:, None, None],) + _component_cells(la, lb)] = values
+    return cube
+
+
+def _hermite_multipoles(cube, ex, ey, ez) -> np.ndarray:
+    """sum over the component pairs of cube x E_x E_y E_z: each product's Hermite multipoles c[n, t, u, v]."""
+    s = np.einsum("nabcdef,nefv->nabcdv", cube, ez)
+    s = np.einsum("nabcdv,ncdu->nabuv", s, ey)
+    return np.einsum("nabuv,nabt->ntuv", s, ex)
+
+
+def _derivative_coefficients(e: np.ndarray, exponent: np.ndarray, on_b: bool) -> np.ndarray:
+    """E coefficients of d/dA_x (or d/dB_x with ``on_b``) of x_A^i x_B^j exp(...) per axis:
+    2a E^(i+1) j - i E^(i-1) j, from ``e`` computed one power higher on both sides: (N, 3, la+1, lb+1, t)."""
+    e = np.moveaxis(e, 3, 2) if on_b else e  # the differentiated power first
+    top, other = e.shape[2] - 1, e.shape[3] - 1
+    out = 2 * exponent[:, None, None, None, None] * e[:, :, 1:, :other]
+    out[:, :, 1:] -= np.arange(1, top)[None, None, :, None, None] * e[:, :, :top - 1, :other]
+    return np.moveaxis(out, 2, 3) if on_b else out
+
+
+def taylor_monomials(x: np.ndarray, order: int) -> np.ndarray:
+    """x^m / m! for every monomial m of degree <= ``order`` (`monomials` order) at points ``x`` (n, 3): (n, n_monomials)."""
+    x = np.asarray(x, dtype=np.float64)
+    powers = monomials(order)
+    y = np.empty((len(x), len(powers)))
+    y[:, 0] = 1.0
+    for i, (lower, axis) in enumerate(_lowering(order)[1:], start=1):
+        np.multiply(y[:, lower], x[:, axis] / powers[i, axis], out=y[:, i])
+    return y
+
+
+@lru_cache(maxsize=None)
+def _shift_table(order: int, top: int) -> np.ndarray:
+    """S[m, t]: index of the monomial m + t among `monomials(order)`, for m of degree <= ``order`` and t of degree
+    <= ``top``; -1 where m + t has degree above ``order``."""
+    index = {tuple(p): i for i, p in enumerate(monomials(order))}
+    return np.array([[index.get(tuple(m + t), -1) for t in monomials(top)] for m in monomials(order)], dtype=int)
+
+
+@lru_cache(maxsize=None)
+def _cube_cells(top: int):
+    """(t, u, v) index arrays of `monomials(top)` on a (top+1)^3 cube."""
+    return tuple(monomials(top).T)
+
+
+def _derivatives_at_products(derivatives: np.ndarray, batch: dict, top: int) -> np.ndarray:
+    """d^t Phi at every product centre P for t of degree <= ``top``, from the Taylor series of Phi about each
+    product's centre C (``derivatives`` d^n Phi(C), `field_derivatives` layout): (N, top+1, top+1, top+1),
+    zero above degree ``top``.  d^t Phi(P) = sum_m d^(m+t) Phi(C) (P - C)^m / m!."""
+    order = monomials_order(derivatives.shape[1])
+    shift = _shift_table(order, top)
+    y = taylor_monomials(batch["offset"], order)
+    flat = np.empty((len(y), shift.shape[1]))
+    for c in np.unique(batch["centre"]):
+        rows = batch["centre"] == c
+        flat[rows] = y[rows] @ np.where(shift >= 0, derivatives[c][shift], 0.0)
+    cube = np.zeros((len(y),) + (top + 1,) * 3)
+    cube[(slice(None),) + _cube_cells(top)] = flat
+    return cube
+
+
+def density_moments(mol, dm: np.ndarray, centres: np.ndarray, order: int, threshold: float = 1e-16):
+    """Multipole moments of the electron density sum D_mu,nu mu nu about ``centres``, as its potential outside
+    the density sees them.
+
+    Each primitive product, a finite sum of Hermite Gaussians at its centre P (E^ij_t), goes to the centre C
+    nearest to P.  A Hermite Gaussian d^t/dP^t exp(-p |r - P|^2) has outside its erfc radius the potential of the
+    point multipole (pi/p)^(3/2) d^t/dP^t delta(r - P), whose moments about C are
+    (pi/p)^(3/2) d^t/dP^t (P - C)^n.  These differ from the Gaussian's Cartesian moments only by trace terms
+    (|r - C|^2 times lower moments), which no potential outside the density sees (every T_n is traceless), so
+    `potential_of_moments` gives the same series; the charge, the dipole and the traceless parts of every higher
+    moment are the Cartesian ones.
 
     Parameters
     ----------
@@ -211,32 +268,44 @@ def density_moments(mol, dm: np.ndarray, centres: np.ndarray, order: int, thresh
     order : int
         Highest total order |n| kept.
     threshold : float
-        See `primitive_products`.
+        Products whose overlap prefactor exp(-ab/p |A-B|^2) is below it are left out.
 
     Returns
     -------
     moments : ndarray (n_centres, n_monomials)
-        M[c, n] = integral rho(r) (x-Cx)^k (y-Cy)^l (z-Cz)^m for n = (k, l, m) = ``monomials(order)[n]``,
-        e Bohr^|n| (positive: electrons).
+        M[c, n] for n = (k, l, m) = ``monomials(order)[n]``, e Bohr^|n| (positive: electrons).
     reach : ndarray (n_centres,)
         The largest |P - C| of the products assigned to each centre, Bohr (the series converges beyond it).
     """
     d = cartesian_density(mol, dm)
-    moments = np.zeros((len(centres), len(monomials(order))))
+    powers = monomials(order)
+    scaled = np.zeros((len(centres), len(powers)))  # M_n / n!
     reach = np.zeros(len(centres))
-    for batch in primitive_products(mol, centres, order, threshold):
-        w = d[batch["ao_a"][:, :, None], batch["ao_b"][:, None, :]] * batch["weight"][:, None, None]
-        np.add.at(moments, batch["centre"], np.einsum("nab,nabm->nm", w, batch["moments"]))
-        used = np.any(w != 0, axis=(1, 2))
+    for batch in _product_batches(mol, centres, threshold):
+        top = batch["la"] + batch["lb"]
+        e = batch["e"]
+        c = _hermite_multipoles(_density_cube(d, batch), e[:, 0], e[:, 1], e[:, 2])[(slice(None),) + _cube_cells(top)]
+        y = taylor_monomials(batch["offset"], order)
+        shift = _shift_table(order, top)
+        valid = shift >= 0
+        for k in np.unique(batch["centre"]):
+            rows = batch["centre"] == k
+            # M_n / n! = sum_t c_t (P - C)^(n - t) / (n - t)!
+            np.add.at(scaled[k], shift[valid], (y[rows].T @ c[rows])[valid])
+        used = np.abs(c).max(axis=1) > 0
         np.maximum.at(reach, batch["centre"][used], batch["distance"][used])
-    return moments, reach
+    factorials = np.prod([[math.factorial(v) for v in p] for p in powers], axis=1)
+    return scaled * factorials[None, :], reach
 
 
 def local_operator(mol, derivatives: np.ndarray, centres: np.ndarray, threshold: float = 1e-16) -> np.ndarray:
     """Matrix of a potential Phi over ``mol``'s AOs from its derivatives at ``centres``.
 
-    <mu|Phi|nu> = sum_n <mu|(r - C)^n|nu> / n! d^n Phi(C), each primitive product with the centre nearest its
-    P (the Taylor series of Phi about C converges over the product where Phi has no source closer to C).
+    Phi is represented by its Taylor series about the centre C nearest each primitive product's centre P, a
+    harmonic polynomial (every term of the Taylor series of a harmonic function is harmonic), which a Gaussian's
+    smoothing leaves unchanged; so <mu|Phi|nu> = sum_t E_t (pi/p)^(3/2) d^t Phi(P) over the product's Hermite
+    Gaussians, with d^t Phi(P) from the series.  Exact where the series converges over the product, that is
+    where Phi has no source closer to C than the product reaches.
 
     Parameters
     ----------
@@ -250,13 +319,16 @@ def local_operator(mol, derivatives: np.ndarray, centres: np.ndarray, threshold:
     ndarray (nao, nao)
         Hartree/e, over mol's AOs (spherical unless mol.cart).
     """
-    order = monomials_order(derivatives.shape[1])
-    powers = monomials(order)
-    taylor = derivatives / np.prod([[math.factorial(v) for v in p] for p in powers], axis=1)[None, :]
     nao_cart = int(mol.ao_loc_nr(cart=True)[-1])
     v = np.zeros((nao_cart, nao_cart))
-    for batch in primitive_products(mol, centres, order, threshold):
-        values = np.einsum("nabm,nm->nab", batch["moments"], taylor[batch["centre"]]) * batch["weight"][:, None, None]
+    for batch in _product_batches(mol, centres, threshold):
+        la, lb = batch["la"], batch["lb"]
+        e = batch["e"]
+        phi = _derivatives_at_products(derivatives, batch, la + lb)
+        w = np.einsum("nabt,ntuv->nabuv", e[:, 0], phi)
+        w = np.einsum("ncdu,nabuv->nabcdv", e[:, 1], w)
+        w = np.einsum("nefv,nabcdv->nabcdef", e[:, 2], w)
+        values = w[(np.arange(len(w))[:, None, None],) + _component_cells(la, lb)] * batch["weight"][:, None, None]
         np.add.at(v, (batch["ao_a"][:, :, None], batch["ao_b"][:, None, :]), 0.5 * values)
         np.add.at(v, (batch["ao_b"][:, None, :], batch["ao_a"][:, :, None]), 0.5 * values)
     if mol.cart:
@@ -405,15 +477,24 @@ def field_derivatives(charges: np.ndarray, positions: np.ndarray, centres: np.nd
 def local_operator_gradient(mol, dm: np.ndarray, derivatives: np.ndarray, centres: np.ndarray,
                             threshold: float = 1e-16) -> np.ndarray:
     """d/dR_atom of sum_mu,nu D_mu,nu <mu|Phi|nu> through the motion of the basis functions, Phi held fixed
-    (given by its derivatives at ``centres`` as in `local_operator`): (natm, 3), Hartree/e/Bohr."""
-    order = monomials_order(derivatives.shape[1])
-    powers = monomials(order)
-    taylor = derivatives / np.prod([[math.factorial(v) for v in p] for p in powers], axis=1)[None, :]
+    (given by its derivatives at ``centres`` as in `local_operator`): (natm, 3), Hartree/e/Bohr.
+
+    d/dA_x of x_A^i exp(-a x_A^2) is 2a x_A^(i+1) exp(...) - i x_A^(i-1) exp(...): the same Hermite sums with
+    the E coefficients one power up and down, against d^t Phi(P) one order higher."""
     d = cartesian_density(mol, dm)
     grad = np.zeros((mol.natm, 3))
-    for batch in primitive_products(mol, centres, order, threshold, derivatives=True):
-        w = d[batch["ao_a"][:, :, None], batch["ao_b"][:, None, :]] * batch["weight"][:, None, None]
-        values = np.einsum("nab,nwxabm,nm->nwx", w, batch["moments"][:, 1:], taylor[batch["centre"]])
-        np.add.at(grad, batch["atom_a"], values[:, 0])
-        np.add.at(grad, batch["atom_b"], values[:, 1])
+    for batch in _product_batches(mol, centres, threshold, extra=1):
+        la, lb = batch["la"], batch["lb"]
+        top = la + lb + 1
+        e = batch["e"]
+        plain = e[:, :, :la + 1, :lb + 1, :top + 1]
+        phi = _derivatives_at_products(derivatives, batch, top)
+        cube = _density_cube(d, batch)
+        for which, (exponent, on_b, atoms) in enumerate(((batch["a"], False, batch["atom_a"]),
+                                                         (batch["b"], True, batch["atom_b"]))):
+            moved = _derivative_coefficients(e, exponent, on_b)[..., :top + 1]
+            for axis in range(3):
+                per_axis = [moved[:, k] if k == axis else plain[:, k] for k in range(3)]
+                c = _hermite_multipoles(cube, *per_axis)
+                np.add.at(grad[:, axis], atoms, np.einsum("ntuv,ntuv->n", c, phi))
     return grad
