@@ -7,7 +7,7 @@ import pytest
 
 import qmml
 from qmml import units
-from qmml.qm.field import distant_sites, series_radius
+from qmml.qm.field import distant_sites, series_radius, single_centre_radius
 
 from conftest import central_difference_forces
 from test_far_field import WATER, water_like_sites
@@ -32,8 +32,12 @@ def test_series_for_distant_sites_equal_integrals_for_every_site(gaussian):
 
     mol = gto.M(atom=list(zip(WATER[0], WATER[1])), basis="6-31g*")
     zetas = None if radii is None else 1.0 / (radii * units.ANGSTROM_BOHR) ** 2
-    n_distant = len(distant_sites(mol, sites * units.ANGSTROM_BOHR, zetas, series_radius(mol)))
+    distant = distant_sites(mol, sites * units.ANGSTROM_BOHR, zetas, series_radius(mol))
+    n_distant = len(distant)
     assert 300 < n_distant < len(charges) - 100  # both treatments in use
+    from_centre = np.linalg.norm(sites[distant] * units.ANGSTROM_BOHR - mol.atom_coords().mean(0), axis=1)
+    n_single = int(np.sum(from_centre > single_centre_radius(mol, series_radius(mol))))
+    assert 100 < n_single < n_distant - 100  # and both series: one per atom, one about the QM centre
     print(f"{n_distant} of {len(charges)} sites by the series; energy difference "
           f"{abs(exact.energy - integrals.energy) / units.HARTREE_EV:.1e} Eh, forces "
           f"{np.abs(exact.forces - integrals.forces).max() / HARTREE_PER_BOHR:.1e} / "

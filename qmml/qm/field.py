@@ -40,6 +40,9 @@ SERIES_ORDER = 16
 RESPONSE_ORDER = 12
 #: The series start no nearer than this to every QM atom, Bohr (8 Å), or farther for diffuse basis functions.
 SERIES_MIN_BOHR = 8.0 / _BOHR_A
+#: How far the product densities assigned to an atom reach from it, Bohr (1.5 Å; 1.48 Å measured for a water
+#: dimer in 6-31G*): what sets how far out one expansion centre for the whole QM region is as good as one per atom.
+PRODUCT_SPREAD_BOHR = 1.5 / _BOHR_A
 
 
 def distant_sites(mol, coords: np.ndarray, zetas: np.ndarray | None, beyond: float) -> np.ndarray:
@@ -52,6 +55,24 @@ def distant_sites(mol, coords: np.ndarray, zetas: np.ndarray | None, beyond: flo
     if zetas is not None:  # the Gaussian's own reach must end well before the density's
         distant &= nearest - beyond / 2 > far_field.GAUSSIAN_POINT_RANGE / np.sqrt(zetas)
     return np.flatnonzero(distant)
+
+
+def single_centre_radius(mol, beyond: float) -> float:
+    """Distance from the QM centre C0 (the mean of the atoms) beyond which one series about C0 converges as fast as
+    the per-atom series do at ``beyond`` (Bohr) from every atom: the products reach rho0 + s from C0 (rho0 the
+    farthest atom, s = `PRODUCT_SPREAD_BOHR`) where they reach s from their atom, so the same ratio needs
+    beyond * (rho0 + s) / s.  Bohr."""
+    atoms = mol.atom_coords()
+    rho0 = float(np.linalg.norm(atoms - atoms.mean(axis=0), axis=1).max())
+    return beyond * (rho0 + PRODUCT_SPREAD_BOHR) / PRODUCT_SPREAD_BOHR
+
+
+def orders_by_distance(distance: np.ndarray, radius: float, spread: float, order: int) -> np.ndarray:
+    """The lowest series order for each site at ``distance`` (Bohr, >= ``radius``) from the expansion centre whose
+    remainder bound (spread / distance)^(order + 1) is no larger than that of ``order`` at ``radius``: the series of
+    a site twice as far needs about half the terms for the same accuracy."""
+    ratio = np.log(spread / radius) / np.log(spread / np.maximum(distance, radius))
+    return np.minimum(order, np.ceil((order + 1) * ratio - 1e-9).astype(int) - 1)
 
 
 def series_radius(mol) -> float:
@@ -103,7 +124,8 @@ class ExternalField:
         None treats every site exactly.
     series_beyond : float, optional
         Sites farther than this from every QM atom enter through the exact series, Bohr (`series_radius`);
-        None computes integrals for every site.  Not with ``far_field``.
+        None computes integrals for every site.  Not with ``far_field``.  Those also farther than
+        `single_centre_radius` from the QM centre share one series about it instead of one per atom.
     series_min_sites : int
         The series are used only if at least this many sites are that far.
     width : float
@@ -128,7 +150,7 @@ class ExternalField:
         self.weight_slope = np.zeros(n)
         self.centre = mol.atom_coords().mean(axis=0)
         self.radius = None
-        self.distant = np.zeros(0, dtype=int)
+        self.distant = self.per_atom = self.single_centre = np.zeros(0, dtype=int)
         if far_field is not None:
             self._split(far_field, width)
         elif series_beyond is not None and n:
@@ -136,6 +158,13 @@ class ExternalField:
             if len(distant) >= series_min_sites:
                 self.distant = distant
                 self.weight[distant] = 0.0
+                from_centre = np.linalg.norm(coords[distant] - self.centre, axis=1)
+                radius = single_centre_radius(mol, series_beyond)
+                outer = from_centre > radius
+                self.per_atom, self.single_centre = distant[~outer], distant[outer]
+                spread = radius * PRODUCT_SPREAD_BOHR / series_beyond  # rho0 + s
+                self._single_orders = {order: orders_by_distance(from_centre[outer], radius, spread, order)
+                                       for order in (SERIES_ORDER, RESPONSE_ORDER + 1)}
         self.near = np.flatnonzero(self.weight > 0)
         self.far = np.flatnonzero(self.weight < 1) if far_field is not None else np.zeros(0, dtype=int)
         self.exact = integrals(mol, coords[self.near], None if zetas is None else zetas[self.near], cache_bytes)
@@ -167,9 +196,16 @@ class ExternalField:
         """The one-electron operator of all sites, (nao, nao), Hartree."""
         h = self.exact.operator(self.charges[self.near] * self.weight[self.near])
         if len(self.distant):
-            atoms = self.mol.atom_coords()
-            self._derivatives = hermite.field_derivatives(self.charges[self.distant], self.coords[self.distant],
-                                                          atoms, SERIES_ORDER)
+            atoms, sites = self.mol.atom_coords(), self.per_atom
+            self._derivatives = hermite.field_derivatives(self.charges[sites], self.coords[sites], atoms, SERIES_ORDER)
+            if len(self.single_centre):
+                at_centre = np.zeros(self._derivatives.shape[1])
+                orders = self._single_orders[SERIES_ORDER]
+                for order in np.unique(orders):  # monomials run by degree: a lower order is a leading block
+                    sites = self.single_centre[orders == order]
+                    block = hermite.field_derivatives(self.charges[sites], self.coords[sites], self.centre[None], order)
+                    at_centre[:block.shape[1]] += block[0]
+                self._derivatives += hermite.translate_derivatives(at_centre, self.centre, atoms)
             h = h - hermite.local_operator(self.mol, self._derivatives, atoms)
         if len(self.far):
             q_far = self.charges[self.far] * (1.0 - self.weight[self.far])
@@ -198,14 +234,23 @@ class ExternalField:
         phi_el[near] += self.weight[near] * phi_exact[near]
         if len(self.distant):
             # electrons: E = -sum D <mu|Phi|nu>, their potential at a site -phi_rho
-            distant = self.distant
             moments, _ = hermite.density_moments(mol, dm, nuc_coords, RESPONSE_ORDER)
-            if deriv:
-                phi_rho, dphi = hermite.potential_of_moments(moments, nuc_coords, self.coords[distant], gradient=True)
-                grad_sites[distant] -= q[distant, None] * dphi
-            else:
-                phi_rho = hermite.potential_of_moments(moments, nuc_coords, self.coords[distant])
-            phi_el[distant] = -phi_rho
+            at_centre = hermite.translate_moments(moments, nuc_coords, self.centre)[None]
+            groups = [(self.per_atom, moments, nuc_coords)]
+            if len(self.single_centre):
+                # the gradient takes the series one order up: the bound is set at RESPONSE_ORDER + 1
+                orders = np.maximum(self._single_orders[RESPONSE_ORDER + 1] - 1, 0)
+                groups += [(self.single_centre[orders == order], at_centre[:, :len(hermite.monomials(order))],
+                            self.centre[None]) for order in np.unique(orders)]
+            for sites, m, c in groups:
+                if not len(sites):
+                    continue
+                if deriv:
+                    phi_rho, dphi = hermite.potential_of_moments(m, c, self.coords[sites], gradient=True)
+                    grad_sites[sites] -= q[sites, None] * dphi
+                else:
+                    phi_rho = hermite.potential_of_moments(m, c, self.coords[sites])
+                phi_el[sites] = -phi_rho
             if deriv:
                 lower = self._derivatives[:, :len(hermite.monomials(RESPONSE_ORDER))]  # monomials run by degree
                 grad_qm -= hermite.local_operator_gradient(mol, dm, lower, nuc_coords)

@@ -14,13 +14,14 @@ point R is,
     T_n(X) = d^n/dX^n (1/|X|)        (n = (k, l, m), n! = k! l! m!),
 
 truncated at |n| <= order; each product is assigned to the centre nearest to its P, so the series
-converges like (|P - C| / |R - C|)^(order + 1).  This module gives the pieces: `hermite_coefficients`
-(E^ij_t), `density_moments` (M_n of the density D about each centre, from the E coefficients),
-`potential_of_moments` (phi and its gradient at many points) and `field_derivatives` (d^n Phi at the centres
-of the potential Phi of many point charges: what a local expansion of the sites' potential over the QM density
-needs).  Both evaluate T_n through Hobson's theorem (`harmonic_map`): every T_n is a fixed combination of
-the monomials X^m / r^(2|m| + 2k + 1), so n_points x n_monomials products and one matrix product per centre
-replace a recursion per point.
+converges like (|P - C| / |R - C|)^(order + 1).  Every piece works product by product on its Hermite sums,
+never on the products' Cartesian moment tensors: `density_moments` (the moments of point Hermite multipoles
+at every P, translated to the centres), `local_operator` and `local_operator_gradient` (sum_t E_t d^t Phi(P),
+with d^t Phi(P) from the Taylor series about C).  `potential_of_moments` gives phi and its gradient at many
+points, `field_derivatives` d^n Phi at the centres of the potential Phi of many point charges,
+`translate_derivatives` and `translate_moments` move both series to another centre.  T_n comes from Hobson's
+theorem (`harmonic_map`): every T_n is a fixed combination of the monomials X^m / r^(2|m| + 2k + 1), so
+n_points x n_monomials products and one matrix product per centre replace a recursion per point.
 """
 
 from __future__ import annotations
@@ -60,25 +61,6 @@ def hermite_coefficients(la: int, lb: int, a, b, xa, xb) -> np.ndarray:
                     value = value + half * prev[:, :, t - 1]
                 e[:, :, i, j, t] = value
     return e[..., :la + lb + 1]
-
-
-def hermite_moments(t_max: int, order: int, p, pc) -> np.ndarray:
-    """M^k_t = integral d^t/dP^t exp(-p (x - P)^2) (x - C)^k dx per axis, of N products at once:
-    array (N, 3, t_max+1, order+1).
-
-    ``p`` (N,), Bohr^-2; ``pc`` = P - C (N, 3), Bohr.  Recursion M^(k+1)_t = t M^k_(t-1) + X_PC M^k_t +
-    M^k_(t+1) / (2p).
-    """
-    p = np.asarray(p, dtype=np.float64)[:, None]
-    m = np.zeros((len(p), 3, t_max + order + 2, order + 1))
-    m[:, :, 0, 0] = np.sqrt(math.pi / p)
-    half = 0.5 / p
-    for k in range(order):
-        top = t_max + order - k
-        value = pc[:, :, None] * m[:, :, :top, k] + half[:, :, None] * m[:, :, 1:top + 1, k]
-        value[:, :, 1:] += np.arange(1, top) * m[:, :, :top - 1, k]
-        m[:, :, :top, k + 1] = value
-    return m[:, :, :t_max + 1]
 
 
 #: libcint's common factors of Cartesian s and p functions (the spherical-harmonic normalisation it folds in)
@@ -220,8 +202,39 @@ def taylor_monomials(x: np.ndarray, order: int) -> np.ndarray:
 def _shift_table(order: int, top: int) -> np.ndarray:
     """S[m, t]: index of the monomial m + t among `monomials(order)`, for m of degree <= ``order`` and t of degree
     <= ``top``; -1 where m + t has degree above ``order``."""
-    index = {tuple(p): i for i, p in enumerate(monomials(order))}
-    return np.array([[index.get(tuple(m + t), -1) for t in monomials(top)] for m in monomials(order)], dtype=int)
+    powers = monomials(order)
+    lookup = np.full((order + 1,) * 3, -1, dtype=int)
+    lookup[tuple(powers.T)] = np.arange(len(powers))
+    total = powers[:, None, :] + monomials(top)[None, :, :]
+    inside = total.sum(2) <= order
+    table = np.full(inside.shape, -1, dtype=int)
+    table[inside] = lookup[tuple(total[inside].T)]
+    return table
+
+
+def translate_derivatives(derivatives: np.ndarray, origin: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """d^n Phi at ``targets`` (Bohr) from d^n Phi at ``origin`` (`field_derivatives` layout, one centre), through
+    the Taylor series about the origin: d^n Phi(X) = sum_m d^(n+m) Phi(origin) (X - origin)^m / m!, truncated at
+    the same order.  (n_targets, n_monomials)."""
+    order = monomials_order(len(derivatives))
+    shift = _shift_table(order, order)
+    y = taylor_monomials(np.asarray(targets) - origin, order)
+    return y @ np.where(shift >= 0, derivatives[shift], 0.0)
+
+
+def translate_moments(moments: np.ndarray, centres: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Moments about ``origin`` (Bohr) of the charges whose moments about ``centres`` are ``moments``
+    (`density_moments` layout): M_n(origin) / n! = sum_c sum_m M_m(c) / m! (c - origin)^(n-m) / (n-m)!, exact
+    to the same order.  (n_monomials,)."""
+    order = monomials_order(moments.shape[1])
+    powers = monomials(order)
+    factorials = np.prod([[math.factorial(v) for v in p] for p in powers], axis=1)
+    shift = _shift_table(order, order)
+    valid = shift >= 0
+    y = taylor_monomials(np.asarray(centres) - origin, order)
+    out = np.zeros(len(powers))
+    np.add.at(out, shift[valid], ((moments / factorials).T @ y)[valid])
+    return out * factorials
 
 
 @lru_cache(maxsize=None)
@@ -464,14 +477,20 @@ def field_derivatives(charges: np.ndarray, positions: np.ndarray, centres: np.nd
     Phi(r) = sum_j q_j / |r - R_j| the potential of point ``charges`` (e) at ``positions`` (Bohr):
     (n_centres, n_monomials), Hartree/e/Bohr^|n|."""
     a = harmonic_map(order)
-    out = np.zeros((len(centres), a.shape[0]))
+    g = np.zeros((len(centres), a.shape[2], a.shape[1]))  # sum over charges of q X^m / r^(2|m| + 2k + 1)
     for lo in range(0, len(positions), chunk):
         q = np.asarray(charges[lo:lo + chunk], dtype=np.float64)
         for c, centre in enumerate(centres):
             y, inv_r2 = scaled_monomials(centre - positions[lo:lo + chunk], order)
-            g = y @ (q[:, None] * _radial(inv_r2, a.shape[1]).T)  # (monomials, k)
-            out[c] += np.einsum("nkm,mk->n", a, g)
-    return out
+            g[c] += y @ (q[:, None] * _radial(inv_r2, a.shape[1]).T)
+    return g.reshape(len(centres), -1) @ _harmonic_columns(order)
+
+
+@lru_cache(maxsize=None)
+def _harmonic_columns(order: int) -> np.ndarray:
+    """`harmonic_map` as one (monomials x k, n) matrix, contiguous: what `field_derivatives` multiplies by."""
+    a = harmonic_map(order)
+    return np.ascontiguousarray(a.transpose(2, 1, 0).reshape(-1, a.shape[0]))
 
 
 def local_operator_gradient(mol, dm: np.ndarray, derivatives: np.ndarray, centres: np.ndarray,
