@@ -156,6 +156,8 @@ def _run(config_path, overrides=()) -> int:
     if config.task == "md":
         sim = start_md(config, log=lambda text: print(text, flush=True))
         return EXIT_STOPPED if sim.stopped_by else EXIT_FINISHED
+    if config.task == "elastic":
+        return _elastic(config)
     output = None
     if config.output:
         output = Path(config.output)
@@ -176,6 +178,33 @@ def _run(config_path, overrides=()) -> int:
     if output is not None:
         write_extxyz(output, part.system, result)
         print(f"\nwrote positions and forces to {output}")
+    return 0
+
+
+def _elastic(config) -> int:
+    from .analysis import elastic_constants, equation_of_state
+    from .analysis.elastic import VOIGT
+    from .jobs import build_potential
+
+    hamiltonian = build_potential(config)
+    options = config.elastic
+    print(hamiltonian.partition.report())
+    kind = "relaxed-ion" if options.relax_ions else "clamped-ion"
+    print(f"\nElastic constants ({kind}, strain +-{options.strain}) ...", flush=True)
+    result = elastic_constants(hamiltonian, strain=options.strain, relax_ions=options.relax_ions, fmax=options.fmax)
+    labels = ["".join("xyz"[k] for k in pair) for pair in VOIGT]
+    print("C (GPa) " + "".join(f"{label:>10}" for label in labels))
+    for label, row in zip(labels, result.matrix_GPa):
+        print(f"{label:>7} " + "".join(f"{value:10.3f}" for value in row))
+    print(f"bulk modulus (Voigt) {result.bulk_modulus_GPa:.3f} GPa, shear modulus (Voigt) "
+          f"{result.shear_modulus_GPa:.3f} GPa; largest asymmetry {result.asymmetry_GPa:.1e} GPa; reference stress "
+          f"up to {abs(result.stress_GPa).max():.3f} GPa")
+    if options.equation_of_state:
+        eos = equation_of_state(hamiltonian, volume_range=options.volume_range, points=options.points,
+                                relax_ions=options.relax_ions, fmax=options.fmax)
+        print(f"equation of state (Birch-Murnaghan, {options.points} volumes): B0 {eos.bulk_modulus_GPa:.3f} GPa, "
+              f"B0' {eos.bulk_modulus_derivative:.2f}, V0 {eos.volume_A3:.2f} Å^3, rms residual "
+              f"{eos.rms_residual_eV:.1e} eV")
     return 0
 
 

@@ -196,6 +196,20 @@ class MDConfig(_Strict):
 
 
 
+class ElasticConfig(_Strict):
+    """``task: elastic``: elastic constants and bulk modulus of the job's periodic structure
+    (`qmml.analysis.elastic_constants`, `qmml.analysis.equation_of_state`)."""
+
+    strain: float = Field(0.005, gt=0, le=0.05, description="finite strain of each of the six components, +- "
+                          "(a fraction; engineering strain for shears)")
+    relax_ions: bool = Field(True, description="relax the positions in every strained cell (relaxed-ion constants)")
+    fmax: float = Field(1e-3, gt=0, le=1.0, description="force convergence of the relaxations, eV/Å")
+    equation_of_state: bool = Field(False, description="also fit E(V) (third-order Birch-Murnaghan) for the bulk "
+                                    "modulus")
+    volume_range: float = Field(0.04, gt=0, le=0.2, description="equation of state: volumes V0 (1 +- range)")
+    points: int = Field(7, ge=5, le=50, description="equation of state: number of volumes")
+
+
 class JobConfig(_Strict):
     """A qmml job: what to read, how to partition it, and what to compute."""
 
@@ -206,14 +220,17 @@ class JobConfig(_Strict):
     qm: QMConfig
     environment: EnvironmentConfig = EnvironmentConfig()
     vdw: Literal["auto", "lj"] | None = "auto"
-    task: Literal["single_point", "md"] = "single_point"
+    task: Literal["single_point", "md", "elastic"] = "single_point"
     output: str | None = Field(None, description="extended XYZ file for positions and forces (never overwritten)")
     md: MDConfig | None = None
+    elastic: ElasticConfig | None = None
 
     @model_validator(mode="after")
-    def _md_settings(self):
+    def _task_settings(self):
         if self.task == "md" and self.md is None:
             self.md = MDConfig()
+        if self.task == "elastic" and self.elastic is None:
+            self.elastic = ElasticConfig()
         return self
 
     @field_validator("structure", mode="before")

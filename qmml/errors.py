@@ -43,3 +43,7 @@ def check_range(name: str, value, *, low=None, high=None, low_open: bool = False
         bounds = " and ".join(b for b in (lower, upper) if b) or "finite"
         raise InputError(f"{name}={value!r} must be {bounds}{f' ({unit})' if unit else ''}")
     return number
+
+
+class ReweightingWarning(UserWarning):
+    """Reweighted averages rest on too few effective samples (`qmml.analysis.reweight`)."""

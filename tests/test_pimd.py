@@ -320,3 +320,76 @@ def test_copies_need_matching_pair_lists():
         model.predict(z[:-1], x[:-1], cell=system.cell, copies=2)
     with pytest.raises(InputError, match="StackedNeighbours"):
         model.predict(z, x, cell=system.cell, copies=2, neighbours=qmml.periodic.neighbours.VerletList())
+
+
+def harmonic_ring_samples(wavenumbers, per, target_factor, steps, skip, seed=4):
+    """Path-integral samples of 3D oscillators at ``wavenumbers`` (``per`` each, hydrogen), and for every sample and
+    oscillator the bead-averaged energy difference to the same oscillators at ``target_factor`` times the frequency
+    (eV) and their centroid-virial kinetic energy there (eV per degree of freedom)."""
+    system = hydrogens(len(wavenumbers) * per)
+    omega = np.repeat([omega_per_fs(w) for w in wavenumbers], per)
+    k = system.masses * units.AMU_A2_PER_FS2_EV * omega ** 2
+    potential = Oscillators(system, k)
+    integrator = qmml.PathIntegralLangevin(0.25, 300.0, 64, centroid_friction_per_ps=10.0, seed=seed)
+    sim = qmml.Simulation(potential, integrator, temperature_K=300, seed=2, progress=False)
+    extra_k = (target_factor ** 2 - 1) * k
+    delta, kinetic = [], []
+    for n in range(steps):
+        sim.state = integrator.step(potential, sim.state, sim.masses)
+        if n >= skip:
+            q = sim.state.extra["bead_positions"] - system.positions  # (P, n, 3) displacements
+            delta.append(0.5 * extra_k * np.mean(np.sum(q * q, axis=2), axis=0))
+            virial = np.sum((q - q.mean(0)) * (-target_factor ** 2 * k[:, None] * q), axis=(0, 2))
+            kinetic.append((1.5 * KT_300 - virial / (2 * 64)) / 3)
+    return np.array(delta), np.array(kinetic)
+
+
+def test_reweighting_path_integral_samples_recovers_the_quantum_kinetic_energy_of_a_stiffer_oscillator():
+    """Sampled at omega, reweighted to omega' = 1.1 omega: the exact quantum kinetic energy at omega' within 2%
+    (and far from the one at omega); at omega' = 2 omega the overlap is too small and the warning fires."""
+    from qmml.analysis import reweight
+    from qmml.errors import ReweightingWarning
+
+    wavenumbers, per = (1600.0, 3700.0), 24
+    delta, kinetic = harmonic_ring_samples(wavenumbers, per, 1.1, 1600, 200)
+    for g, wavenumber in enumerate(wavenumbers):
+        columns = range(g * per, (g + 1) * per)  # independent oscillators: each reweighted on its own
+        results = [reweight(kinetic[:, i], delta[:, i], 300.0, blocks=8) for i in columns]
+        measured = np.mean([r.mean for r in results])
+        exact, before = exact_kinetic(1.1 * wavenumber), exact_kinetic(wavenumber)
+        print(f"{wavenumber:.0f} -> {1.1 * wavenumber:.0f} cm^-1: reweighted {1e3 * measured:.2f} meV, exact "
+              f"{1e3 * exact:.2f} (at omega {1e3 * before:.2f}); effective samples "
+              f"{np.mean([r.effective_fraction for r in results]):.0%}")
+        assert abs(measured / exact - 1) < 0.02
+        assert abs(before / exact - 1) > 0.04  # the reweighting moved it
+    delta2, kinetic2 = harmonic_ring_samples((3700.0,), 1, 2.0, 600, 100)
+    with pytest.warns(ReweightingWarning, match="effective samples"):
+        reweight(kinetic2[:, 0], delta2[:, 0], 300.0)
+
+
+def test_reweighting_rejects_mismatched_samples():
+    from qmml.analysis import reweight
+
+    with pytest.raises(InputError, match="one row per sample"):
+        reweight(np.zeros(50), np.zeros(40), 300.0)
+    with pytest.raises(InputError, match="positive"):
+        reweight(np.zeros(50), np.zeros(50), 0.0)
+    with pytest.raises(InputError, match="finite"):
+        reweight(np.full(50, np.nan), np.zeros(50), 300.0)
+
+
+def test_path_integral_log_records_the_reference_difference(tmp_path):
+    """``reference=``: the thermo log's reference columns are the bead-averaged V_ref - V and the reference's
+    centroid-virial kinetic energy, recomputed here from the beads."""
+    system = hydrogens(3)
+    k = np.array([5.0, 8.0, 12.0])
+    potential, reference = Oscillators(system, k), Oscillators(system, 1.21 * k)
+    integrator = qmml.PathIntegralLangevin(0.25, 300.0, 8, seed=1, reference=reference)
+    sim = qmml.Simulation(potential, integrator, temperature_K=300, seed=2, progress=False,
+                          reporters=[qmml.ThermoLog(tmp_path / "t.csv", plot=False)]).run(5)
+    log = read_thermo(tmp_path / "t.csv")
+    q = sim.state.extra["bead_positions"] - system.positions
+    v = 0.5 * np.sum(k[:, None] * q * q, axis=2).mean(0).sum()
+    assert log["reference_delta_eV"][-1] == pytest.approx(0.21 * v, rel=1e-8)
+    virial = np.sum((q - q.mean(0)) * (-1.21 * k[:, None] * q))
+    assert log["kinetic_virial_reference_eV"][-1] == pytest.approx(3 * 1.5 * KT_300 - virial / 16, rel=1e-8)

@@ -182,14 +182,24 @@ class PathIntegralLangevin(Integrator):
         the Simulation's potential is the expensive one, evaluated on ``contracted_beads`` beads.
     contracted_beads : int, optional
         P' (1 <= P' <= P); default P (no contraction).  1 puts the expensive correction on the centroid.
+    reference : potential, optional
+        A reference to reweight the run to afterwards (`qmml.analysis.reweight`): every `ThermoLog` row then
+        also holds ``reference_delta_eV``, the bead average of V_ref minus the ring's potential energy, and
+        ``kinetic_virial_reference_eV``, the centroid-virial kinetic energy with the reference's forces.  It is
+        evaluated on all beads at every row (``ThermoLog(every=...)`` sets how often).
     """
 
     name = "path_integral_langevin"
     thermo_columns = ("kinetic_primitive_eV", "kinetic_virial_eV")
 
     def __init__(self, timestep_fs: float, temperature_K: float, n_beads: int, centroid_friction_per_ps: float = 5.0,
-                 seed: int = 0, *, pile_lambda: float = 1.0, cheap=None, contracted_beads: int | None = None):
+                 seed: int = 0, *, pile_lambda: float = 1.0, cheap=None, contracted_beads: int | None = None,
+                 reference=None):
         self.timestep_fs = _check_timestep(timestep_fs)
+        self.reference = reference
+        if reference is not None:
+            self.thermo_columns = PathIntegralLangevin.thermo_columns + ("reference_delta_eV",
+                                                                        "kinetic_virial_reference_eV")
         # T > 0: the ring-polymer springs stiffen without bound as T -> 0
         check_range("temperature_K", temperature_K, low=0, low_open=True, high=MAX_TEMPERATURE_K, unit="K")
         check_range("n_beads", n_beads, low=1, high=4096)
@@ -352,15 +362,26 @@ class PathIntegralLangevin(Integrator):
         """
         p, q = self.n_beads, state.extra["bead_positions"]
         if estimator == "virial":
-            virial = np.sum((q - q.mean(0)) * state.extra["bead_forces"], axis=(0, 2))
-            return 1.5 * self.kT_eV - virial / (2.0 * p)
+            return self._centroid_virial(q, state.extra["bead_forces"])
         if estimator == "primitive":
             return 1.5 * p * self.kT_eV - self.spring_energy_per_atom(state, masses) / p
         raise InputError(f"estimator={estimator!r}: use 'virial' or 'primitive'")
 
+    def _centroid_virial(self, beads, forces) -> np.ndarray:
+        virial = np.sum((beads - beads.mean(0)) * forces, axis=(0, 2))
+        return 1.5 * self.kT_eV - virial / (2.0 * self.n_beads)
+
     def thermo_values(self, state: MDState, masses) -> tuple:
-        """Total primitive and centroid-virial kinetic energies, eV (the extra `ThermoLog` columns)."""
-        return tuple(float(self.kinetic_energy_per_atom(state, masses, e).sum()) for e in ("primitive", "virial"))
+        """Total primitive and centroid-virial kinetic energies, eV (the extra `ThermoLog` columns), and with a
+        ``reference`` the bead-averaged energy difference to it and its centroid-virial kinetic energy (eV)."""
+        values = tuple(float(self.kinetic_energy_per_atom(state, masses, e).sum()) for e in ("primitive", "virial"))
+        if self.reference is None:
+            return values
+        beads = state.extra["bead_positions"]
+        results = [check_result(self.reference, r) for r in self.reference.compute_copies(beads)]
+        forces = np.array([np.asarray(r.forces, dtype=np.float64) for r in results]).reshape(beads.shape)
+        delta = float(np.mean([r.energy for r in results])) - state.potential_energy
+        return values + (delta, float(self._centroid_virial(beads, forces).sum()))
 
     def conserved_energy(self, state: MDState, masses) -> float:
         """H_P / P plus the heat the thermostat removed (per bead), eV: constant up to integration error."""

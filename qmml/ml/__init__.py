@@ -6,12 +6,12 @@ contact walls under the networks),
 `dataset` (storage), `labelling` (PySCF and GFN2-xTB reference data), `train`, `io` (model files),
 `committee` (per-structure committee spread and error), `uncertainty` (committee spread of a running
 simulation), `cutout` (capped clusters around flagged atoms), `active` (active learning during
-dynamics), `adversarial` (uncertainty-maximizing displacements).  Neighbour lists live in
+dynamics), `adversarial` (uncertainty-maximizing displacements, and the softest path to instability).  Neighbour lists live in
 `qmml.periodic.neighbours`.
 """
 
 from .active import ActiveLearning, Thresholds
-from .adversarial import AdversarialResult, adversarial_attack
+from .adversarial import AdversarialResult, EnergyAscent, adversarial_attack, energy_ascent
 from .baseline import BondBaseline
 from .committee import committee_spread, predict_frames
 from .cutout import Cluster, cut_out
@@ -30,4 +30,5 @@ __all__ = ["Dataset", "Frame", "D3Dispersion", "BondBaseline", "EnvironmentModel
            "read_header", "ModelFileError", "Label", "PySCFLabeller", "XTBLabeller", "esp_grid", "resp_charges",
            "molecules_from_distances", "TrainingOptions", "train", "evaluate", "committee_spread", "predict_frames",
            "ActiveLearning", "Thresholds", "LabellerSpec", "label_structures", "Cluster", "cut_out",
-           "Uncertainty", "committee_uncertainty", "AdversarialResult", "adversarial_attack"]
+           "Uncertainty", "committee_uncertainty", "AdversarialResult", "adversarial_attack",
+           "EnergyAscent", "energy_ascent"]

@@ -72,15 +72,21 @@ def _committee(model: EnvironmentModel, frame: Frame, x: torch.Tensor):
     return torch.stack(energies).mean(), forces.var(0, unbiased=False).mean()
 
 
-def adversarial_attack(model: EnvironmentModel, elements, positions, *, molecule=None, molecule_charges=None,
-                       cell=None, temperature_K: float = 300.0, steps: int = 60, step_size_A: float = 0.01,
-                       initial_displacement_A: float = 0.01, seed: int = 0) -> AdversarialResult:
-    """Gradient ascent of the adversarial loss from one structure.
+def adversarial_attack(model, elements=None, positions=None, *, objective: str = "uncertainty", molecule=None,
+                       molecule_charges=None, cell=None, temperature_K: float = 300.0, steps: int = 60,
+                       step_size_A: float = 0.01, initial_displacement_A: float = 0.01, seed: int = 0,
+                       norm_A: float = 0.3, hessian_modes: int = 0):
+    """Gradient ascent of an adversarial objective from one structure.
 
     Parameters
     ----------
-    model : EnvironmentModel
-        A committee (two or more members).
+    model : EnvironmentModel or qmml.Potential
+        With ``objective="uncertainty"`` a committee (two or more members); with ``"energy"`` any potential.
+    objective : {"uncertainty", "energy"}
+        "uncertainty": the committee's force variance at a thermal energy cost (the module docstring), returning an
+        `AdversarialResult`.  "energy": the softest path to instability, `energy_ascent` of the potential from
+        ``positions`` (``elements`` unused; ``norm_A``, ``hessian_modes`` and ``seed`` passed on), returning an
+        `EnergyAscent`.
     elements : array_like (n,) int
         Atomic numbers.
     positions : array_like (n, 3)
@@ -100,11 +106,25 @@ def adversarial_attack(model: EnvironmentModel, elements, positions, *, molecule
         Random starting displacement (per component, Å), so that several attacks from one
         structure with different ``seed`` find different structures.
     seed : int
+    norm_A, hessian_modes
+        See `energy_ascent` (``objective="energy"`` only).
 
     Returns
     -------
-    AdversarialResult
+    AdversarialResult or EnergyAscent
     """
+    if objective == "energy":
+        from ..potential import Potential
+
+        if not isinstance(model, Potential):
+            raise InputError("objective='energy' follows the energy of a qmml potential (QMPotential, Hamiltonian, "
+                             "MLPotential(model, system)), not a bare EnvironmentModel")
+        return energy_ascent(model, positions, norm_A=norm_A, hessian_modes=hessian_modes, seed=seed, cell=cell)
+    if objective != "uncertainty":
+        raise InputError(f"objective={objective!r}: choose 'uncertainty' (committee disagreement) or 'energy' "
+                         "(softest path to instability)")
+    if elements is None or positions is None:
+        raise InputError("objective='uncertainty' needs elements and positions")
     if len(model.members) < 2:
         raise InputError("adversarial sampling needs a committee (two or more members)")
     if not temperature_K > 0:
@@ -147,3 +167,160 @@ def adversarial_attack(model: EnvironmentModel, elements, positions, *, molecule
     cluster = Cluster(z.copy(), x, mol.copy(), mol_q.copy(), np.arange(n), np.arange(n))
     return AdversarialResult(x, float(np.sqrt(np.mean(np.sum((x - x0) ** 2, 1)))), var0 ** 0.5, variance ** 0.5, de,
                              {k: np.asarray(v) for k, v in history.items()}, cluster)
+
+
+# -- energy objective: the softest path to instability ------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class EnergyAscent:
+    """Outcome of `energy_ascent`.
+
+    Attributes
+    ----------
+    direction : ndarray (n, 3)
+        Unit displacement (Euclidean norm 1 over all atoms) of lowest curvature, net translation and rotation removed,
+        signed so that the energy rises less going along it than against it (the easier way up), Å/Å.
+    curvature_eV_A2 : float
+        d^2E/ds^2 along it at the start, eV/Å^2 (negative at a saddle point).
+    displacements_A : ndarray (k,)
+        Norms s of the displacements s * direction along which the energy was evaluated, Å.
+    energies_eV : ndarray (k,)
+        E(x + s direction) - E(x), eV.
+    positions : ndarray (n, 3)
+        The structure at the largest displacement, Å.
+    mode_overlaps : ndarray (m,) or None
+        |direction . v_i| with the m lowest vibrational (non-rigid) Hessian modes v_i, by finite differences
+        (``hessian_modes=m``); None without.
+    hessian_eigenvalues_eV_A2 : ndarray (m,) or None
+    iterations : int
+        Hessian-vector products (two force evaluations each) spent on the direction.
+    """
+
+    direction: np.ndarray
+    curvature_eV_A2: float
+    displacements_A: np.ndarray
+    energies_eV: np.ndarray
+    positions: np.ndarray
+    mode_overlaps: np.ndarray | None
+    hessian_eigenvalues_eV_A2: np.ndarray | None
+    iterations: int
+
+
+def _rigid_basis(x: np.ndarray, periodic: bool) -> np.ndarray:
+    """Orthonormal rows spanning the net translations (and, in open boundaries, the rigid rotations) at x."""
+    n = len(x)
+    vectors = [np.tile(np.eye(3)[a], n) for a in range(3)]
+    if not periodic:
+        centred = x - x.mean(0)
+        vectors += [np.cross(np.eye(3)[a], centred).ravel() for a in range(3)]
+    q, r = np.linalg.qr(np.array(vectors).T)
+    return q[:, np.abs(np.diag(r)) > 1e-8 * max(1.0, np.abs(r).max())].T
+
+
+def _forces(potential, x, cell):
+    from ..potential import check_result
+
+    return np.asarray(check_result(potential, potential.compute(x, cell=cell)).forces, dtype=np.float64).ravel()
+
+
+def energy_ascent(potential, positions=None, *, norm_A: float = 0.3, points: int = 7, max_iterations: int = 60,
+                  tolerance: float = 1e-4, step_A: float = 5e-3, hessian_modes: int = 0, seed: int = 0,
+                  cell=None) -> EnergyAscent:
+    """The softest path to instability: the displacement direction along which the energy rises least per
+    displacement norm, and the energy along it.
+
+    At a minimum the energy of a small displacement s d (|d| = 1) is E + s^2 d.H.d / 2, so the direction that goes
+    uphill at the least cost (and the one that a transition or a phase change follows first) is the Hessian
+    eigenvector of lowest curvature, translations and rotations excluded.  It is found from Hessian-vector products
+    by central differences of the forces, H d = -(F(x + h d) - F(x - h d)) / 2h, in a Lanczos (Krylov) iteration
+    with full reorthogonalisation; no Hessian is built.  Works with any qmml potential (QM, QM/ML, ML).
+
+    Parameters
+    ----------
+    potential : qmml.Potential
+    positions : array_like (n, 3), optional
+        Start (Å), ideally a minimum; default the potential's system.
+    norm_A : float
+        Largest displacement norm along the direction at which the energy is reported, Å.
+    points : int
+        Displacements from 0 to ``norm_A``.
+    max_iterations : int
+        Hessian-vector products at most (each two force evaluations); at most 3n - 6 are ever needed.
+    tolerance : float
+        Stop when the lowest Ritz value changes by less than this fraction of its size, relative.
+    step_A : float
+        Finite-difference step of the Hessian-vector products, Å.
+    hessian_modes : int
+        Also compute the full Hessian by finite differences (6n force evaluations) and report the overlaps with
+        its this many lowest vibrational modes; 0 skips it.
+    seed : int
+        Starting vector of the iteration.
+    cell : array_like (3, 3), optional
+        Box (rows, Å) for periodic potentials (rotations are then not removed); default the system's.
+
+    Returns
+    -------
+    EnergyAscent
+    """
+    from ..potential import check_result
+
+    system = potential.system
+    x0 = np.array(system.positions if positions is None else positions, dtype=np.float64)
+    if x0.shape != (system.n_atoms, 3) or not np.isfinite(x0).all():
+        raise InputError(f"positions must be finite with shape ({system.n_atoms}, 3), got {x0.shape}")
+    if not norm_A > 0 or int(points) < 2 or not step_A > 0 or int(max_iterations) < 1:
+        raise InputError(f"norm_A={norm_A} and step_A={step_A} must be positive (Å), points={points} at least 2 and "
+                         f"max_iterations={max_iterations} at least 1")
+    cell = system.cell if cell is None else np.asarray(cell, dtype=np.float64)
+    rigid = _rigid_basis(x0, cell is not None)
+    dof = 3 * len(x0) - len(rigid)
+    if dof < 1:
+        raise InputError("the structure has no internal degrees of freedom to follow")
+
+    def project(v):
+        v = v - rigid.T @ (rigid @ v)
+        return v
+
+    def hessian_times(v):
+        d = v.reshape(-1, 3) * step_A
+        return project(-(_forces(potential, x0 + d, cell) - _forces(potential, x0 - d, cell)) / (2 * step_A))
+
+    v = project(np.random.default_rng(seed).standard_normal(x0.size))
+    basis, products = [v / np.linalg.norm(v)], []
+    lowest, previous = None, None
+    for _ in range(min(int(max_iterations), dof)):
+        products.append(hessian_times(basis[-1]))
+        q = np.array(basis)
+        small = q @ np.array(products).T
+        values, vectors = np.linalg.eigh(0.5 * (small + small.T))
+        lowest, direction = values[0], vectors[:, 0] @ q
+        if previous is not None and abs(lowest - previous) <= tolerance * max(abs(lowest), 1e-12):
+            break
+        previous = lowest
+        residual = products[-1] - q.T @ (q @ products[-1])  # the next Krylov vector, orthogonal to all before
+        residual = project(residual - q.T @ (q @ residual))
+        if np.linalg.norm(residual) < 1e-10 * max(1.0, np.linalg.norm(products[-1])):
+            break
+        basis.append(residual / np.linalg.norm(residual))
+    direction = direction / np.linalg.norm(direction)
+    e0 = float(check_result(potential, potential.compute(x0, forces=False, cell=cell)).energy)
+    steps = np.linspace(0.0, float(norm_A), int(points))
+
+    def profile(sign):
+        return np.array([float(check_result(potential, potential.compute(x0 + sign * s * direction.reshape(-1, 3),
+                                                                           forces=False, cell=cell)).energy) - e0
+                         for s in steps])
+
+    up, down = profile(1.0), profile(-1.0)
+    sign, energies = (1.0, up) if up[-1] <= down[-1] else (-1.0, down)
+    direction = sign * direction.reshape(-1, 3)
+    overlaps = eigenvalues = None
+    if int(hessian_modes) > 0:
+        columns = [hessian_times(e) for e in np.eye(x0.size)]
+        hessian = project(project(np.array(columns).T).T)  # rigid directions projected out on both sides
+        values, vectors = np.linalg.eigh(0.5 * (hessian + hessian.T))
+        keep = np.abs(vectors.T @ rigid.T).max(axis=1) < 0.5  # drop the (zero) rigid modes
+        values, vectors = values[keep][:int(hessian_modes)], vectors[:, keep][:, :int(hessian_modes)]
+        overlaps, eigenvalues = np.abs(vectors.T @ direction.ravel()), values
+    return EnergyAscent(direction=direction, curvature_eV_A2=float(lowest), displacements_A=steps,
+                        energies_eV=energies, positions=x0 + float(norm_A) * direction, mode_overlaps=overlaps,
+                        hessian_eigenvalues_eV_A2=eigenvalues, iterations=len(products))
