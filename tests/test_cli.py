@@ -110,6 +110,22 @@ def test_periodic_job_prints_the_stress_and_a_split_qm_region_is_refused(tmp_pat
         build_partition(config)
 
 
+def test_elastic_task_prints_the_elastic_constants_and_refuses_an_open_box(capsys):
+    """``task: elastic`` on the periodic example (HF/STO-3G, clamped ions): the 6x6 matrix and the moduli; the
+    open-boundary main job gets one clear error (exit 2)."""
+    job = DATA / "examples" / "water_box.yaml"
+    settings = ["qm.method=hf", "qm.basis=sto-3g", "task=elastic", "elastic.relax_ions=false", "elastic.strain=0.01"]
+    assert main(["run", str(job)] + [x for s in settings for x in ("--set", s)]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["xx"], ["yy"], ["zz"], ["yz"],
+                                                                                ["xz"], ["xy"])]
+    matrix = np.array([[float(v) for v in row[1:]] for row in rows])
+    assert matrix.shape == (6, 6) and np.allclose(matrix, matrix.T) and np.all(np.diag(matrix) > 0)
+    assert "bulk modulus (Voigt)" in out
+    assert main(["run", str(DATA / "examples" / "sn2_in_water.yaml"), "--set", "task=elastic"]) == 2
+    assert "no periodic box" in capsys.readouterr().err
+
+
 def test_npt_job_runs_qm_ml_at_constant_pressure(tmp_path):
     """md.pressure_bar turns the Langevin run of the periodic example into NPT: the thermo log carries the
     volume, density and pressure, and the box moves; a non-Langevin integrator is refused."""

@@ -47,7 +47,7 @@ def test_energy_ascent_follows_the_softest_mode_of_a_harmonic_network():
     values, vectors = np.linalg.eigh(potential.hessian())
     internal = values > 1e-9  # six zero modes: translations and rotations
     softest = vectors[:, internal][:, 0]
-    result = energy_ascent(potential, norm_A=0.05, hessian_modes=3)
+    result = energy_ascent(potential, norm_A=0.01, hessian_modes=3)
     overlap = abs(result.direction.ravel() @ softest)
     print(f"softest curvature {values[internal][0]:.4f} eV/Å^2, found {result.curvature_eV_A2:.4f} in "
           f"{result.iterations} products; overlap {overlap:.5f}")
@@ -55,12 +55,12 @@ def test_energy_ascent_follows_the_softest_mode_of_a_harmonic_network():
     assert result.curvature_eV_A2 == pytest.approx(values[internal][0], rel=1e-4)
     assert result.hessian_eigenvalues_eV_A2 == pytest.approx(values[internal][:3], rel=1e-4)
     assert result.mode_overlaps[0] > 0.99
-    # the energy along it is the harmonic s^2 curvature / 2, and it is the cheapest way up
-    assert result.energies_eV == pytest.approx(0.5 * values[internal][0] * result.displacements_A ** 2, rel=1e-3,
+    # the energy along it is s^2 curvature / 2 (to the springs' geometric anharmonicity), the cheapest way up
+    assert result.energies_eV == pytest.approx(0.5 * values[internal][0] * result.displacements_A ** 2, rel=5e-3,
                                                abs=1e-12)
     stiffest = vectors[:, internal][:, -1].reshape(-1, 3)
     x0 = potential.system.positions
-    assert potential.compute(x0 + 0.05 * stiffest).energy > 5 * result.energies_eV[-1]
+    assert potential.compute(x0 + 0.01 * stiffest).energy > 5 * result.energies_eV[-1]
 
 
 def test_energy_objective_of_adversarial_attack_and_its_errors():
