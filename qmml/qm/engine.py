@@ -20,11 +20,11 @@ from .field import ExternalField, series_radius
 from .gpu import GPUSiteIntegrals, resolve_device, to_device, to_host
 from .guess import DensityHistory
 
-#: Distant sites from which on the exact series replace their integrals (`PySCFEngine(series_min_sites=)`): below
-#: the break-even of glycine HF/6-31G* on one thread, where the series' embedding work took 2.7 s against 3.2 s
-#: for integrals at 5,000 sites and 3.5 s against 4.6 s at 10,000 (a fixed ~1.5 s over the 10,500 primitive
-#: products, then ~0.13 ms per site against ~0.4 ms).
-SERIES_MIN_SITES = 4000
+#: Distant sites from which on the exact series replace their integrals (`PySCFEngine(series_min_sites=)`): the
+#: break-even of glycine HF/6-31G* MD steps (2 threads), where the series' fixed work over the primitive products
+#: (~0.4 s) equals the integrals of ~500 sites: with the series for every distant site the step took 2.79 s
+#: against 2.78 s at 1,000 charges and 2.84 s against 3.36 s at 3,000.
+SERIES_MIN_SITES = 1000
 
 log = logging.getLogger(__name__)
 
