@@ -106,7 +106,13 @@ class Potential:
 
 
 class PotentialWrapper(Potential):
-    """A potential that changes ``potential`` and forwards everything it does not change."""
+    """A potential that changes ``potential`` and forwards everything it does not change.
+
+    Parameters
+    ----------
+    potential : qmml.Potential
+        The potential changed (energies eV, forces eV/Å).
+    """
 
     def __init__(self, potential):
         if not isinstance(potential, Potential):

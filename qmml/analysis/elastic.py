@@ -179,8 +179,18 @@ def elastic_constants(potential, system=None, *, strain: float = 0.005, relax_io
 
 
 def bulk_modulus_from_elastic(matrix_GPa) -> float:
-    """Voigt average of the bulk modulus from the 6x6 elastic constants, GPa:
-    (C11 + C22 + C33 + 2 (C12 + C13 + C23)) / 9."""
+    """Voigt average of the bulk modulus from the elastic constants.
+
+    Parameters
+    ----------
+    matrix_GPa : array_like (6, 6)
+        Elastic constants in Voigt order, GPa.
+
+    Returns
+    -------
+    float
+        (C11 + C22 + C33 + 2 (C12 + C13 + C23)) / 9, GPa.
+    """
     c = np.asarray(matrix_GPa, dtype=np.float64)
     if c.shape != (6, 6):
         raise InputError(f"elastic constants must be a 6x6 Voigt matrix, got shape {c.shape}")
@@ -189,9 +199,32 @@ def bulk_modulus_from_elastic(matrix_GPa) -> float:
 
 def equation_of_state(potential, system=None, *, volume_range: float = 0.04, points: int = 7,
                       relax_ions: bool = True, fmax: float = 1e-3, positions=None, cell=None) -> EquationOfState:
-    """Bulk modulus from E(V): the cell scaled isotropically over V0 (1 +- ``volume_range``) at ``points``
-    volumes, the ions relaxed in each if asked, and the third-order Birch-Murnaghan form fitted (it is a cubic
-    in V^(-2/3), so the fit is linear least squares).  Same parameters as `elastic_constants`."""
+    """Bulk modulus from E(V): a third-order Birch-Murnaghan fit over isotropically scaled cells.
+
+    The cell is scaled over V0 (1 +- ``volume_range``) at ``points`` volumes, the ions relaxed in each if asked,
+    and the Birch-Murnaghan form fitted (a cubic in V^(-2/3), so the fit is linear least squares).
+
+    Parameters
+    ----------
+    potential : qmml.Potential
+        Any periodic potential.
+    system : qmml.System, optional
+        Structure and box (default the potential's), ideally relaxed.
+    volume_range : float
+        Fractional half-width of the volumes sampled (at most 0.2).
+    points : int
+        Number of volumes (5 or more).
+    relax_ions : bool
+        Relax the positions at every volume (`qmml.optimize`, to ``fmax``).
+    fmax : float
+        Force convergence of the relaxations, eV/Å.
+    positions, cell : array_like, optional
+        Override the system's positions (Å) and cell (3x3 rows, Å).
+
+    Returns
+    -------
+    EquationOfState
+    """
     if not 0 < volume_range <= 0.2 or int(points) < 5:
         raise InputError(f"volume_range={volume_range} must be in (0, 0.2] and points={points} at least 5")
     x0, cell0 = _periodic_start(potential, system, positions, cell)
@@ -205,8 +238,20 @@ def equation_of_state(potential, system=None, *, volume_range: float = 0.04, poi
 
 
 def birch_murnaghan_fit(volumes_A3, energies_eV) -> EquationOfState:
-    """The third-order Birch-Murnaghan fit of E(V) points (Å^3, eV): E = a + b x + c x^2 + d x^3 with
-    x = V^(-2/3)."""
+    """The third-order Birch-Murnaghan fit of E(V) points: E = a + b x + c x^2 + d x^3 with x = V^(-2/3).
+
+    Parameters
+    ----------
+    volumes_A3 : array_like (n,)
+        Volumes, Å^3 (5 or more, around the minimum).
+    energies_eV : array_like (n,)
+        Energies, eV.
+
+    Returns
+    -------
+    EquationOfState
+        V0 (Å^3), E0 (eV), B0 (GPa), B0' and the fit's rms residual (eV).
+    """
     v, e = np.asarray(volumes_A3, dtype=np.float64), np.asarray(energies_eV, dtype=np.float64)
     if v.shape != e.shape or len(v) < 5:
         raise InputError(f"birch_murnaghan_fit needs matching volumes and energies, 5 or more; got {v.shape} "

@@ -36,6 +36,8 @@ def hydrogen_bonds(universe, *, charges=None, donors=None, hydrogens=None, accep
 
     Parameters
     ----------
+    start, stop, step : int, optional
+        Frames analysed (Python slice of the trajectory).
     universe : MDAnalysis.Universe
     charges : array_like (n_atoms,), optional
         Atomic charges (e), e.g. qmml's topology or ML charges; default the universe's own.  Without

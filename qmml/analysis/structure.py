@@ -13,6 +13,8 @@ def radial_distribution(universe, select1: str, select2: str | None = None, *, r
 
     Parameters
     ----------
+    start, stop, step : int, optional
+        Frames analysed (Python slice of the trajectory).
     universe : MDAnalysis.Universe
     select1, select2 : str
         MDAnalysis selections (``select2`` defaults to ``select1``).

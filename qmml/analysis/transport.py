@@ -18,14 +18,22 @@ def mean_squared_displacement(universe, select: str = "all", *, timestep_fs: flo
                               fft: bool | None = None):
     """Einstein MSD of a selection (MDAnalysis ``EinsteinMSD``), averaged over atoms and time origins.
 
-    Positions must be unwrapped (continuous across periodic boundaries).  ``fft`` uses the O(N log N)
-    algorithm through tidynamics (``pip install 'qmml[analysis]'``); the default uses it when
-    tidynamics is installed, the direct O(N^2) sum otherwise (same result).
+    Parameters
+    ----------
+    universe : MDAnalysis.Universe
+        Trajectory with unwrapped positions (continuous across periodic boundaries), Å.
+    select : str
+        MDAnalysis selection of the atoms averaged over.
+    timestep_fs : float, optional
+        Time between frames, fs; default the trajectory's own dt.
+    fft : bool, optional
+        Use the O(N log N) algorithm through tidynamics (``pip install 'qmml[analysis]'``); the default uses it
+        when tidynamics is installed, the direct O(N^2) sum otherwise (same result).
 
     Returns
     -------
     lag_fs : ndarray
-        Lag times, fs (``timestep_fs`` between frames, default the trajectory's own dt).
+        Lag times, fs.
     msd_A2 : ndarray
         MSD, Å^2.
     """
@@ -61,7 +69,22 @@ class Diffusion:
 
 
 def diffusion_coefficient(lag_fs, msd_A2, *, fit_from_fs: float, fit_to_fs: float) -> Diffusion:
-    """Fit MSD = 6 D t + c over the linear (diffusive) window [fit_from_fs, fit_to_fs]."""
+    """Self-diffusion coefficient from a fit of MSD = 6 D t + c over the linear (diffusive) window.
+
+    Parameters
+    ----------
+    lag_fs : array_like (n,)
+        Lag times, fs.
+    msd_A2 : array_like (n,)
+        Mean squared displacements, Å^2.
+    fit_from_fs, fit_to_fs : float
+        The fit window, fs (at least 3 points).
+
+    Returns
+    -------
+    Diffusion
+        D in Å^2/fs and cm^2/s, with the standard error of the fit.
+    """
     lag_fs, msd_A2 = np.asarray(lag_fs, float), np.asarray(msd_A2, float)
     window = (lag_fs >= fit_from_fs) & (lag_fs <= fit_to_fs)
     if window.sum() < 3:
@@ -73,7 +96,20 @@ def diffusion_coefficient(lag_fs, msd_A2, *, fit_from_fs: float, fit_to_fs: floa
 
 
 def current_autocorrelation(current, max_lag: int) -> np.ndarray:
-    """<J(0) . J(t)> averaged over time origins, for lags 0..max_lag frames (units of J squared)."""
+    """<J(0) . J(t)> averaged over time origins.
+
+    Parameters
+    ----------
+    current : array_like (n_frames, ...)
+        The current at every frame (any units; components summed in the dot product).
+    max_lag : int
+        Largest lag, frames (1 to n_frames - 1).
+
+    Returns
+    -------
+    ndarray (max_lag + 1,)
+        The autocorrelation for lags 0..max_lag frames, in units of J squared.
+    """
     j = np.asarray(current, dtype=float).reshape(len(current), -1)
     n = len(j)
     if not 0 < max_lag < n:
@@ -102,10 +138,28 @@ class Conductivity:
 
 def green_kubo_conductivity(current_e_A_per_fs, *, timestep_fs: float, volume_A3: float, temperature_K: float,
                             max_lag: int) -> Conductivity:
-    """Ionic conductivity from the total charge current J(t) = sum_i q_i v_i (e Å/fs, shape (n_frames, 3)).
+    """Ionic conductivity from the Green-Kubo integral of the total charge current J(t) = sum_i q_i v_i.
 
     For a qmml trajectory J is ``(charges[:, :, None] * velocities).sum(axis=1)``; with ML charges that
     change along the run, the current uses the charges of each frame.
+
+    Parameters
+    ----------
+    current_e_A_per_fs : array_like (n_frames, 3)
+        Total charge current, e Å/fs.
+    timestep_fs : float
+        Time between frames, fs.
+    volume_A3 : float
+        Box volume, Å^3.
+    temperature_K : float
+        K.
+    max_lag : int
+        Upper limit of the integral, frames.
+
+    Returns
+    -------
+    Conductivity
+        The conductivity (S/m), the autocorrelation and the running integral.
     """
     acf = current_autocorrelation(current_e_A_per_fs, max_lag)
     lag_fs = np.arange(max_lag + 1) * timestep_fs
@@ -117,11 +171,20 @@ def green_kubo_conductivity(current_e_A_per_fs, *, timestep_fs: float, volume_A3
 
 
 def msd_all_origins(positions) -> np.ndarray:
-    """MSD averaged over all time origins, per lag, of unwrapped trajectories (n_frames, ..., 3), Å^2.
+    """MSD averaged over all time origins, per lag, of unwrapped trajectories.
 
     MSD(m) = 1/(N-m) sum_k |x_{k+m} - x_k|^2, computed in O(N log N) from a sum of squares and an
     autocorrelation (Kneller, Keiner, Kneller & Schiller, Comput. Phys. Commun. 91, 191 (1995)).
-    Returns shape (n_frames, ...): summed over x, y, z, not averaged over the middle axes (atoms).
+
+    Parameters
+    ----------
+    positions : array_like (n_frames, ..., 3)
+        Unwrapped positions, Å.
+
+    Returns
+    -------
+    ndarray (n_frames, ...)
+        MSD per lag (frames), Å^2: summed over x, y, z, not averaged over the middle axes (atoms).
     """
     x = np.asarray(positions, dtype=float)
     n = len(x)
@@ -139,7 +202,22 @@ def msd_all_origins(positions) -> np.ndarray:
 
 def yeh_hummer_correction(temperature_K: float, box_A: float, viscosity_mPa_s: float) -> float:
     """Finite-size correction xi k_B T / (6 pi eta L) to add to a self-diffusion coefficient from a cubic
-    periodic box of edge ``box_A`` (Yeh & Hummer 2004), Å^2/fs."""
+    periodic box (Yeh & Hummer 2004).
+
+    Parameters
+    ----------
+    temperature_K : float
+        K.
+    box_A : float
+        Edge of the cubic box, Å.
+    viscosity_mPa_s : float
+        Shear viscosity, mPa s (0.89 for water at 298 K).
+
+    Returns
+    -------
+    float
+        The correction, Å^2/fs.
+    """
     kT_J = units.BOLTZMANN_EV_PER_K * temperature_K * units.ELEMENTARY_CHARGE_C
     d_m2_per_s = YEH_HUMMER_XI * kT_J / (6 * np.pi * viscosity_mPa_s * 1e-3 * box_A * 1e-10)
     return d_m2_per_s * 1e4 / units.A2_PER_FS_CM2_PER_S

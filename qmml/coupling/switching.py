@@ -26,7 +26,15 @@ from ..errors import InputError
 def switch(r, r_on: float, r_off: float):
     """S(r) and dS/dr (1/Å) of the quintic switch between r_on and r_off (Å); r_off <= r_on is a hard cutoff at
     r_off (S = 1 below it, 0 from it on, dS/dr = 0).  ``r`` is a NumPy array or a torch tensor (then S is
-    differentiable by autograd); the results are of the same kind.  The one switch function of qmml."""
+    differentiable by autograd); the results are of the same kind.  The one switch function of qmml.
+
+    Parameters
+    ----------
+    r : ndarray or Tensor
+        Distances, Å.
+    r_on, r_off : float
+        Start and end of the switch, Å.
+    """
     if isinstance(r, torch.Tensor):
         if r_off <= r_on:
             return (r < r_off).to(r.dtype), torch.zeros_like(r)

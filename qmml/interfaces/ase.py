@@ -67,6 +67,11 @@ def check_atoms(atoms, system) -> None:
     """Raise `InputError` unless ``atoms`` holds the atoms of ``system`` in the same order and box.
 
     The message names the first mismatching atom and the fix.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+    system : qmml.System
     """
     n = system.n_atoms
     if len(atoms) != n:

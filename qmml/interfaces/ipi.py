@@ -57,6 +57,13 @@ def virial(positions_A, forces_eV_A) -> np.ndarray:
     (``dE/de = -trace(W)`` for ``r -> (1 + e) r``), and does not depend on the origin when the net
     force vanishes.  With periodic boundaries the strain also moves the images, which this sum
     misses: qmml potentials give no periodic virial (see `IPIClient`).
+
+    Parameters
+    ----------
+    positions_A : array_like (n, 3)
+        Å.
+    forces_eV_A : array_like (n, 3)
+        eV/Å.
     """
     r = np.asarray(positions_A, dtype=np.float64)
     f = np.asarray(forces_eV_A, dtype=np.float64)

@@ -52,7 +52,15 @@ def _unflatten(tree, arrays):
 
 
 def write_checkpoint(path, state: MDState, **sections) -> None:
-    """Atomically write ``state`` and named sections (nested dicts of arrays and JSON values)."""
+    """Atomically write ``state`` and named sections (nested dicts of arrays and JSON values).
+
+    Parameters
+    ----------
+    path : str or path
+        The ``.npz`` file, replaced atomically.
+    state : MDState
+        Positions (Å), velocities (Å/fs), forces (eV/Å), energies (eV) and the RNG state.
+    """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
     tree = {
@@ -67,7 +75,13 @@ def write_checkpoint(path, state: MDState, **sections) -> None:
 
 
 def read_checkpoint(path) -> tuple[MDState, dict]:
-    """The `MDState` and the other sections of a checkpoint file."""
+    """The `MDState` and the other sections of a checkpoint file.
+
+    Parameters
+    ----------
+    path : str or path
+        A checkpoint written by `write_checkpoint` (``.npz`` with a JSON header).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no checkpoint there; give a run folder or checkpoint file written by qmml")

@@ -8,13 +8,27 @@ import numpy as np
 
 
 def read_thermo(path) -> dict[str, np.ndarray]:
-    """Columns of a `ThermoLog` CSV by name (units in the names)."""
+    """Columns of a `ThermoLog` CSV by name (units in the names).
+
+    Parameters
+    ----------
+    path : str or path
+        The CSV file.
+    """
     data = np.genfromtxt(path, delimiter=",", names=True, dtype=float)
     return {name: np.atleast_1d(data[name]) for name in data.dtype.names}
 
 
 def plot_thermo(csv_path, png_path) -> Path:
-    """Energies relative to their start (eV) and temperature (K) against time (fs); returns the PNG path."""
+    """Energies relative to their start (eV) and temperature (K) against time (fs); returns the PNG path.
+
+    Parameters
+    ----------
+    csv_path : str or path
+        A `ThermoLog` CSV.
+    png_path : str or path
+        The figure written.
+    """
     from matplotlib.figure import Figure  # no pyplot: the caller's backend (a notebook's inline one) stays
 
     log = read_thermo(csv_path)

@@ -50,7 +50,15 @@ def _cut(path: Path, size: int) -> None:
 class Reporter:
     """Base: subclasses implement `_open`, `write`; `every` is the reporting interval in steps.
 
-    ``binary`` reporters (DCD, XTC trajectories) keep their own bookmark even before their file is open."""
+    ``binary`` reporters (DCD, XTC trajectories) keep their own bookmark even before their file is open.
+
+    Parameters
+    ----------
+    path : str or path
+        The file written (never overwritten by a fresh run).
+    every : int
+        Reporting interval, steps.
+    """
 
     binary = False
 

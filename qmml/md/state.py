@@ -74,12 +74,29 @@ class MDState:
 
 
 def kinetic_energy(masses: np.ndarray, velocities: np.ndarray) -> float:
-    """Kinetic energy in eV of masses (amu) moving at velocities (Å/fs)."""
+    """Kinetic energy in eV of masses (amu) moving at velocities (Å/fs).
+
+    Parameters
+    ----------
+    masses : ndarray (n,)
+        amu.
+    velocities : ndarray (n, 3)
+        Å/fs.
+    """
     return 0.5 * units.AMU_A2_PER_FS2_EV * float(np.sum(masses[:, None] * velocities * velocities))
 
 
 def temperature(masses: np.ndarray, velocities: np.ndarray, degrees_of_freedom: int) -> float:
-    """Kinetic temperature, K."""
+    """Kinetic temperature, K.
+
+    Parameters
+    ----------
+    masses : ndarray (n,)
+        amu.
+    velocities : ndarray (n, 3)
+        Å/fs.
+    degrees_of_freedom : int
+    """
     return 2.0 * kinetic_energy(masses, velocities) / (degrees_of_freedom * units.BOLTZMANN_EV_PER_K)
 
 
@@ -111,7 +128,16 @@ def generator_state(gen: np.random.Generator) -> str:
 
 def maxwell_boltzmann(masses: np.ndarray, temperature_K: float, seed: int) -> np.ndarray:
     """Velocities (Å/fs) drawn at ``temperature_K``, zero total momentum, rescaled to exactly that
-    temperature over 3N - 3 degrees of freedom."""
+    temperature over 3N - 3 degrees of freedom.
+
+    Parameters
+    ----------
+    masses : ndarray (n,)
+        amu.
+    temperature_K : float
+        K.
+    seed : int
+    """
     masses = np.asarray(masses, dtype=float)
     gen = _stream(seed, STREAM_VELOCITIES)
     sigma = np.sqrt(units.BOLTZMANN_EV_PER_K * temperature_K / (masses * units.AMU_A2_PER_FS2_EV))

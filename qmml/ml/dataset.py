@@ -92,7 +92,15 @@ class Frame:
 
 @dataclass(eq=False)
 class Dataset:
-    """A list of `Frame` objects with metadata (reference method, units, provenance)."""
+    """A list of `Frame` objects with metadata (reference method, units, provenance).
+
+    Parameters
+    ----------
+    frames : list of Frame
+        The structures with their labels (Å, eV, eV/Å, e).
+    metadata : dict
+        Reference method, units and provenance (JSON values).
+    """
 
     frames: list[Frame] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)

@@ -40,6 +40,13 @@ def save_model(model: EnvironmentModel, path, *, reference: str, training_set_ha
 
     Parameters
     ----------
+    description : str
+        Free text stored in the header.
+    overwrite : bool
+        Replace an existing file (default: refuse).
+    model : EnvironmentModel
+    path : str or path
+        The ``.pt`` file to write; never overwritten unless ``overwrite``.
     reference : str
         Level of theory of the labels, e.g. "GFN2-xTB (tblite 0.8), Mulliken charges".
     training_set_hash : str
@@ -67,7 +74,13 @@ def save_model(model: EnvironmentModel, path, *, reference: str, training_set_ha
 
 
 def read_header(name_or_path) -> dict:
-    """The header of a shipped model (by name) or a model file (no model is built)."""
+    """The header of a shipped model (by name) or a model file (no model is built).
+
+    Parameters
+    ----------
+    name_or_path : str or path
+        A shipped model's name or a ``.pt`` file.
+    """
     return _read(_resolve(name_or_path))[0]
 
 
@@ -116,6 +129,8 @@ def load_model(name_or_path, *, dtype=torch.float64, device=None, elements=None)
 
     Parameters
     ----------
+    name_or_path : str or path
+        A shipped model's name (``qmml model-info`` lists them) or a ``.pt`` file written by `save_model`.
     dtype : torch.dtype
         float64 (default; exact finite-difference forces) or float32 (faster).
     device : str or torch.device, optional

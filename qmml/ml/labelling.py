@@ -34,6 +34,17 @@ class Label:
 
     ``stress`` (periodic boxes only) is (1/V) dE/d(strain) for a homogeneous strain of positions and
     cell, eV/Å^3, the convention of `qmml.ml.MLPotential` results and of ASE.
+
+    Parameters
+    ----------
+    energy : float
+        eV.
+    forces : ndarray (n, 3)
+        eV/Å.
+    charges : ndarray (n,)
+        e.
+    stress : ndarray (3, 3), optional
+        eV/Å^3 (periodic boxes only).
     """
 
     energy: float
@@ -66,7 +77,19 @@ def bonds_from_distances(elements, positions_A, cell=None, scale: float = 1.2) -
 
 
 def molecules_from_distances(elements, positions_A, cell=None, scale: float = 1.2) -> np.ndarray:
-    """Molecule index of every atom: connected components of `bonds_from_distances`."""
+    """Molecule index of every atom: connected components of `bonds_from_distances`.
+
+    Parameters
+    ----------
+    elements : array_like (n,)
+        Element symbols or atomic numbers.
+    positions_A : array_like (n, 3)
+        Å.
+    cell : array_like (3, 3), optional
+        Lattice vectors (rows, Å) of a periodic box.
+    scale : float
+        Two atoms are bonded closer than ``scale`` times the sum of their covalent radii.
+    """
     graph = nx.Graph()
     graph.add_nodes_from(range(len(elements)))
     graph.add_edges_from(map(tuple, bonds_from_distances(elements, positions_A, cell, scale)))
@@ -82,7 +105,19 @@ MK_RADII_A = {1: 1.2, 6: 1.5, 7: 1.5, 8: 1.4, 9: 1.35, 15: 1.8, 16: 1.75, 17: 1.
 
 
 def esp_grid(elements, positions_A, *, shells=(1.4, 1.6, 1.8, 2.0), density_per_A2: float = 3.0) -> np.ndarray:
-    """Points on scaled van der Waals surfaces (Merz-Kollman), outside every atom's scaled sphere, Å."""
+    """Points on scaled van der Waals surfaces (Merz-Kollman), outside every atom's scaled sphere, Å.
+
+    Parameters
+    ----------
+    elements : array_like (n,)
+        Element symbols or atomic numbers.
+    positions_A : array_like (n, 3)
+        Å.
+    shells : sequence of float
+        Scale factors of the van der Waals radii, one surface each.
+    density_per_A2 : float
+        Points per Å^2 of each surface.
+    """
     z = np.asarray(elements, dtype=int)
     x = np.asarray(positions_A, dtype=float)
     rad = np.array([MK_RADII_A.get(int(e), _radii.VDW[e] * units.BOHR_A) for e in z])
@@ -108,6 +143,27 @@ def resp_charges(elements, positions_A, grid_A, potential_V, *, molecule=None, m
     every molecule keeping its integer charge.  ``restraint`` a (Hartree^2 per e, the RESP paper's
     units) and ``hyperbolic_b`` b (e) default to the standard single-stage RESP values; a = 0 gives
     plain ESP (Merz-Kollman) charges.
+
+    Parameters
+    ----------
+    elements : array_like (n,)
+        Element symbols or atomic numbers.
+    positions_A : array_like (n, 3)
+        Å.
+    grid_A : array_like (m, 3)
+        Points where the potential is known (`esp_grid`), Å.
+    potential_V : array_like (m,)
+        Electrostatic potential of the structure at the points, V.
+    molecule : array_like (n,) int, optional
+        Molecule of every atom (default one molecule).
+    molecule_charges : array_like, optional
+        Integer charge of every molecule, e (default 0).
+    restraint : float
+        a, the hyperbolic restraint's strength (Hartree^2 per e).
+    hyperbolic_b : float
+        b, e.
+    max_iter : int
+        Iterations of the restrained fit.
 
     Returns
     -------
@@ -212,6 +268,8 @@ class XTBLabeller:
 
     Parameters
     ----------
+    accuracy : float
+        tblite's accuracy factor (smaller is tighter; 1.0 is its default).
     elements : array_like of int
     charge : int
     multiplicity : int

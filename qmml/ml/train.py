@@ -45,7 +45,48 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainingOptions:
-    """Hyperparameters of `train` (units: eV, Å, e)."""
+    """Hyperparameters of `train` (units: eV, Å, e).
+
+    Attributes
+    ----------
+    cutoff : float
+        Descriptor cutoff, Å.
+    n_radial, n_channels : int
+        Radial basis functions and channels of the descriptor.
+    hidden : tuple of int
+        Hidden layer widths of every member's network.
+    n_members : int
+        Committee size.
+    coulomb_cutoff : float, optional
+        Cutoff of the model's Coulomb term between molecules (DSF), Å; None: no Coulomb term.
+    charge_groups : {"molecule", "structure"}
+        Where charge is conserved.
+    dispersion : dict, optional
+        `D3Dispersion` parameters; its coefficients are fitted on the training frames.
+    baseline : dict, optional
+        `BondBaseline` parameters ({} for the defaults).
+    embedding_charges : bool
+        A second charge head, trained on ``Frame.esp_charges``.
+    energy_weight, force_weight, charge_weight, stress_weight, esp_weight : float
+        Loss weights of energies per atom (eV), forces (eV/Å), charges (e), stresses (GPa) and embedding
+        charges (e).
+    learning_rate : float
+        Adam's initial learning rate.
+    batch_size : int
+        Frames per optimizer step.
+    max_epochs, patience : int
+        Epoch limit, and epochs without validation improvement before stopping.
+    validation_fraction : float
+        Part of the training frames held out when no validation set is given.
+    seed : int
+    dtype : {"float32", "float64"}
+    max_minutes : float, optional
+        Wall-clock cap on the whole training, minutes.
+    progress : bool
+        A progress bar per member.
+    history : list
+        Filled by `train`: one dict per member and epoch (losses and validation errors).
+    """
 
     cutoff: float = 5.0
     n_radial: int = 12
@@ -237,7 +278,16 @@ def fit_dispersion(dataset: Dataset, parameters: dict, n_frames: int = 40):
 
 def evaluate(model: EnvironmentModel, dataset: Dataset, *, batch_size: int = 32) -> dict:
     """Committee-mean errors on a dataset: MAE and RMSE of energy per atom, forces and charges, and for
-    frames with a stress label, of the stress (GPa) and the pressure (kbar)."""
+    frames with a stress label, of the stress (GPa) and the pressure (kbar).
+
+    Parameters
+    ----------
+    model : EnvironmentModel
+    dataset : Dataset
+        Labelled frames (eV, eV/Å, e; GPa for stresses).
+    batch_size : int
+        Frames evaluated together.
+    """
     e_err, f_err, q_err, s_err, p_err, esp_err = [], [], [], [], [], []
     dtype = model.dtype
     for k in range(0, len(dataset), batch_size):

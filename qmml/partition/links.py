@@ -20,7 +20,17 @@ from ..errors import PartitionError
 
 @dataclass(frozen=True)
 class LinkAtom:
-    """A hydrogen cap on the cut bond ``q1``-``m1`` (0-based atom indices)."""
+    """A hydrogen cap on the cut bond ``q1``-``m1`` (0-based atom indices).
+
+    Parameters
+    ----------
+    q1, m1 : int
+        The QM and the environment atom of the cut bond (0-based, system-wide).
+    g : float
+        Scale factor of the link position along the bond: r_L = r_q1 + g (r_m1 - r_q1).
+    element : str
+        The cap's element.
+    """
 
     q1: int
     m1: int

@@ -279,6 +279,19 @@ def coulomb_open(charges, positions, *, exclude=None, excluded_pairs=None, strai
     ``charges`` (n,) or (m, n), e; ``positions`` (n, 3), Å; ``exclude``: molecule index per atom,
     pairs of the same molecule do not interact (negative: never excluded); ``excluded_pairs`` (i, j):
     further pairs that do not interact; ``strain`` as in `ewald_coulomb`.  O(n^2) pairs.
+
+    Parameters
+    ----------
+    charges : Tensor (n,) or (m, n)
+        e (m sets of charges at once).
+    positions : Tensor (n, 3)
+        Å.
+    exclude : Tensor (n,) int, optional
+        Molecule index per atom: pairs of the same molecule do not interact (negative: never excluded).
+    excluded_pairs : sequence of (i, j), optional
+        Further pairs that do not interact.
+    strain : Tensor (3, 3), optional
+        As in `ewald_coulomb`.
     """
     single = charges.dim() == 1
     q = charges[None] if single else charges

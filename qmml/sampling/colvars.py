@@ -18,7 +18,15 @@ def _atom_index(i, name: str) -> int:
 
 
 class Distance:
-    """Distance between atoms ``i`` and ``j`` (0-based), Å."""
+    """Distance between atoms ``i`` and ``j`` (0-based), Å.
+
+    Parameters
+    ----------
+    i, j : int
+        Atom indices (0-based).
+    name : str, optional
+        Column name in logs (default ``d_i_j``).
+    """
 
     def __init__(self, i: int, j: int, name: str | None = None):
         self.i, self.j = _atom_index(i, "Distance"), _atom_index(j, "Distance")
@@ -52,6 +60,8 @@ class DistanceDifference:
 
     Parameters
     ----------
+    name : str, optional
+        Column name in logs.
     first, second : tuple of two ints
         Atom pairs (0-based).  For Cl(a)- + CH3-Cl(b), ``first=(C, Cl_a)`` and ``second=(C, Cl_b)``
         give a coordinate that is positive in the reactant complex, 0 at a symmetric transition

@@ -76,7 +76,13 @@ class UmbrellaSampling:
 
 def umbrella_windows(potential, variable, centres, force_constant, *, steps: int, output_dir, positions=None,
                      seed: int = 0, **settings) -> list[UmbrellaWindow]:
-    """The `UmbrellaWindow` of every centre (window ``k`` gets seed ``seed + k``); see `run_umbrella_windows`."""
+    """The `UmbrellaWindow` of every centre (window ``k`` gets seed ``seed + k``); see `run_umbrella_windows`.
+
+    Parameters
+    ----------
+    potential, variable, centres, force_constant, steps, output_dir, positions, seed
+        As in `run_umbrella_windows` (Å, eV/Å^2).
+    """
     centres = np.atleast_1d(np.asarray(centres, dtype=np.float64))
     if centres.ndim != 1 or len(centres) == 0:
         raise InputError(f"centres={centres!r}: give a list of restraint centres, Å")

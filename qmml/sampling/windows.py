@@ -160,6 +160,11 @@ class WindowSamples:
 def run_umbrella_window(window: UmbrellaWindow) -> WindowSamples:
     """Run (or continue, or read back) one umbrella window; the task of `run_umbrella_windows`.
 
+    Parameters
+    ----------
+    window : UmbrellaWindow
+        The window's potential, restraint, steps and output folder (`umbrella_windows`).
+
     Returns
     -------
     WindowSamples
