@@ -34,7 +34,7 @@ class ElasticConstants:
     matrix_GPa : ndarray (6, 6)
         C_ij in Voigt order, GPa (symmetrized; ``asymmetry_GPa`` is what was removed).
     asymmetry_GPa : float
-        Largest |C_ij - C_ji| / 2 before symmetrizing, GPa: a measure of the finite-difference and relaxation error.
+        Largest abs(C_ij - C_ji) / 2 before symmetrizing, GPa: a measure of the finite-difference and relaxation error.
     stress_GPa : ndarray (3, 3)
         Stress of the unstrained structure, GPa.  The constants are those of a stress-free reference only if it
         is small against them.

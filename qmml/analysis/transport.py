@@ -173,7 +173,7 @@ def green_kubo_conductivity(current_e_A_per_fs, *, timestep_fs: float, volume_A3
 def msd_all_origins(positions) -> np.ndarray:
     """MSD averaged over all time origins, per lag, of unwrapped trajectories.
 
-    MSD(m) = 1/(N-m) sum_k |x_{k+m} - x_k|^2, computed in O(N log N) from a sum of squares and an
+    MSD(m) = 1/(N-m) sum_k norm(x_{k+m} - x_k)^2, computed in O(N log N) from a sum of squares and an
     autocorrelation (Kneller, Keiner, Kneller & Schiller, Comput. Phys. Commun. 91, 191 (1995)).
 
     Parameters

@@ -80,7 +80,7 @@ class IPIClient:
         and a ``system`` whose atoms are those of i-PI's input, in the same order.
     address : str
         Unix socket: the name in i-PI's ``<ffsocket mode='unix'><address>NAME</address>``, found at
-        ``sockets_prefix + NAME`` (i-PI's default prefix is /tmp/ipi_).  Inet socket: the host name.
+        ``sockets_prefix + NAME`` (i-PI's default prefix is ``/tmp/ipi_``).  Inet socket: the host name.
     port : int, optional
         TCP port of an inet socket (i-PI ``<port>``); giving it selects an inet socket.
     unix : bool, optional

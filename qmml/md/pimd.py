@@ -346,7 +346,7 @@ class PathIntegralLangevin(Integrator):
         return kinetic_energy(np.tile(masses, len(v)), v.reshape(-1, 3))  # as Langevin sums it when P = 1
 
     def spring_energy_per_atom(self, state: MDState, masses) -> np.ndarray:
-        """sum_j m omega_P^2 |q_j - q_{j+1}|^2 / 2 of each atom, eV (n,)."""
+        """sum_j m omega_P^2 norm(q_j - q_{j+1})^2 / 2 of each atom, eV (n,)."""
         q = state.extra["bead_positions"]
         stretch = np.sum((q - np.roll(q, -1, axis=0)) ** 2, axis=(0, 2))
         return 0.5 * units.AMU_A2_PER_FS2_EV * np.asarray(masses) * self.omega_p ** 2 * stretch

@@ -47,7 +47,7 @@ class Thresholds:
     Attributes
     ----------
     force_eV_A : float
-        Per-atom force spread |sigma_F,i|, eV/Å.  About 3x the model's validation force error is a
+        Per-atom force spread norm(sigma_F,i), eV/Å.  About 3x the model's validation force error is a
         common choice: spreads below it are noise.
     charge_e : float
         Per-atom charge spread, e.

@@ -188,7 +188,7 @@ class EnergyAscent:
     positions : ndarray (n, 3)
         The structure at the largest displacement, Å.
     mode_overlaps : ndarray (m,) or None
-        |direction . v_i| with the m lowest vibrational (non-rigid) Hessian modes v_i, by finite differences
+        abs(direction . v_i) with the m lowest vibrational (non-rigid) Hessian modes v_i, by finite differences
         (``hessian_modes=m``); None without.
     hessian_eigenvalues_eV_A2 : ndarray (m,) or None
     iterations : int
@@ -228,7 +228,7 @@ def energy_ascent(potential, positions=None, *, norm_A: float = 0.3, points: int
     """The softest path to instability: the displacement direction along which the energy rises least per
     displacement norm, and the energy along it.
 
-    At a minimum the energy of a small displacement s d (|d| = 1) is E + s^2 d.H.d / 2, so the direction that goes
+    At a minimum the energy of a small displacement s d (unit d) is E + s^2 d.H.d / 2, so the direction that goes
     uphill at the least cost (and the one that a transition or a phase change follows first) is the Hessian
     eigenvector of lowest curvature, translations and rotations excluded.  It is found from Hessian-vector products
     by central differences of the forces, H d = -(F(x + h d) - F(x - h d)) / 2h, in a Lanczos (Krylov) iteration

@@ -74,15 +74,15 @@ def committee_spread(model: EnvironmentModel, dataset: Dataset, *, predictions=N
         * ``energy_std_eV_per_atom``: std of the members' energies / number of atoms.
         * ``force_std_eV_A``: root mean square over the frame's atoms and Cartesian components of
           the force-component std, sqrt(<sigma_F,ic^2>); comparable with ``force_rmse_eV_A``.
-        * ``max_force_std_eV_A``: largest per-atom spread |sigma_F,i| = sqrt(sum_c sigma_F,ic^2)
+        * ``max_force_std_eV_A``: largest per-atom spread norm(sigma_F,i) = sqrt(sum_c sigma_F,ic^2)
           (one bad atom in a large frame).
         * ``charge_std_e``: root mean square over atoms of the charge std.
 
         Errors of the committee mean against the labels:
 
-        * ``energy_error_eV_per_atom``: |E - E_ref| / number of atoms.
+        * ``energy_error_eV_per_atom``: abs(E - E_ref) / number of atoms.
         * ``force_rmse_eV_A``: sqrt(<(F_ic - F_ref,ic)^2>) over atoms and components.
-        * ``max_force_error_eV_A``: largest per-atom |F_i - F_ref,i|.
+        * ``max_force_error_eV_A``: largest per-atom norm(F_i - F_ref,i).
         * ``charge_rmse_e``: sqrt(<(q_i - q_ref,i)^2>).
 
         and ``n_atoms`` (int).

@@ -4,7 +4,7 @@ Where the committee members disagree, the model has not been constrained by trai
 forces (or the charges that polarize the QM region) cannot be trusted.  Three spreads are monitored
 (population standard deviations over the members):
 
-* forces: per atom, |sigma_F,i| = sqrt(sum_c sigma_F,ic^2), eV/Å, including each member's charge
+* forces: per atom, norm(sigma_F,i) = sqrt(sum_c sigma_F,ic^2), eV/Å, including each member's charge
   response to the QM potential in a QM/ML run;
 * charges: per atom, e;
 * embedding energy: the spread of E_emb = sum_j phi_j q~_j over the members' charges with the
@@ -32,7 +32,7 @@ class Uncertainty:
     Attributes
     ----------
     force_std : ndarray (n_atoms,)
-        Per-atom force spread |sigma_F,i|, eV/Å (zero on atoms the model does not describe).
+        Per-atom force spread norm(sigma_F,i), eV/Å (zero on atoms the model does not describe).
     charge_std : ndarray (n_atoms,)
         Per-atom charge spread, e (zero on QM atoms).
     embedding_std : float

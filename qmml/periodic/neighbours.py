@@ -116,7 +116,7 @@ def _images_may_repeat(box, cutoff: float) -> bool:
 
 
 def neighbour_list(positions: torch.Tensor, cutoff: float, cell=None, *, verlet: "VerletList | None" = None):
-    """All ordered pairs (i, j) with |r_j + shift - r_i| < cutoff, as torch tensors.
+    """All ordered pairs (i, j) with norm(r_j + shift - r_i) < cutoff, as torch tensors.
 
     Parameters
     ----------
