@@ -393,3 +393,26 @@ def test_path_integral_log_records_the_reference_difference(tmp_path):
     assert log["reference_delta_eV"][-1] == pytest.approx(0.21 * v, rel=1e-8)
     virial = np.sum((q - q.mean(0)) * (-1.21 * k[:, None] * q))
     assert log["kinetic_virial_reference_eV"][-1] == pytest.approx(3 * 1.5 * KT_300 - virial / 16, rel=1e-8)
+
+
+def test_isotopes_keep_the_beads_of_an_ml_potential_in_one_model_call():
+    """`with_isotopes` changes masses only: its beads still go to the model together, with the same results."""
+    system = liquid_water_box()
+    model = qmml.load_model("water")
+    potential = qmml.with_isotopes(qmml.MLPotential(model, system), {1: "D", 2: "D"})
+    beads = system.positions[None] + 0.05 * np.random.default_rng(3).standard_normal((3, system.n_atoms, 3))
+    calls, predict = [], model.predict
+
+    def counted(*args, **options):
+        calls.append(1)
+        return predict(*args, **options)
+
+    model.predict = counted
+    try:
+        together = potential.compute_copies(beads)
+    finally:
+        del model.predict
+    assert len(calls) == 1
+    for result, x in zip(together, beads):
+        alone = potential.compute(x)
+        assert abs(result.energy - alone.energy) < 1e-9 and np.abs(result.forces - alone.forces).max() < 1e-9

@@ -88,6 +88,11 @@ class _WithMasses(PotentialWrapper):
     def __repr__(self) -> str:
         return f"with_isotopes({self.potential!r})"
 
+    def compute_copies(self, positions, *, forces: bool = True, cell=None) -> list:
+        """The wrapped potential's `compute_copies` (the masses do not change the energy surface), so an
+        `MLPotential` keeps all path-integral beads in one model call."""
+        return self.potential.compute_copies(positions, forces=forces, cell=cell)
+
 
 # -- ring-polymer normal modes -------------------------------------------------------------
 def normal_modes(n_beads: int):
