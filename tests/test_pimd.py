@@ -395,11 +395,15 @@ def test_path_integral_log_records_the_reference_difference(tmp_path):
     assert log["kinetic_virial_reference_eV"][-1] == pytest.approx(3 * 1.5 * KT_300 - virial / 16, rel=1e-8)
 
 
-def test_isotopes_keep_the_beads_of_an_ml_potential_in_one_model_call():
-    """`with_isotopes` changes masses only: its beads still go to the model together, with the same results."""
+@pytest.mark.parametrize("wrapper", ["isotopes", "restraint"])
+def test_wrappers_keep_the_beads_of_an_ml_potential_in_one_model_call(wrapper):
+    """`with_isotopes` (masses only) and `Restrained` (a bias per copy) still send their beads to the model
+    together, with the results of bead-by-bead evaluation (the restraint's energy and forces included)."""
     system = liquid_water_box()
     model = qmml.load_model("water")
-    potential = qmml.with_isotopes(qmml.MLPotential(model, system), {1: "D", 2: "D"})
+    inner = qmml.MLPotential(model, system)
+    potential = qmml.with_isotopes(inner, {1: "D", 2: "D"}) if wrapper == "isotopes" else \
+        qmml.Restrained(inner, [qmml.HarmonicRestraint(qmml.sampling.Distance(0, 3), 3.0, 5.0)])
     beads = system.positions[None] + 0.05 * np.random.default_rng(3).standard_normal((3, system.n_atoms, 3))
     calls, predict = [], model.predict
 
@@ -416,3 +420,4 @@ def test_isotopes_keep_the_beads_of_an_ml_potential_in_one_model_call():
     for result, x in zip(together, beads):
         alone = potential.compute(x)
         assert abs(result.energy - alone.energy) < 1e-9 and np.abs(result.forces - alone.forces).max() < 1e-9
+        assert result.details == alone.details

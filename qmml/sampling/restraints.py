@@ -73,7 +73,15 @@ class Restrained(PotentialWrapper):
     def compute(self, positions, *, forces: bool = True, cell=None):
         """The potential's result with the restraints' energy and forces added; ``cell`` (periodic
         potentials) is passed on, and the bias's strain derivative added to the stress."""
-        result = self.potential.compute(positions, forces=forces, cell=cell)
+        return self._biased(self.potential.compute(positions, forces=forces, cell=cell), positions, forces, cell)
+
+    def compute_copies(self, positions, *, forces: bool = True, cell=None) -> list:
+        """The wrapped potential's `compute_copies` (one model call for an `MLPotential`'s beads), each copy with
+        the restraints added."""
+        results = self.potential.compute_copies(positions, forces=forces, cell=cell)
+        return [self._biased(r, x, forces, cell) for r, x in zip(results, positions)]
+
+    def _biased(self, result, positions, forces: bool, cell):
         bias, bias_forces = 0.0, np.zeros(np.shape(positions))
         for restraint in self.restraints:
             e, f = restraint.compute(positions)
