@@ -37,7 +37,7 @@ from test_npt import (LJ_PRESSURE_BAR, RHO_STAR, SIGMA_A, T_STAR, TEMPERATURE_K,
                       argon_fcc, jzg_pressure, npt_conditions)
 
 BLOCKS = 10
-GPA_PER_BAR = 1e-4
+GPA_PER_BAR = units.BAR_EV_PER_A3 * units.EV_PER_A3_GPA
 
 
 def melted(density, steps, seed):
