@@ -50,9 +50,11 @@ class QMConfig(_Strict):
     guess_order: int = Field(_ENGINE["guess_order"], ge=1, le=8, description="densities the extrapolation uses")
     embedding: Literal["exact", "integrals"] = Field(
         _ENGINE["embedding"], description="'exact': distant sites through exact Hermite-multipole series once "
-        "series_min_sites are that far (the same energy and forces as integrals to ~1e-13), or integrals for every site")
+        "series_min_sites are that far (orders from rigorous bounds for series_tolerance), or integrals for every site")
     series_min_sites: int = Field(_ENGINE["series_min_sites"], ge=0, description="embedding 'exact': distant sites "
                                   "needed before the series are used")
+    series_tolerance: float = Field(_ENGINE["series_tolerance"], gt=0, le=1e-3, description="embedding 'exact': what the "
+                                    "series may leave out of the energy (rigorous bound), Hartree; forces 1000x per Bohr")
     far_field_A: float | None = Field(_ENGINE["far_field_A"], gt=0, description="sites beyond this distance from the QM centre "
                                       "enter through a multipole expansion, Å (None: exact for every site)")
     far_field_width_A: float = Field(_ENGINE["far_field_width_A"], ge=0, description="blending width inside far_field_A, Å")

@@ -16,7 +16,8 @@ from pyscf import gto, scf
 from .. import units
 from ..errors import InputError, SCFConvergenceError, check_range
 from .embedding import SiteIntegrals, nuclear_terms
-from .field import ExternalField, series_radius
+from .field import (SERIES_ENERGY_TOLERANCE, SERIES_GRADIENT_TOLERANCE, ExternalField,
+                    series_radius)
 from .gpu import GPUSiteIntegrals, resolve_device, to_device, to_host
 from .guess import DensityHistory
 
@@ -25,6 +26,8 @@ from .guess import DensityHistory
 #: (~0.4 s) equals the integrals of ~500 sites: with the series for every distant site the step took 2.79 s
 #: against 2.78 s at 1,000 charges and 2.84 s against 3.36 s at 3,000.
 SERIES_MIN_SITES = 1000
+#: The forces' bound per unit of the energy's, 1/Bohr.
+SERIES_GRADIENT_PER_ENERGY = SERIES_GRADIENT_TOLERANCE / SERIES_ENERGY_TOLERANCE
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,12 @@ class QMResult:
     far_field : dict or None
         With ``far_field_A``: ``n_exact`` and ``n_expanded`` sites, and the expansion's
         ``error_estimate_eV`` (first neglected term) and ``error_bound_eV`` (see `qmml.qm.far_field`).
+    series : dict or None
+        Where distant sites took the exact series (``embedding="exact"``): the orders used (``energy_order``,
+        ``response_order`` and the range of the single-centre ones) and rigorous bounds of what they leave out
+        at the converged density (`qmml.qm.truncation`): ``energy_bound_eV``, ``site_force_bound_eV_A`` (the
+        largest on one site), ``site_potential_bound_V`` (the largest error of ``site_potential``, eV/e) and
+        ``qm_force_bound_eV_A`` (summed over the QM atoms).
     strain_derivative : ndarray (3, 3) or None
         In a periodic box, with forces: dE/d(strain) of this energy, eV, for a homogeneous strain of the
         QM centres, the sites and the cell ([a, b] = sum_i dE/dR_ia R_ib + explicit cell terms).
@@ -73,9 +82,19 @@ class QMResult:
     converged_with: str
     probe_potential: np.ndarray | None = None
     far_field: dict | None = None
+    series: dict | None = None
     strain_derivative: np.ndarray | None = None
     density: np.ndarray | None = None
     timings_s: dict = dataclass_field(default_factory=dict)
+
+
+def series_report(series: dict) -> dict:
+    """`ExternalField.series_bounds` (atomic units) in eV and eV/Å."""
+    force = units.HARTREE_PER_BOHR_EV_PER_A
+    names = {"energy": ("energy_bound_eV", units.HARTREE_EV), "site_gradient": ("site_force_bound_eV_A", force),
+             "qm_gradient": ("qm_force_bound_eV_A", force), "site_potential": ("site_potential_bound_V", units.HARTREE_EV)}
+    return {names[key][0] if key in names else key: value * names[key][1] if key in names else value
+            for key, value in series.items()}
 
 
 class PySCFEngine:
@@ -108,12 +127,16 @@ class PySCFEngine:
     embedding : {"exact", "integrals"}
         How sites act on the electrons when ``far_field_A`` is None.  "exact" (default): sites farther than
         `qmml.qm.field.series_radius` (8 Å or more) from every QM atom enter through exact Hermite-multipole series
-        about the QM atoms (`qmml.qm.hermite`: the same energy and forces as integrals to ~1e-13), the rest
+        about the QM atoms (`qmml.qm.hermite`, at orders whose rigorous remainder bounds meet ``series_tolerance``), the rest
         through integrals, once at least ``series_min_sites`` sites are that far (with fewer, integrals for
         every site cost about as much).  "integrals": integrals for every site (pyscf.qmmm's way).  On the GPU
         every site takes integrals either way (gpu4pyscf's are cheaper than the series on the host).
     series_min_sites : int
         Distant sites needed before "exact" uses the series (0: always).
+    series_tolerance : float
+        What the series may leave out of the energy, Hartree (like ``conv_tol``): the orders are the lowest whose
+        rigorous remainder bound (`qmml.qm.truncation`) is no larger, and the forces' bound is 1000 times it per
+        Bohr (1e-8 Hartree/Bohr by default).  Each result reports the orders and bounds (``series``).
     far_field_A : float, optional
         Sites farther than this from the QM centre (the mean of the QM positions) act on the QM
         electrons through atom-centred multipole expansions of the density, up to each atom's
@@ -150,6 +173,7 @@ class PySCFEngine:
     def __init__(self, method: str = "b3lyp", basis="6-31g*", *, density_fit=False, conv_tol: float = 1e-9,
                  max_cycle: int = 100, grid_response: bool = True, guess: str = "extrapolate", guess_order: int = 5,
                  embedding: str = "exact", series_min_sites: int = SERIES_MIN_SITES,
+                 series_tolerance: float = SERIES_ENERGY_TOLERANCE,
                  far_field_A: float | None = None, far_field_width_A: float = 2.0, near_field_A: float = 9.0,
                  near_field_width_A: float = 2.0, ewald_accuracy: float = 1e-10, device: str = "cpu",
                  **scf_options):
@@ -183,6 +207,8 @@ class PySCFEngine:
             raise InputError(f"embedding={embedding!r}: use 'exact' (series for distant sites) or 'integrals'")
         self.embedding = embedding
         self.series_min_sites = int(check_range("series_min_sites", series_min_sites, low=0, high=10**9))
+        self.series_tolerance = check_range("series_tolerance", series_tolerance, low=0, low_open=True, high=1e-3,
+                                            unit="Hartree")
         if not self.is_hf:
             from pyscf import dft
 
@@ -292,7 +318,7 @@ class PySCFEngine:
             raise InputError("probe_positions are for open boundaries; a periodic calculation has no probes")
         mf = self.make_scf(mol)
         if field is not None:
-            h_core = to_host(mf.get_hcore(mol)) + field.operator()
+            h_core = to_host(mf.get_hcore(mol)) + field.operator(density=dm0)
             if self.device == "gpu":
                 h_core = to_device(h_core)
             mf.get_hcore = lambda *args, **kwargs: h_core  # PySCF's documented way to change the Hamiltonian
@@ -314,7 +340,7 @@ class PySCFEngine:
             g_scf = to_host(grad.kernel())  # SCF gradient at the embedded density, QM-QM nuclear repulsion included
         timings["gradient"], clock = time.perf_counter() - clock, time.perf_counter()
         grad_qm, grad_sites, phi = g_scf, np.zeros((len(q), 3)), np.zeros(len(q))
-        far_info = strain = None
+        far_info = strain = series = None
         if field is not None:
             response = field.response(dm_total, deriv=forces)
             energy += response.nuclear_energy + field.constant_energy
@@ -324,6 +350,8 @@ class PySCFEngine:
                 grad_sites = response.grad_sites
                 if response.strain_derivative is not None:
                     strain = (response.strain_derivative + g_scf.T @ mol.atom_coords()) * units.HARTREE_EV
+            if response.series is not None:
+                series = series_report(response.series)
             if response.far_field is not None:
                 far_info = {(f"{key}_eV" if key.startswith("error") else key):
                             (value * units.HARTREE_EV if key.startswith("error") else value)
@@ -346,6 +374,7 @@ class PySCFEngine:
             converged_with=strategy,
             probe_potential=probe_potential,
             far_field=far_info,
+            series=series,
             strain_derivative=strain,
             density=dm,
             timings_s=timings,
@@ -360,6 +389,7 @@ class PySCFEngine:
             far = None if self.far_field_A is None else self.far_field_A * units.ANGSTROM_BOHR
             return ExternalField(mol, coords, q, zetas, far_field=far, width=self.far_field_width_A * units.ANGSTROM_BOHR,
                                  series_beyond=self._series_beyond(mol), series_min_sites=self.series_min_sites,
+                                 tolerance=(self.series_tolerance, SERIES_GRADIENT_PER_ENERGY * self.series_tolerance),
                                  integrals=GPUSiteIntegrals if self.device == "gpu" else SiteIntegrals)
         from .periodic import PeriodicField
 

@@ -6,8 +6,9 @@ through one of three treatments:
 * exact integrals (`qmml.qm.embedding`): every site within ``series_beyond`` of a QM atom, or every site;
 * the exact series (`qmml.qm.hermite`, with ``series_beyond``): beyond that distance from every QM atom the
   density's Hermite multipoles about the atoms give the sites' potential, and the Taylor series of the sites'
-  potential about the atoms gives their operator, both converged to ~1e-13 (order `SERIES_ORDER`), so the two
-  sets meet without a switch and distant sites cost no integrals;
+  potential about the atoms gives their operator, at the lowest orders whose rigorous remainder bounds
+  (`qmml.qm.truncation`) meet ``tolerance``, so the two sets meet without a switch and distant sites cost no
+  integrals;
 * the approximate far field (`qmml.qm.far_field`, with ``far_field``): atom-centred expansions to the
   quadrupole beyond a cutoff from the expansion centre C (the mean of the QM centres).  Over ``width`` Bohr
   inside it a quintic switch w(|R_g - C|) blends the exact and expanded treatments so the energy stays
@@ -28,16 +29,20 @@ import numpy as np
 from ..errors import InputError
 from ..units import BOHR_A as _BOHR_A
 from ..coupling.switching import switch
-from . import far_field, hermite
+from . import far_field, hermite, truncation
 from .embedding import SiteIntegrals, nuclear_terms
 
-#: Order of the operator's Taylor series, which sets the energy: 3e-14 Hartree in the operator of sites 6.4 Å
-#: from the nearest QM atom of a water dimer (6-31G*; tests/test_hermite.py).
-SERIES_ORDER = 16
-#: Order of what only the forces and the site potential need (the density's multipoles at the sites, the operator's
-#: nuclear gradient): 5e-13 Hartree/e in the potential 6 Å out, 2e-11 Hartree in the operator at 6.4 Å, far
-#: below the 1e-7 Hartree/Bohr the forces are held to; half the monomials of order 16.
-RESPONSE_ORDER = 12
+#: What the exact series may leave out, as rigorous bounds (`qmml.qm.truncation`): the energy, Hartree, and the
+#: gradient of any site and the summed gradient of the QM atoms, Hartree/Bohr.  The orders follow from them per
+#: calculation (17 and 14 for glycine/6-31G* in 1e4-1e5 water charges).
+SERIES_ENERGY_TOLERANCE = 1e-11
+SERIES_GRADIENT_TOLERANCE = 1e-8
+#: The potential at each site (dE/dq, which environment-dependent charges turn into forces) is held to the
+#: gradient's tolerance times this, Bohr.
+POTENTIAL_PER_GRADIENT = 1.0
+#: The orders are chosen at the SCF's initial density for this fraction of the tolerances, so the bounds at the
+#: converged density (reported) stay within them.
+GUESS_MARGIN = 0.5
 #: The series start no nearer than this to every QM atom, Bohr (8 Å), or farther for diffuse basis functions.
 SERIES_MIN_BOHR = 8.0 / _BOHR_A
 #: How far the product densities assigned to an atom reach from it, Bohr (1.5 Å; 1.48 Å measured for a water
@@ -67,14 +72,6 @@ def single_centre_radius(mol, beyond: float) -> float:
     return beyond * (rho0 + PRODUCT_SPREAD_BOHR) / PRODUCT_SPREAD_BOHR
 
 
-def orders_by_distance(distance: np.ndarray, radius: float, spread: float, order: int) -> np.ndarray:
-    """The lowest series order for each site at ``distance`` (Bohr, >= ``radius``) from the expansion centre whose
-    remainder bound (spread / distance)^(order + 1) is no larger than that of ``order`` at ``radius``: the series of
-    a site twice as far needs about half the terms for the same accuracy."""
-    ratio = np.log(spread / radius) / np.log(spread / np.maximum(distance, radius))
-    return np.minimum(order, np.ceil((order + 1) * ratio - 1e-9).astype(int) - 1)
-
-
 def series_radius(mol) -> float:
     """Distance from every QM atom beyond which a site enters through the series, Bohr: `SERIES_MIN_BOHR`, or
     the reach of the most diffuse product density (where erfc(sqrt(p) r) falls below 1e-14) plus 2 Bohr."""
@@ -95,6 +92,8 @@ class FieldResponse:
     far_field : dict or None
         For a far-field calculation: sites treated exactly / by expansion, and the error estimate and
         bound of the expansion, Hartree.
+    series : dict or None
+        Where distant sites took the exact series: `ExternalField.series_bounds` at the converged density.
     strain_derivative : ndarray (3, 3) or None
         Periodic fields, with derivatives: dE/d(strain) of the embedding terms beyond the SCF gradient's
         (sum R (x) g of the SCF gradient is added by the caller), Hartree; [a, b] = sum_i g_ia R_ib +
@@ -107,6 +106,7 @@ class FieldResponse:
     potential: np.ndarray
     far_field: dict | None = None
     strain_derivative: np.ndarray | None = None
+    series: dict | None = None
 
 
 class ExternalField:
@@ -128,6 +128,9 @@ class ExternalField:
         `single_centre_radius` from the QM centre share one series about it instead of one per atom.
     series_min_sites : int
         The series are used only if at least this many sites are that far.
+    tolerance : (float, float)
+        Bounds the series must meet: the energy, Hartree, and the gradients, Hartree/Bohr (half of each for
+        the per-atom series, half for the one about the centre, where both are used).
     width : float
         Blending width inside ``far_field``, Bohr.
     cache_bytes : int, optional
@@ -140,7 +143,8 @@ class ExternalField:
     constant_energy = 0.0  # the nuclei's interaction with the sites is all in the response
 
     def __init__(self, mol, coords, charges, zetas=None, *, far_field=None, width=0.0, series_beyond=None,
-                 series_min_sites=0, cache_bytes=None, integrals=SiteIntegrals):
+                 series_min_sites=0, tolerance=(SERIES_ENERGY_TOLERANCE, SERIES_GRADIENT_TOLERANCE), cache_bytes=None,
+                 integrals=SiteIntegrals):
         self.mol = mol
         self.coords = coords
         self.charges = charges
@@ -162,9 +166,8 @@ class ExternalField:
                 radius = single_centre_radius(mol, series_beyond)
                 outer = from_centre > radius
                 self.per_atom, self.single_centre = distant[~outer], distant[outer]
-                spread = radius * PRODUCT_SPREAD_BOHR / series_beyond  # rho0 + s
-                self._single_orders = {order: orders_by_distance(from_centre[outer], radius, spread, order)
-                                       for order in (SERIES_ORDER, RESPONSE_ORDER + 1)}
+        self.tolerance = tolerance
+        self.series = None
         self.near = np.flatnonzero(self.weight > 0)
         self.far = np.flatnonzero(self.weight < 1) if far_field is not None else np.zeros(0, dtype=int)
         self.exact = integrals(mol, coords[self.near], None if zetas is None else zetas[self.near], cache_bytes)
@@ -192,16 +195,21 @@ class ExternalField:
                 raise InputError(f"far_field_A={cutoff * _BOHR_A:.2f} Å: Gaussian charges this wide overlap the QM "
                                  "density beyond the cutoff, where they are treated as points; raise far_field_A")
 
-    def operator(self) -> np.ndarray:
-        """The one-electron operator of all sites, (nao, nao), Hartree."""
+    def operator(self, density=None) -> np.ndarray:
+        """The one-electron operator of all sites, (nao, nao), Hartree.  ``density`` (total, nao x nao; PySCF's
+        minimal-basis guess if None) is where the series' orders are chosen: the SCF's initial density."""
         h = self.exact.operator(self.charges[self.near] * self.weight[self.near])
         if len(self.distant):
+            self._choose_orders(self._guess(density))
             atoms, sites = self.mol.atom_coords(), self.per_atom
-            self._derivatives = hermite.field_derivatives(self.charges[sites], self.coords[sites], atoms, SERIES_ORDER)
+            orders = self._single_orders["energy"]
+            top = max([self.series["energy_order"]] + [int(o) for o in orders])
+            self._derivatives = np.zeros((len(atoms), len(hermite.monomials(top))))
+            own = hermite.field_derivatives(self.charges[sites], self.coords[sites], atoms, self.series["energy_order"])
+            self._derivatives[:, :own.shape[1]] = own  # monomials run by degree: a lower order is a leading block
             if len(self.single_centre):
                 at_centre = np.zeros(self._derivatives.shape[1])
-                orders = self._single_orders[SERIES_ORDER]
-                for order in np.unique(orders):  # monomials run by degree: a lower order is a leading block
+                for order in np.unique(orders):
                     sites = self.single_centre[orders == order]
                     block = hermite.field_derivatives(self.charges[sites], self.coords[sites], self.centre[None], order)
                     at_centre[:block.shape[1]] += block[0]
@@ -213,6 +221,57 @@ class ExternalField:
             self._atom_ints = far_field.atom_integrals(self.mol)
             h = h + far_field.operator(self._atom_ints, self._expansion, self.mol.nao)
         return h
+
+    def _guess(self, density):
+        """The total density the orders are chosen for: ``density``, or without one the largest off-diagonal
+        elements a density matrix (positive semidefinite: |D_ab| <= sqrt(D_aa D_bb)) with the diagonal of PySCF's
+        minimal-basis guess could have (that guess itself has no bonds)."""
+        if density is None:
+            from pyscf.scf import hf
+
+            diagonal = np.sqrt(np.abs(np.diag(hf.init_guess_by_minao(self.mol))))
+            return np.outer(diagonal, diagonal)
+        density = np.asarray(density)
+        return density if density.ndim == 2 else density.sum(axis=0)
+
+    def _bounds(self, density, motion: bool):
+        """`truncation.SeriesBound` of the per-atom and the single-centre sites for ``density``."""
+        weights = hermite.hermite_weights(self.mol, density, motion=motion)
+        return (truncation.SeriesBound(self.mol.atom_coords(), weights, self.coords[self.per_atom],
+                                       self.charges[self.per_atom]),
+                truncation.SeriesBound(self.centre, weights, self.coords[self.single_centre],
+                                       self.charges[self.single_centre]))
+
+    def _choose_orders(self, density) -> None:
+        """The lowest orders whose bounds meet ``tolerance`` for the initial ``density``."""
+        energy_tol, gradient_tol = self.tolerance
+        share = 0.5 if len(self.per_atom) and len(self.single_centre) else 1.0
+        per_atom, single = self._bounds(density, motion=False)
+        energy_tol, gradient_tol = GUESS_MARGIN * energy_tol, GUESS_MARGIN * gradient_tol
+        response = max(truncation.lowest_order(per_atom.site_gradient(), gradient_tol),
+                       truncation.lowest_order(per_atom.potential(), gradient_tol * POTENTIAL_PER_GRADIENT))
+        self.series = {"energy_order": truncation.lowest_order(per_atom.energy(), share * energy_tol),
+                       "response_order": response}
+        self._single_orders = {"energy": single.energy_orders(share * energy_tol),
+                               "gradient": single.gradient_orders(gradient_tol, gradient_tol * POTENTIAL_PER_GRADIENT)}
+
+    def series_bounds(self, density) -> dict:
+        """The bounds at the orders used, for ``density`` (total, nao x nao; the converged one after the SCF):
+        ``energy`` (Hartree), ``site_gradient`` (the largest, Hartree/Bohr), ``site_potential`` (the largest,
+        Hartree/e) and ``qm_gradient`` (summed over the QM atoms, Hartree/Bohr), with the per-atom orders and the range of the single-centre ones."""
+        per_atom, single = self._bounds(density, motion=True)
+        column = np.searchsorted(truncation.ORDERS, [self.series["energy_order"], self.series["response_order"]])
+        out = dict(self.series)
+        out["energy"] = float(per_atom.energy()[column[0]] + single.energy_at(self._single_orders["energy"]))
+        out["site_gradient"] = float(max(per_atom.site_gradient()[column[1]],
+                                         single.gradient_at(self._single_orders["gradient"])))
+        out["site_potential"] = float(max(per_atom.potential()[column[1]],
+                                          single.potential_at(self._single_orders["gradient"])))
+        out["qm_gradient"] = float(per_atom.qm_gradient()[column[0]]
+                                   + single.qm_gradient_at(self._single_orders["energy"]))
+        for kind, orders in self._single_orders.items():
+            out[f"single_centre_{kind}_orders"] = (int(orders.min()), int(orders.max())) if len(orders) else None
+        return out
 
     def response(self, dm: np.ndarray, deriv: bool = True) -> FieldResponse:
         """Energy, gradients and site potential at the converged density ``dm`` (total, nao x nao)."""
@@ -234,12 +293,13 @@ class ExternalField:
         phi_el[near] += self.weight[near] * phi_exact[near]
         if len(self.distant):
             # electrons: E = -sum D <mu|Phi|nu>, their potential at a site -phi_rho
-            moments, _ = hermite.density_moments(mol, dm, nuc_coords, RESPONSE_ORDER)
-            at_centre = hermite.translate_moments(moments, nuc_coords, self.centre)[None]
-            groups = [(self.per_atom, moments, nuc_coords)]
+            response_order = self.series["response_order"]
+            orders = self._single_orders["gradient"]
+            top = max([response_order] + [int(o) for o in orders])
+            moments, _ = hermite.density_moments(mol, dm, nuc_coords, top)
+            groups = [(self.per_atom, moments[:, :len(hermite.monomials(response_order))], nuc_coords)]
             if len(self.single_centre):
-                # the gradient takes the series one order up: the bound is set at RESPONSE_ORDER + 1
-                orders = np.maximum(self._single_orders[RESPONSE_ORDER + 1] - 1, 0)
+                at_centre = hermite.translate_moments(moments, nuc_coords, self.centre)[None]
                 groups += [(self.single_centre[orders == order], at_centre[:, :len(hermite.monomials(order))],
                             self.centre[None]) for order in np.unique(orders)]
             for sites, m, c in groups:
@@ -252,8 +312,7 @@ class ExternalField:
                     phi_rho = hermite.potential_of_moments(m, c, self.coords[sites])
                 phi_el[sites] = -phi_rho
             if deriv:
-                lower = self._derivatives[:, :len(hermite.monomials(RESPONSE_ORDER))]  # monomials run by degree
-                grad_qm -= hermite.local_operator_gradient(mol, dm, lower, nuc_coords)
+                grad_qm -= hermite.local_operator_gradient(mol, dm, self._derivatives, nuc_coords)
         info = None if self.radius is None else {"n_exact": int(len(near)), "n_expanded": int(len(far)),
                                                  "error_estimate": 0.0, "error_bound": 0.0}
         if len(far):
@@ -277,5 +336,6 @@ class ExternalField:
             info["error_estimate"] = abs(far_field.octupole_estimate(self._expansion, moments))
             info["error_bound"] = far_field.error_bound(self.coords[far], q_far, atoms,
                                                         *far_field.share_sizes(mol, dm))
-        return FieldResponse(e_nuc, grad_qm, grad_sites, phi_nuc + phi_el, info)
+        series = self.series_bounds(dm) if len(self.distant) else None
+        return FieldResponse(e_nuc, grad_qm, grad_sites, phi_nuc + phi_el, info, series=series)
 

@@ -92,8 +92,7 @@ def _product_batches(mol, centres: np.ndarray, threshold: float, extra: int = 0)
     are left out.
     """
     centres = np.asarray(centres, dtype=np.float64)
-    shells = _primitive_shells(mol)
-    table = _primitive_pairs(shells, threshold)
+    shells, table = _shells_and_pairs(mol, threshold)
     for (la, lb), picked in table.items():
         n_a, n_b = (la + 1) * (la + 2) // 2, (lb + 1) * (lb + 2) // 2
         for lo in range(0, len(picked["a"]), BATCH):
@@ -113,6 +112,22 @@ def _product_batches(mol, centres: np.ndarray, threshold: float, extra: int = 0)
                    "centre": nearest, "offset": centre_xyz - centres[nearest],
                    "distance": gaps[np.arange(len(a)), nearest],
                    "e": hermite_coefficients(la + extra, lb + extra, a, b, xa, xb)}
+
+
+#: The last few molecules' shells and primitive pairs: one embedded step walks the same products four or five times.
+_PAIR_CACHE: dict = {}
+_PAIR_CACHE_SIZE = 4
+
+
+def _shells_and_pairs(mol, threshold: float):
+    """`_primitive_shells` and `_primitive_pairs` of ``mol``, remembered for the same basis at the same geometry."""
+    key = (mol._atm.tobytes(), mol._bas.tobytes(), mol._env.tobytes(), bool(mol.cart), float(threshold))
+    if key not in _PAIR_CACHE:
+        if len(_PAIR_CACHE) >= _PAIR_CACHE_SIZE:
+            _PAIR_CACHE.pop(next(iter(_PAIR_CACHE)))
+        shells = _primitive_shells(mol)
+        _PAIR_CACHE[key] = (shells, _primitive_pairs(shells, threshold))
+    return _PAIR_CACHE[key]
 
 
 def _primitive_pairs(shells, threshold: float) -> dict:
@@ -309,6 +324,37 @@ def density_moments(mol, dm: np.ndarray, centres: np.ndarray, order: int, thresh
         np.maximum.at(reach, batch["centre"][used], batch["distance"][used])
     factorials = np.prod([[math.factorial(v) for v in p] for p in powers], axis=1)
     return scaled * factorials[None, :], reach
+
+
+def hermite_weights(mol, dm: np.ndarray, motion: bool = True, threshold: float = 1e-16):
+    """How much of the density each primitive product holds at each Hermite degree, for remainder bounds
+    (`qmml.qm.truncation`).
+
+    Returns ``centre`` (N, 3) each product's centre P (Bohr), ``density`` (N, 5) the sum over |t| = tau of |c_t|
+    (c_t the product's point Hermite multipoles with D, as in `density_moments`) and, with ``motion`` (else
+    None), (N, 6) an upper bound of the same sums for the derivative coefficients of `local_operator_gradient`
+    (both atoms, all three axes: the operator's nuclear gradient), e Bohr^tau.
+    """
+    d = cartesian_density(mol, dm)
+    centre, density, moving = [], [], []
+    for batch in _product_batches(mol, mol.atom_coords(), threshold, extra=1 if motion else 0):
+        la, lb = batch["la"], batch["lb"]
+        top = la + lb + int(motion)
+        e = batch["e"]
+        plain = e[:, :, :la + 1, :lb + 1, :top + 1]
+        cube = _density_cube(d, batch)
+        degree = np.add.outer(np.add.outer(np.arange(top + 1), np.arange(top + 1)), np.arange(top + 1))
+        c = np.abs(_hermite_multipoles(cube, plain[:, 0], plain[:, 1], plain[:, 2]))
+        density.append(np.stack([c[:, degree == tau].sum(1) for tau in range(5)], axis=1))
+        if motion:  # |sum| <= sum of |.|: both atoms' derivative coefficients in one array per axis
+            size = np.abs(plain)
+            both = np.abs(_derivative_coefficients(e, batch["a"], False)[..., :top + 1]) \
+                + np.abs(_derivative_coefficients(e, batch["b"], True)[..., :top + 1])
+            moved = sum(_hermite_multipoles(np.abs(cube), *[both[:, k] if k == axis else size[:, k] for k in range(3)])
+                        for axis in range(3))
+            moving.append(np.stack([moved[:, degree == tau].sum(1) for tau in range(6)], axis=1))
+        centre.append(batch["offset"] + mol.atom_coords()[batch["centre"]])
+    return np.concatenate(centre), np.concatenate(density), np.concatenate(moving) if motion else None
 
 
 def local_operator(mol, derivatives: np.ndarray, centres: np.ndarray, threshold: float = 1e-16) -> np.ndarray:

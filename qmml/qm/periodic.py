@@ -348,9 +348,10 @@ class PeriodicField:
         return far_field.operator(self._atom_ints, [u[0], u[1], 2.0 * u[2]], self.mol.nao)
 
     # -- what the SCF sees --------------------------------------------------------------
-    def operator(self) -> np.ndarray:
+    def operator(self, density=None) -> np.ndarray:
         """Density-independent one-electron operator (nao, nao): the exact near images and the part of the
-        multipole energy linear in the electron moments (with the nuclei's moments as the other factor)."""
+        multipole energy linear in the electron moments (with the nuclei's moments as the other factor).
+        ``density`` is not needed (the `ExternalField` contract)."""
         return self.exact.operator() + self._operator(self._u_nuc)
 
     def image_potential(self, dm: np.ndarray) -> tuple[np.ndarray, float]:
