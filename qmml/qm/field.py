@@ -168,6 +168,7 @@ class ExternalField:
                 self.per_atom, self.single_centre = distant[~outer], distant[outer]
         self.tolerance = tolerance
         self.series = None
+        self._series_bounds = None
         self.near = np.flatnonzero(self.weight > 0)
         self.far = np.flatnonzero(self.weight < 1) if far_field is not None else np.zeros(0, dtype=int)
         self.exact = integrals(mol, coords[self.near], None if zetas is None else zetas[self.near], cache_bytes)
@@ -235,12 +236,16 @@ class ExternalField:
         return density if density.ndim == 2 else density.sum(axis=0)
 
     def _bounds(self, density, motion: bool):
-        """`truncation.SeriesBound` of the per-atom and the single-centre sites for ``density``."""
-        weights = hermite.hermite_weights(self.mol, density, motion=motion)
-        return (truncation.SeriesBound(self.mol.atom_coords(), weights, self.coords[self.per_atom],
+        """`truncation.SeriesBound` of the per-atom and the single-centre sites, weighed with ``density``; the
+        geometric part is built once per field."""
+        product_centres, dens, move = hermite.hermite_weights(self.mol, density, motion=motion)
+        if self._series_bounds is None:
+            self._series_bounds = (
+                truncation.SeriesBound(self.mol.atom_coords(), product_centres, self.coords[self.per_atom],
                                        self.charges[self.per_atom]),
-                truncation.SeriesBound(self.centre, weights, self.coords[self.single_centre],
+                truncation.SeriesBound(self.centre, product_centres, self.coords[self.single_centre],
                                        self.charges[self.single_centre]))
+        return tuple(bound.weigh(dens, move) for bound in self._series_bounds)
 
     def _choose_orders(self, density) -> None:
         """The lowest orders whose bounds meet ``tolerance`` for the initial ``density``."""

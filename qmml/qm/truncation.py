@@ -49,24 +49,25 @@ def tail_bound(k, rho, distance, orders: np.ndarray, tau=0) -> np.ndarray:
     with np.errstate(all="ignore"):
         scale = gamma(k + 1) / distance ** (k + 1)
         log_binomial = gammaln(m + k + 2) - gammaln(m + 2) - gammaln(k + 1)
-        first = scale * np.exp(log_binomial + (m + 1) * np.log(q))
+        first = np.where(q > 0, scale * np.exp(log_binomial + (m + 1) * np.log(q)), np.where(m < 0, scale, 0.0))
         r = q * ((m + 2 + k) / (m + 2))
         value = np.where(r < 1, first / (1 - r), scale / (1 - q) ** (k + 1))
     return np.where(q < 1, value, _NO_BOUND)
 
 
-def _product_groups(distance: np.ndarray, weights: np.ndarray):
-    """(largest rho, summed weights per Hermite degree) of up to `_PRODUCT_GROUPS` groups of products by rho."""
-    if not len(distance):
-        return np.zeros(0), np.zeros((0, weights.shape[1]))
+def _product_groups(distance: np.ndarray):
+    """The group of each product (up to `_PRODUCT_GROUPS` by rho, quantiles) and each group's largest rho."""
     edges = np.quantile(distance, np.linspace(0, 1, _PRODUCT_GROUPS + 1))
     group = np.clip(np.searchsorted(edges, distance, side="left") - 1, 0, _PRODUCT_GROUPS - 1)
     rho = np.zeros(_PRODUCT_GROUPS)
     np.maximum.at(rho, group, distance)
-    summed = np.zeros((_PRODUCT_GROUPS, weights.shape[1]))
+    return group, rho
+
+
+def _summed(weights: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    summed = np.zeros((n_groups, weights.shape[1]))
     np.add.at(summed, group, weights)
-    keep = summed.any(axis=1)
-    return rho[keep], summed[keep]
+    return summed
 
 
 def _site_groups(distance: np.ndarray, charges: np.ndarray):
@@ -85,47 +86,52 @@ class SeriesBound:
     ----------
     centres : ndarray (n_centres, 3)
         Expansion centres, Bohr.
-    weights : tuple
-        `qmml.qm.hermite.hermite_weights` about the same centres.
+    product_centres : ndarray (n_products, 3)
+        The primitive products' centres P (`qmml.qm.hermite.hermite_weights`), Bohr; each goes to its nearest
+        centre.  Their weights come with `weigh`.
     site_positions : ndarray (n_sites, 3), Bohr
     site_charges : ndarray (n_sites,), e
     """
 
-    def __init__(self, centres, weights, site_positions, site_charges):
-        product_centres, density, motion = weights
+    def __init__(self, centres, product_centres, site_positions, site_charges):
         centres = np.atleast_2d(centres)
         gaps = np.linalg.norm(product_centres[:, None, :] - centres[None], axis=2)
         nearest = np.argmin(gaps, axis=1)  # as `qmml.qm.hermite` assigns them
         product_distance = gaps[np.arange(len(gaps)), nearest]
-        self.groups = []
+        self.groups = []  # per centre: (products, their group, rho per group, inner edge, summed |q|, site group)
         self._tails = {}
         self.n_sites = len(site_charges)
         for c, centre in enumerate(centres):
-            mine = nearest == c
-            if not mine.any() or not self.n_sites:
+            mine = np.flatnonzero(nearest == c)
+            if not len(mine) or not self.n_sites:
                 continue
-            rho, dens = _product_groups(product_distance[mine], density[mine])
-            move = None if motion is None else _product_groups(product_distance[mine], motion[mine])[1]
+            group, rho = _product_groups(product_distance[mine])
             r = np.linalg.norm(site_positions - centre, axis=1)
-            self.groups.append((rho, dens, move) + _site_groups(r, site_charges))
+            self.groups.append((mine, group, rho) + _site_groups(r, site_charges))
         self._charges = np.abs(np.asarray(site_charges, dtype=float))
         self.largest_charge = float(self._charges.max()) if self.n_sites else 0.0
+        self.weights = None
+
+    def weigh(self, density: np.ndarray, motion: np.ndarray | None = None) -> "SeriesBound":
+        """Take the products' ``density`` (and ``motion``) weights of `qmml.qm.hermite.hermite_weights`, in
+        its product order; the geometric part (the tails) is kept.  Returns self."""
+        self.weights = [tuple(None if w is None else _summed(w[mine], group, len(rho)) for w in (density, motion))
+                        for mine, group, rho, *_ in self.groups]
+        return self
 
     def _per_site_group(self, which: int, k_extra: int) -> list:
         """Per centre: (site groups, orders) bound per unit |q| of one site of each site group, for the density's
-        (``which`` 1) or the motion's (2) weights and derivatives ``k_extra`` beyond the Hermite degree."""
+        (``which`` 0) or the motion's (1) weights and derivatives ``k_extra`` beyond the Hermite degree."""
         if k_extra not in self._tails:
-            self._tails[k_extra] = []
-            for rho, dens, move, inner, _, _ in self.groups:
-                tau = np.arange(max(dens.shape[1], 0 if move is None else move.shape[1]))[:, None, None]
-                self._tails[k_extra].append(tail_bound(tau + k_extra, rho[None, :, None], inner[None, None, :],
-                                                       ORDERS, tau))  # (tau, product groups, site groups, orders)
-        return [np.einsum("pt,tpso->so", group[which], tails[:group[which].shape[1]])
-                for group, tails in zip(self.groups, self._tails[k_extra])]
+            tau = np.arange(6)[:, None, None]
+            self._tails[k_extra] = [tail_bound(tau + k_extra, rho[None, :, None], inner[None, None, :], ORDERS, tau)
+                                    for _, _, rho, inner, *_ in self.groups]  # (tau, product groups, site groups, orders)
+        return [np.einsum("pt,tpso->so", w[which], tails[:w[which].shape[1]])
+                for w, tails in zip(self.weights, self._tails[k_extra])]
 
     def energy(self) -> np.ndarray:
         """Bound of the energy the operator's series leaves out, per order, Hartree."""
-        return sum((v * g[4][:, None]).sum(0) for v, g in zip(self._per_site_group(1, 0), self.groups)) \
+        return sum((v * g[4][:, None]).sum(0) for v, g in zip(self._per_site_group(0, 0), self.groups)) \
             if self.groups else np.zeros(len(ORDERS))
 
     def energy_orders(self, tolerance: float) -> np.ndarray:
@@ -143,7 +149,7 @@ class SeriesBound:
 
     def potential(self) -> np.ndarray:
         """Bound of the largest error of the density's potential at one site, per order, Hartree/e."""
-        return sum(v.max(0) for v in self._per_site_group(1, 0)) if self.groups else np.zeros(len(ORDERS))
+        return sum(v.max(0) for v in self._per_site_group(0, 0)) if self.groups else np.zeros(len(ORDERS))
 
     def potential_at(self, orders: np.ndarray) -> float:
         """Bound of the largest potential error with each site at its own order, Hartree/e."""
@@ -152,7 +158,7 @@ class SeriesBound:
     def _per_site(self, k_extra: int) -> np.ndarray:
         if not self.groups:
             return np.zeros((self.n_sites, len(ORDERS)))
-        return sum(v[g[5]] for v, g in zip(self._per_site_group(1, k_extra), self.groups))  # (sites, orders)
+        return sum(v[g[5]] for v, g in zip(self._per_site_group(0, k_extra), self.groups))  # (sites, orders)
 
     def energy_at(self, orders: np.ndarray) -> float:
         """Bound of the energy with each site at its own order (`energy_orders`), Hartree."""
@@ -166,7 +172,7 @@ class SeriesBound:
         """Bound of the summed QM gradient error with each site at its own order, Hartree/Bohr."""
         if not self.groups:
             return 0.0
-        per_site = sum(v[g[5]] for v, g in zip(self._per_site_group(2, 0), self.groups))
+        per_site = sum(v[g[5]] for v, g in zip(self._per_site_group(1, 0), self.groups))
         return float((self._charges * self._at(per_site, orders)).sum())
 
     @staticmethod
@@ -181,12 +187,12 @@ class SeriesBound:
     def site_gradient(self) -> np.ndarray:
         """Bound of the largest error of one site's gradient from the density's moments, per order, Hartree/Bohr
         (each centre's largest, summed: no smaller than any one site's sum over the centres)."""
-        return self.largest_charge * sum(v.max(0) for v in self._per_site_group(1, 1)) \
+        return self.largest_charge * sum(v.max(0) for v in self._per_site_group(0, 1)) \
             if self.groups else np.zeros(len(ORDERS))
 
     def qm_gradient(self) -> np.ndarray:
         """Bound of the summed error of the QM gradient from the operator's series, per order, Hartree/Bohr."""
-        return sum((v * g[4][:, None]).sum(0) for v, g in zip(self._per_site_group(2, 0), self.groups)) \
+        return sum((v * g[4][:, None]).sum(0) for v, g in zip(self._per_site_group(1, 0), self.groups)) \
             if self.groups else np.zeros(len(ORDERS))
 
 
