@@ -34,7 +34,8 @@ from .embedding import SiteIntegrals, nuclear_terms
 
 #: What the exact series may leave out, as rigorous bounds (`qmml.qm.truncation`): the energy, Hartree, and the
 #: gradient of any site and the summed gradient of the QM atoms, Hartree/Bohr.  The orders follow from them per
-#: calculation (17 and 14 for glycine/6-31G* in 1e4-1e5 water charges).
+#: calculation (14 for the operator and 8 for the forces per atom, glycine/6-31G* in 1e4-1e5 water charges
+#: started from a converged density; benchmarks/series_orders.py).
 SERIES_ENERGY_TOLERANCE = 1e-11
 SERIES_GRADIENT_TOLERANCE = 1e-8
 #: The potential at each site (dE/dq, which environment-dependent charges turn into forces) is held to the
@@ -197,8 +198,8 @@ class ExternalField:
                                  "density beyond the cutoff, where they are treated as points; raise far_field_A")
 
     def operator(self, density=None) -> np.ndarray:
-        """The one-electron operator of all sites, (nao, nao), Hartree.  ``density`` (total, nao x nao; PySCF's
-        minimal-basis guess if None) is where the series' orders are chosen: the SCF's initial density."""
+        """The one-electron operator of all sites, (nao, nao), Hartree.  ``density`` (nao x nao, or per spin) is
+        where the series' orders are chosen, the SCF's initial density (None: see `_guess`)."""
         h = self.exact.operator(self.charges[self.near] * self.weight[self.near])
         if len(self.distant):
             self._choose_orders(self._guess(density))
