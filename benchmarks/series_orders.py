@@ -14,20 +14,18 @@ the table to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _revisions import append_results  # noqa: E402
 from bench_step import GLYCINE, trajectory, water_charges  # noqa: E402
 
 import qmml  # noqa: E402
 from qmml import units  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 TOLERANCES = (1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13)
 
 
@@ -63,23 +61,20 @@ def main():
             print(" | ".join(f"{k} {v:.1e}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
     if args.no_write:
         return
-    lines = [f"\n## Exact-embedding series: accuracy against order ({datetime.date.today()}, {platform.machine()}, "
-             f"Python {platform.python_version()})\n",
-             "`python benchmarks/series_orders.py`: glycine HF/6-31G* in N TIP3P-charged water sites, the series "
-             "(`PySCFEngine(series_tolerance=)`, `series_min_sites=0`) against integrals for every site at the same "
-             "geometry, conv_tol 1e-12 Eh, both SCFs from the reference density.  Orders: operator / response (per "
-             "atom), and the single-centre range (energy) / (response).  Bounds are what the result reports "
-             "(`QMResult.series`); errors include the SCF's own convergence noise (~1e-12 Eh, ~1e-8 Eh/Bohr).  "
-             "Time: embedding operator + response of the step.\n",
-             "| N | tolerance (Eh) | orders | single-centre orders | energy bound / error (Eh) | site gradient bound / "
+    table = ["| N | tolerance (Eh) | orders | single-centre orders | energy bound / error (Eh) | site gradient bound / "
              "error (Eh/Bohr) | QM gradient bound / error (Eh/Bohr) | embedding (s) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['n']:,} | {r['tolerance']:.0e} | {r['orders']} | {r['single']} | {r['energy_bound']:.1e} / "
+        table.append(f"| {r['n']:,} | {r['tolerance']:.0e} | {r['orders']} | {r['single']} | {r['energy_bound']:.1e} / "
                      f"{r['energy_error']:.1e} | {r['site_bound']:.1e} / {r['site_error']:.1e} | {r['qm_bound']:.1e} / "
                      f"{r['qm_error']:.1e} | {r['seconds']:.2f} |")
-    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
-        fh.write("\n".join(lines) + "\n")
+    append_results("Exact-embedding series: accuracy against order", "python benchmarks/series_orders.py",
+                   "glycine HF/6-31G* in N TIP3P-charged water sites, the series (`PySCFEngine(series_tolerance=)`, "
+                   "`series_min_sites=0`) against integrals for every site at the same geometry, conv_tol 1e-12 Eh, both "
+                   "SCFs from the reference density.  Orders: operator / response (per atom), and the single-centre "
+                   "range (energy) / (response).  Bounds are what the result reports (`QMResult.series`); errors include "
+                   "the SCF's own convergence noise (~1e-12 Eh, ~1e-8 Eh/Bohr).  Time: embedding operator + response.",
+                   "\n".join(table))
     print("appended to benchmarks/RESULTS.md")
 
 

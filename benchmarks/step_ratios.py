@@ -14,17 +14,15 @@ two runs).  Appends the rounds and their median to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _revisions import append_results  # noqa: E402
 from bench_step import pyscf_step, qmml_run, trajectory, water_charges  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main():
@@ -51,23 +49,19 @@ def main():
                   f"{t_small / t_warm:.2f}; 1e5 {t_large:.2f} s vs gas {t_gas:.2f} s = {t_large / t_gas:.2f}", flush=True)
     if args.no_write:
         return
-    lines = [f"\n## Exact-embedding goals as side-by-side ratios ({datetime.date.today()}, {platform.machine()}, "
-             f"Python {platform.python_version()})\n",
-             "`python benchmarks/step_ratios.py`: glycine/6-31G* in 9,999 and 99,999 TIP3P-charged water sites "
-             "(`bench_step.py`'s system and timing), each pair of steps timed back to back.  Goals: 1e4 / warm "
-             "<= 0.5, 1e5 / gas <= 1.5.\n",
-             "| method | round | qmml MD 1e4 (s) | pyscf.qmmm warm 1e4 (s) | 1e4 / warm | gas MD (s) | qmml MD 1e5 (s) | "
+    table = ["| method | round | qmml MD 1e4 (s) | pyscf.qmmm warm 1e4 (s) | 1e4 / warm | gas MD (s) | qmml MD 1e5 (s) | "
              "1e5 / gas |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['round']} | {r['qmml_1e4']:.2f} | {r['pyscf_warm_1e4']:.2f} | "
+        table.append(f"| {r['method']} | {r['round']} | {r['qmml_1e4']:.2f} | {r['pyscf_warm_1e4']:.2f} | "
                      f"{r['qmml_1e4'] / r['pyscf_warm_1e4']:.2f} | {r['gas']:.2f} | {r['qmml_1e5']:.2f} | "
                      f"{r['qmml_1e5'] / r['gas']:.2f} |")
     for method in args.methods:
         mine = [r for r in rows if r["method"] == method]
-        lines.append(f"| {method} | median | | | {np.median([r['qmml_1e4'] / r['pyscf_warm_1e4'] for r in mine]):.2f} | "
+        table.append(f"| {method} | median | | | {np.median([r['qmml_1e4'] / r['pyscf_warm_1e4'] for r in mine]):.2f} | "
                      f"| | {np.median([r['qmml_1e5'] / r['gas'] for r in mine]):.2f} |")
-    with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
-        fh.write("\n".join(lines) + "\n")
+    append_results("Exact-embedding goals as side-by-side ratios", "python benchmarks/step_ratios.py",
+                   "glycine/6-31G* in 9,999 and 99,999 TIP3P-charged water sites (`bench_step.py`'s system and timing), "
+                   "each pair of steps timed back to back.  Goals: 1e4 / warm <= 0.5, 1e5 / gas <= 1.5.", "\n".join(table))
     print("appended to benchmarks/RESULTS.md")
 
 
