@@ -46,7 +46,8 @@ def append_results(title: str, command: str, note: str, table: str) -> None:
     import datetime
     import platform
 
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS=" \
-              f"{os.environ.get('OMP_NUM_THREADS', '1')}"
+    threads = os.environ.get("OMP_NUM_THREADS")
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, " + \
+              (f"OMP_NUM_THREADS={threads}" if threads else "OMP_NUM_THREADS unset (OpenMP uses every core)")
     with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
         fh.write(f"\n## {title} ({datetime.date.today()})\n\n`{command}`; {machine}; {note}\n\n{table}\n")
