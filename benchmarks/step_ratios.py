@@ -8,7 +8,8 @@
 drifts its gas-phase row and its 1e5 row can be minutes apart; here each ratio comes from two steps timed within
 a minute of each other (`bench_step.py`'s system, trajectory and timing: the faster of the last two steps of a
 6-step trajectory with the extrapolated guess; pyscf.qmmm warm: dm0 = the previous step's density, the faster of
-two runs; its energy and gradients against qmml's at 1e4).  Appends the rounds and their median to benchmarks/RESULTS.md.
+two runs; its energy and gradients against qmml's at 1e4).  Appends the rounds and their median to
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -48,10 +49,11 @@ def main():
             _, t_gas, _, _ = qmml_run(method, "cpu", geometries, None, None)
             _, t_large, _, _ = qmml_run(method, "cpu", geometries, *large)
             row = {"method": method, "round": round_ + 1, "qmml_1e4": t_small, "pyscf_warm_1e4": t_warm,
-                   "gas": t_gas, "qmml_1e5": t_large, "dE": d_energy, "dG": d_gradient, "cycles": result.scf_cycles}
+                   "gas": t_gas, "qmml_1e5": t_large, "dE": d_energy, "dG": d_gradient}
             rows.append(row)
             print(f"{method} round {round_ + 1}: 1e4 {t_small:.2f} s vs pyscf.qmmm warm {t_warm:.2f} s = "
-                  f"{t_small / t_warm:.2f} (dE {d_energy:.1e} Eh, dG {d_gradient:.1e} Eh/Bohr); 1e5 {t_large:.2f} s vs gas {t_gas:.2f} s = {t_large / t_gas:.2f}", flush=True)
+                  f"{t_small / t_warm:.2f} (dE {d_energy:.1e} Eh, dG {d_gradient:.1e} Eh/Bohr); "
+                  f"1e5 {t_large:.2f} s vs gas {t_gas:.2f} s = {t_large / t_gas:.2f}", flush=True)
     if args.no_write:
         return
     table = ["| method | round | qmml MD 1e4 (s) | pyscf.qmmm warm 1e4 (s) | 1e4 / warm | abs dE 1e4 (Eh) | "
@@ -59,7 +61,8 @@ def main():
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         table.append(f"| {r['method']} | {r['round']} | {r['qmml_1e4']:.2f} | {r['pyscf_warm_1e4']:.2f} | "
-                     f"{r['qmml_1e4'] / r['pyscf_warm_1e4']:.2f} | {r['dE']:.1e} | {r['dG']:.1e} | {r['gas']:.2f} | {r['qmml_1e5']:.2f} | "
+                     f"{r['qmml_1e4'] / r['pyscf_warm_1e4']:.2f} | {r['dE']:.1e} | {r['dG']:.1e} | {r['gas']:.2f} | "
+                     f"{r['qmml_1e5']:.2f} | "
                      f"{r['qmml_1e5'] / r['gas']:.2f} |")
     for method in args.methods:
         mine = [r for r in rows if r["method"] == method]

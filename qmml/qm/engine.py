@@ -262,9 +262,10 @@ class PySCFEngine:
         mf.conv_tol = self.conv_tol
         mf.max_cycle = self.max_cycle
         # PySCF's extra cycle after convergence diagonalizes the last Fock matrix once more (the orbitals the
-        # gradient takes: forces 1.3-3x closer to converged ones) and then builds one more Fock matrix only to re-test,
-        # 10x looser, what the loop has just passed; `_converge` does the first without the second: 5.6
-        # instead of 6.5 Fock builds per B3LYP MD step (RESULTS.md).  The GPU keeps PySCF's way.
+        # gradient takes: forces 1.3-3x closer to converged ones), then builds one more Fock matrix only to
+        # re-test, 10x looser, what the loop has just passed; `_converge` does the first without the second:
+        # 5.4 instead of 6.3 Fock builds per B3LYP MD step (benchmarks/scf_fock_builds.py).  The GPU keeps
+        # PySCF's way.
         mf.conv_check = self.device != "cpu"
         for key, value in self.scf_options.items():
             target, name = (mf.grids, key[len("grids_"):]) if key.startswith("grids_") else (mf, key)
@@ -446,11 +447,13 @@ class PySCFEngine:
         strategies = [("diis", lambda m: m), ("damping", damping), ("level shift", level_shift),
                       ("second order", lambda m: m.newton())]
         last_dm = dm0
+        final_diagonalization = mf.callback is None and not mf.conv_check  # see make_scf
         for name, prepare in strategies:
             attempt = prepare(mf.copy() if name != "diis" else mf)
             last_cycle = {}
-            if name in ("diis", "damping") and not attempt.conv_check and attempt.callback is None:
-                attempt.callback = last_cycle.update  # PySCF hands each cycle's variables to its callback
+            if final_diagonalization:
+                # PySCF hands each cycle's variables to its callback; the level shift keeps PySCF's own extra cycle
+                attempt.callback = last_cycle.update if name in ("diis", "damping") else None
             attempt.kernel(dm0=last_dm)
             if attempt.converged:
                 if "fock" in last_cycle:
