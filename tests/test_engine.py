@@ -74,3 +74,22 @@ def test_fallback_rescues_an_scf_that_diis_cannot_finish(caplog):
     assert result.converged_with != "diis"
     assert "SCF converged only with" in caplog.text
     assert result.energy == pytest.approx(reference.energy, abs=1e-6 * units.HARTREE_EV)
+
+
+WATER_DIMER = np.array([[-1.464, 0.099, 0.300], [-1.956, 0.624, -0.340], [-1.797, -0.799, 0.206],
+                        [1.369, 0.146, -0.395], [1.894, 0.486, 0.335], [0.451, 0.165, -0.083]])
+
+
+@pytest.mark.parametrize("max_cycle, strategy", [(100, "diis"), (6, "damping")])
+def test_forces_without_the_extra_fock_build_equal_pyscfs_extra_cycle(max_cycle, strategy):
+    """The engine skips PySCF's post-convergence Fock build but keeps its diagonalization: the forces are
+    PySCF's ``conv_check`` forces, and the last DIIS step's orbitals alone would miss them by 1e-6-5e-5 eV/Å."""
+    def forces(**options):
+        engine = qmml.PySCFEngine("pbe", "631g", conv_tol=1e-10, max_cycle=max_cycle, **options)
+        result = engine.compute(["O", "H", "H"] * 2, WATER_DIMER)
+        assert result.converged_with == strategy
+        return result.forces
+
+    pyscf_way = forces(conv_check=True)
+    np.testing.assert_allclose(forces(), pyscf_way, atol=1e-10, rtol=0)
+    assert np.abs(forces(conv_check=False, callback=lambda envs: None) - pyscf_way).max() > 1e-7
