@@ -259,6 +259,10 @@ def _train(config_path) -> int:
 
         name = config.initial
         initial = load_model(root / name if name.endswith(".pt") else name)
+        old_reference = initial.header.get("reference")
+        if opts.refit_energy_offsets is None and old_reference not in (None, train_set.metadata.get("reference")):
+            print(f"the initial model learned from {old_reference}: its per-element energies are refitted to "
+                  "the new labels first", flush=True)
     model = train(train_set, opts, validation_set=validation_set, history_path=products[2], plot_path=products[3],
                   initial=initial)
     metrics = {"validation": model.training_report["validation"]}

@@ -386,6 +386,9 @@ class TrainingLoopConfig(_Strict):
     seed: int = 0
     dtype: Literal["float32", "float64"] = "float32"
     max_minutes: float | None = Field(None, gt=0, description="wall-time budget for all members")
+    refit_energy_offsets: bool | None = Field(None, description="with 'initial': refit its per-element energies "
+                                              "to the labels first (default: when the labels' reference "
+                                              "differs from the model's)")
 
 
 class TrainConfig(_Strict):

@@ -103,3 +103,41 @@ def test_dft_cutout_campaign_labels_whole_clusters_and_continues(tmp_path, monke
     capsys.readouterr()
     assert cutouts.main(["tiny", "--campaigns-dir", str(tmp_path)]) == 0
     assert "1/1 chunks labelled" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_dft_cutout_active_learning_round_centres_the_closest_foreign_contact(tmp_path, monkeypatch, capsys):
+    """An active-learning plan takes a run's frames (.extxyz, molecules from the run's PSF) and cuts out around the
+    hydrogen nearest an oxygen of another molecule: where a proton sliding to a neighbour shows first.  Here one
+    hydrogen of the 128-water box is pushed to 1.2 Å of a neighbouring oxygen; that hydrogen is the centre, and
+    the cluster keeps both waters whole."""
+    import ase.io
+    from ase import Atoms
+
+    import qmml
+    from qmml.periodic.cell import minimum_image
+
+    cutouts = pytest.importorskip("dft_cutouts")
+    box = qmml.load_system(str(DATA / "structures/water_box.psf"), str(DATA / "structures/water_box.pdb"))
+    x = box.positions.copy()
+    h, z = 1 + 3 * 40, box.atomic_numbers
+    others = np.nonzero((z == 8) & (box.molecule_index != box.molecule_index[h]))[0]
+    d = minimum_image(x[others] - x[h], box.cell)
+    o = others[np.argmin(np.linalg.norm(d, axis=1))]
+    v = minimum_image(x[o] - x[h], box.cell)
+    x[h] = x[o] - 1.2 * v / np.linalg.norm(v)
+    ase.io.write(tmp_path / "run.extxyz", Atoms(list(box.elements), x, cell=box.cell, pbc=True))
+    plan = cutouts.Plan((str(tmp_path / "run.extxyz"),), 1, 2.0, "revpbe", "sto-3g", "d3bj", 3, centres="contact",
+                        topology="data/structures/water_box.psf")
+    (frame_index, centre, cluster), = cutouts.clusters(plan)
+    assert centre == h
+    both = np.nonzero(np.isin(box.molecule_index, box.molecule_index[[o, h]]))[0]
+    assert set(both) <= set(cluster.source)
+    at = {int(a): k for k, a in enumerate(cluster.source)}
+    assert np.linalg.norm(cluster.positions[at[h]] - cluster.positions[at[int(o)]]) == pytest.approx(1.2, abs=1e-6)
+    assert len(cluster.elements) % 3 == 0 and np.array_equal(np.bincount(cluster.molecule),
+                                                            np.full(len(cluster.elements) // 3, 3))
+    monkeypatch.setitem(cutouts.PLANS, "tiny_al", plan)
+    assert cutouts.main(["tiny_al", "--campaigns-dir", str(tmp_path)]) == 0
+    data = Dataset.load(tmp_path / "tiny_al" / "labels" / "chunk_000.npz")
+    assert len(data) == 1 and np.isfinite(data.frames[0].energy)
+    assert data.metadata["centres"] == [h]

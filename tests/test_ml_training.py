@@ -202,3 +202,47 @@ def test_embedding_head_learns_esp_charges_apart_from_the_latent_charges(tmp_pat
     loaded = load_model(save_model(model, tmp_path / "esp.pt", reference="test"), device="cpu")
     assert loaded.embedding_charges
     assert np.abs(loaded.predict(z, x, groups=back.frames[0].molecule).charges - p.charges).max() < 1e-5
+
+
+def test_fine_tuning_on_a_new_teacher_refits_the_per_element_energies():
+    """A new level of theory shifts each element's energy by a constant (here +1000 eV per O, -7.5 eV per H on
+    top of GFN2-xTB): continuing a model on such labels refits its per-element energies first, so that an
+    (almost) frozen network already has the error it had on the old labels.  Without the refit the energy
+    error is the shift itself; the refit is automatic when the labels' reference differs from the model's."""
+    from dataclasses import replace
+
+    frames = [f for f in Dataset.load(DATASETS / "water_test.npz") if f.cell is None and len(f.elements) <= 36][:12]
+    old = Dataset(frames, {"reference": "GFN2-xTB (tblite 0.8), Mulliken charges"})
+    shifted = Dataset([replace(f, energy=f.energy + 1000.0 * np.sum(f.elements == 8) - 7.5 * np.sum(f.elements == 1))
+                       for f in frames], {"reference": "a new teacher"})
+    initial = load_model("water").select_members([0])
+    assert initial.header["reference"] == old.metadata["reference"]
+    before = evaluate(initial, old)["energy_mae_eV_per_atom"]
+    frozen = dict(max_epochs=1, batch_size=4, learning_rate=1e-12, progress=False, dtype="float64")
+    tuned = train(shifted, TrainingOptions(**frozen), validation_set=shifted, initial=initial)
+    after = evaluate(tuned, shifted)["energy_mae_eV_per_atom"]
+    assert after < before + 2e-4  # the least-squares shift can only lower the error of the old offsets
+    kept = train(shifted, TrainingOptions(**frozen, refit_energy_offsets=False), validation_set=shifted,
+                 initial=initial)
+    assert evaluate(kept, shifted)["energy_mae_eV_per_atom"] > 100
+    same = train(old, TrainingOptions(**frozen), validation_set=old, initial=initial)  # same teacher: no refit
+    assert torch.allclose(same.members[0].atomic_energy, initial.members[0].atomic_energy, rtol=0, atol=1e-9)
+
+
+def test_continuing_with_other_dispersion_parameters_replaces_the_term():
+    """Fine-tuning on labels whose dispersion has other damping (GFN2-xTB's D4 parameters to revPBE-D3(BJ))
+    refits the term with the new parameters; the same parameters keep the initial model's term."""
+    frames = _periodic_frames()
+    initial = load_model("water_condensed").select_members([0])
+    old = initial.dispersion
+    revpbe = {"s8": 2.355, "a1": 0.5238, "a2": 3.5016}
+    opts = dict(max_epochs=1, batch_size=2, progress=False, learning_rate=1e-9)
+    tuned = train(Dataset(frames), TrainingOptions(**opts, dispersion=revpbe), validation_set=Dataset(frames),
+                  initial=initial)
+    assert (tuned.dispersion.s8, tuned.dispersion.a1, tuned.dispersion.a2) == (2.355, 0.5238, 3.5016)
+    assert initial.dispersion is old and old.a2 == 5.0
+    z, x, cell = frames[0].elements, frames[0].positions, frames[0].cell
+    assert tuned.dispersion.energy(z, x, cell) != pytest.approx(old.energy(z, x, cell), rel=1e-3)
+    kept = train(Dataset(frames), TrainingOptions(**opts, dispersion={"a2": 5.0}), validation_set=Dataset(frames),
+                 initial=initial)
+    assert kept.dispersion.to_dict() == old.to_dict()

@@ -43,28 +43,63 @@ CHUNK = 5
 
 @dataclass(frozen=True)
 class Plan:
-    sources: tuple  # glob patterns (relative to the repository) of periodic labelled frames
+    sources: tuple  # glob patterns (relative to the repository): labelled periodic frames (.npz) or a run's .extxyz
     n_clusters: int
     radius_A: float
     method: str
     basis: str
     dispersion: str | None
     seed: int
+    # "random": a random oxygen of each frame; "contact": the hydrogen of the frame's shortest O...H contact between
+    # two molecules (where a model that lets a proton slide to a neighbour fails first)
+    centres: str = "random"
+    topology: str | None = None  # PSF of .extxyz sources (their frames carry no bonds): molecules stay the run's
 
 
 PLANS = {
     "water_revpbe": Plan(("data/campaigns/water/labels/chunk_*.npz",), 300, 5.0, "revpbe", "def2-svp", "d3bj", 17),
+    # active learning, round 1: the NPT run (300 K, 1 bar, 128 waters) of the first revPBE fine-tune (25 clusters of
+    # water_revpbe) heated and let protons slide to neighbours within 1.3 ps; its frames up to then
+    "water_revpbe_al1": Plan(("data/campaigns/water_revpbe_al1/sources.extxyz",), 20, 5.0, "revpbe", "def2-svp",
+                             "d3bj", 18, centres="contact", topology="data/structures/water_box.psf"),
 }
 
 
 def source_frames(plan: Plan):
+    """Every periodic source frame, in order: a labelled `Frame`, or (System, positions) of a run's frame."""
+    from dataclasses import replace
+
     from qmml.ml import Dataset
 
     files = sorted(f for p in plan.sources for f in glob.glob(str(ROOT / p)))
-    frames = [f for path in files for f in Dataset.load(path).frames if f.cell is not None]
+    frames = []
+    for path in files:
+        if path.endswith(".extxyz"):
+            import ase.io
+            import qmml
+            from qmml.system import normalize_box
+
+            topology = qmml.load_system(str(ROOT / plan.topology), str(ROOT / plan.topology[:-4]) + ".pdb")
+            for atoms in ase.io.read(path, index=":"):
+                if list(atoms.get_chemical_symbols()) != list(topology.elements):
+                    sys.exit(f"{path}: its atoms are not those of {plan.topology}")
+                frames.append((replace(topology, box=normalize_box(atoms.cell.cellpar())), atoms.positions))
+        else:
+            frames += [f for f in Dataset.load(path).frames if f.cell is not None]
     if not frames:
         sys.exit(f"no periodic frames match {plan.sources}")
     return frames
+
+
+def contact_hydrogen(system, positions) -> int:
+    """The hydrogen closest to an oxygen of another molecule."""
+    from qmml.periodic.cell import minimum_image
+
+    z, mol = system.atomic_numbers, system.molecule_index
+    hydrogens, oxygens = np.nonzero(z == 1)[0], np.nonzero(z == 8)[0]
+    d = np.linalg.norm(minimum_image(positions[hydrogens, None] - positions[None, oxygens], system.cell), axis=-1)
+    d[mol[hydrogens][:, None] == mol[oxygens][None, :]] = np.inf
+    return int(hydrogens[np.argmin(d.min(1))])
 
 
 def clusters(plan: Plan):
@@ -75,10 +110,12 @@ def clusters(plan: Plan):
     rng = np.random.default_rng(plan.seed)
     picks = np.linspace(0, len(frames) - 1, plan.n_clusters).round().astype(int)
     for k in picks:
-        frame = frames[k]
-        oxygens = np.nonzero(frame.elements == 8)[0]
-        centre = int(rng.choice(oxygens))
-        yield int(k), centre, cut_out(frame.to_system(), frame.positions, [centre], radius_A=plan.radius_A)
+        system, x = frames[k] if isinstance(frames[k], tuple) else (frames[k].to_system(), frames[k].positions)
+        if plan.centres == "contact":
+            centre = contact_hydrogen(system, x)
+        else:
+            centre = int(rng.choice(np.nonzero(system.atomic_numbers == 8)[0]))
+        yield int(k), centre, cut_out(system, x, [centre], radius_A=plan.radius_A)
 
 
 def main(argv=None):
@@ -106,7 +143,9 @@ def main(argv=None):
     labels.mkdir(parents=True, exist_ok=True)
     plan_file = folder / "plan.json"
     text = json.dumps(asdict(plan), indent=1)
-    if plan_file.exists() and json.loads(plan_file.read_text()) != json.loads(text):
+    # a plan written before a field existed holds that field's default
+    stored = {**asdict(Plan(*[None] * 7)), **json.loads(plan_file.read_text())} if plan_file.exists() else None
+    if stored is not None and stored != json.loads(text):
         sys.exit(f"{plan_file} differs from this plan; a changed plan needs a new campaign name")
     plan_file.write_text(text)
     labeller = PySCFLabeller(plan.method, plan.basis, dispersion=plan.dispersion, density_fit=True, device="auto")

@@ -67,6 +67,11 @@ class TrainingOptions:
         `BondBaseline` parameters ({} for the defaults).
     embedding_charges : bool
         A second charge head, trained on ``Frame.esp_charges``.
+    refit_energy_offsets : bool, optional
+        With ``initial``, fit its per-element energy offsets to the new labels by least squares before
+        training (a change of teacher, e.g. GFN2-xTB to DFT, shifts every element's energy by a constant the
+        networks should not have to learn).  None (default): refit when the training set's ``reference``
+        differs from the initial model's header ``reference``.
     energy_weight, force_weight, charge_weight, stress_weight, esp_weight : float
         Loss weights of energies per atom (eV), forces (eV/Å), charges (e), stresses (GPa) and embedding
         charges (e).
@@ -98,6 +103,7 @@ class TrainingOptions:
     dispersion: dict | None = None  # D3Dispersion parameters; coefficients are fitted on the training frames
     baseline: dict | None = None  # BondBaseline parameters ({} for the defaults)
     embedding_charges: bool = False  # a second charge head, trained on Frame.esp_charges
+    refit_energy_offsets: bool | None = None  # None: when the labels' reference differs from the initial model's
     energy_weight: float = 10.0
     force_weight: float = 1.0
     charge_weight: float = 100.0
@@ -255,6 +261,29 @@ def _initialize(model: EnvironmentModel, member: Member, batches, dataset: Datas
         member.feature_std.copy_(feats.std(0).clamp(min=1e-6))
 
 
+def _same_dispersion(term, parameters: dict) -> bool:
+    """Whether ``term`` (a `D3Dispersion` or None) already has every field ``parameters`` asks for."""
+    if term is None:
+        return False
+    fields = term.to_dict()
+    return all(k in fields and fields[k] == v for k, v in parameters.items())
+
+
+def _refit_energy_offsets(model: EnvironmentModel, m: int, batches, dataset: Dataset):
+    """Shift member ``m``'s per-element energies by the least-squares fit of (label - member) energies
+    against element counts: the constant per element a new teacher adds."""
+    z_all = model.elements
+    counts = np.array([[np.sum(f.elements == z) for z in z_all] for f in dataset.frames], float)
+    resid = np.concatenate([(b.energy - _member_forward(model, m, b, create_graph=False)[0]).detach().numpy()
+                            for b in batches])
+    present = counts.sum(0) > 0
+    shift = np.zeros(len(z_all))
+    shift[present], *_ = np.linalg.lstsq(counts[:, present], resid, rcond=None)
+    with torch.no_grad():
+        member = model.members[m]
+        member.atomic_energy.add_(torch.as_tensor(shift, dtype=member.atomic_energy.dtype))
+
+
 def fit_dispersion(dataset: Dataset, parameters: dict, n_frames: int = 40):
     """A `D3Dispersion` with ``parameters`` and D3 coefficients at the coordination of up to ``n_frames``
     frames spread over ``dataset``, plus the first frame holding each element pair that meets in the dataset
@@ -357,7 +386,7 @@ def train(train_set: Dataset, options: TrainingOptions | None = None, *, validat
     torch.manual_seed(opts.seed)
     elements = sorted(set(train_set.elements) | set(validation_set.elements))
     dispersion = None
-    if opts.dispersion is not None and (initial is None or initial.dispersion is None):
+    if opts.dispersion is not None and (initial is None or not _same_dispersion(initial.dispersion, opts.dispersion)):
         dispersion = fit_dispersion(train_set, opts.dispersion)
     baseline = None
     if opts.baseline is not None and (initial is None or initial.baseline is None):
@@ -384,6 +413,15 @@ def train(train_set: Dataset, options: TrainingOptions | None = None, *, validat
                 for k in range(0, len(order), opts.batch_size)]
 
     val_batches = batches_of(validation_set, np.arange(len(validation_set)))
+    refit = opts.refit_energy_offsets
+    if refit is None and initial is not None:
+        old, new = getattr(initial, "header", {}).get("reference"), train_set.metadata.get("reference")
+        refit = old is not None and new is not None and old != new
+        if refit:
+            log.info("labels from %s, initial model from %s: refitting its per-element energy offsets", new, old)
+    if initial is not None and refit:
+        for m in range(len(model.members)):
+            _refit_energy_offsets(model, m, batches_of(train_set, np.arange(len(train_set))), train_set)
     history = []
     start = time.time()
     for m in range(n_members):
