@@ -105,3 +105,25 @@ def test_ion_transport_example(example):
     assert ne > 0
     for kind in ("green_kubo", "einstein"):
         assert abs(out[f"sigma_{kind}"]["S_per_m"]) < 1e-6 * ne  # cross terms cancel the self terms
+
+
+def test_a_stopped_transport_run_continues_to_the_same_frames(example, tmp_path):
+    """With a run folder the example is resumable: stopped after its first chunk (``max_minutes=0``) and run again,
+    it records the same production frames as an uninterrupted run, and keeps only what the analysis needs
+    (heavy atoms' positions, ions' velocities, the centre of mass, the kinetic energy)."""
+    system = example.load_electrolyte()
+    settings = example.RunSettings(timestep_fs=0.5, equilibration_steps=4, production_steps=20, every=2, seed=3)
+    whole = example.simulate(system, settings, out=tmp_path / "whole", save_every=8, log=lambda _: None)
+    assert example.simulate(system, settings, out=tmp_path / "parts", save_every=8, log=lambda _: None,
+                            max_minutes=0) is None
+    assert sorted(p.name for p in (tmp_path / "parts").glob("frames_*.npz")) == ["frames_00000000.npz"]
+    parts = example.simulate(system, settings, out=tmp_path / "parts", save_every=8, log=lambda _: None)
+    assert len(parts["time_fs"]) == 11 and np.array_equal(parts["step"], np.arange(0, 21, 2))
+    for key in ("positions", "ion_velocities", "com", "kinetic_energy"):
+        np.testing.assert_allclose(parts[key], whole[key], rtol=0, atol=1e-6, err_msg=key)
+    assert set(parts["elements"]) == {"O", "Na", "Cl"} and parts["positions"].shape == (11, 128, 3)
+    assert parts["ion_velocities"].shape == (11, 8, 3)
+    assert abs(example.kinetic_temperature(parts) - 300) < 150
+    other = example.RunSettings(timestep_fs=0.5, equilibration_steps=4, production_steps=20, every=2, seed=4)
+    with pytest.raises(SystemExit, match="other settings"):
+        example.simulate(system, other, out=tmp_path / "parts", save_every=8, log=lambda _: None)

@@ -60,6 +60,7 @@ import qmml
 from qmml import units
 from qmml.analysis.transport import green_kubo_conductivity, msd_all_origins, yeh_hummer_correction
 from qmml.md.reporters import Reporter
+from qmml.ml.model import COULOMB_FORMS
 
 ROOT = Path(__file__).resolve().parents[2]
 STRUCTURE = (ROOT / "data" / "structures" / "nacl_water.psf", ROOT / "data" / "structures" / "nacl_water.pdb")
@@ -74,21 +75,21 @@ def load_electrolyte(structure=STRUCTURE) -> qmml.System:
     return qmml.load_system(*[str(p) for p in structure])
 
 
-def make_potential(system, *, coulomb: str | None = None, members=None, skin_A: float = 1.0) -> qmml.MLPotential:
-    """The ``organic`` model on the whole box, charges conserved over the neutral structure; its pair lists
-    (descriptors, Coulomb term, Ewald real space) are kept between steps with a ``skin_A`` Verlet skin."""
-    model = qmml.load_model("organic")
+def make_potential(system, *, model: str = "organic", coulomb: str | None = None, members=None,
+                   skin_A: float = 1.0) -> qmml.MLPotential:
+    """``model`` (a shipped name or a .pt file) on the whole box, charges conserved over the neutral structure;
+    its pair lists (descriptors, Coulomb term, Ewald real space) are kept between steps with a ``skin_A``
+    Verlet skin."""
+    model = qmml.load_model(model)
     if coulomb is not None and coulomb != model.coulomb_form:
         model = model.with_coulomb(coulomb)
     return qmml.MLPotential(model, system, total_charge=0, members=members, neighbour_skin_A=skin_A)
 
 
-def coulomb_forms() -> list[str]:
-    model = qmml.load_model("organic")
+def coulomb_forms(model: str = "organic") -> list[str]:
+    model = qmml.load_model(model)
     if not hasattr(model, "with_coulomb"):
         return [getattr(model, "coulomb_form", "dsf")]
-    from qmml.ml.model import COULOMB_FORMS
-
     return list(COULOMB_FORMS)
 
 
@@ -109,30 +110,62 @@ class FrameRecorder(Reporter):
     must not enter the analysis.
     """
 
-    def __init__(self, every: int, bonds=None):
-        super().__init__("frames-in-memory", every)  # writes no file: start, finish and bookmark do nothing
+    def __init__(self, every: int, bonds=None, *, chunks: Path | None = None, chunk_steps: int = 500,
+                 elements=None):
+        super().__init__("frames-in-memory", every)  # writes no file of its own: start and bookmark do nothing
         self.bonds = None if bonds is None or len(bonds) == 0 else np.asarray(bonds)
         self.time_fs, self.positions, self.velocities, self.charges, self.energy = [], [], [], [], []
+        self.steps, self.com, self.kinetic = [], [], []
+        self.chunks, self.chunk_steps, self.last_time_fs = chunks, int(chunk_steps), None
+        if chunks is not None:
+            self.tracked, self.ions = tracked_atoms(elements)
 
     def start(self, simulation, resume=None):
         pass
 
     def report(self, simulation, state):
-        if self.time_fs and state.time_fs <= self.time_fs[-1]:
+        if self.last_time_fs is not None and state.time_fs <= self.last_time_fs:
             return  # a continued run() reports its first state again
         if self.bonds is not None:
             x = state.positions
             longest = np.linalg.norm(x[self.bonds[:, 0]] - x[self.bonds[:, 1]], axis=1).max()
             if longest > MAX_BOND_A:
                 raise BrokenStructure(f"a bond is {longest:.2f} Å long at t = {state.time_fs:.1f} fs")
+        self.last_time_fs = state.time_fs
         self.time_fs.append(state.time_fs)
+        self.steps.append(state.step)
         self.positions.append(state.positions.copy())
         self.velocities.append(state.velocities.copy())
         self.charges.append(np.asarray(simulation.atom_charges(state), dtype=np.float32))
-        self.energy.append(state.potential_energy + simulation.kinetic_energy(state))
+        kinetic = simulation.kinetic_energy(state)
+        self.kinetic.append(kinetic)
+        self.com.append(simulation.masses @ state.positions / simulation.masses.sum())
+        self.energy.append(state.potential_energy + kinetic)
+        # written here, before the simulation's checkpoint of the same step: a restart never skips frames
+        if self.chunks is not None and state.step > 0 and state.step % self.chunk_steps == 0:
+            self.flush()
 
     def finish(self, simulation):
-        pass
+        if self.chunks is not None:
+            self.flush()  # frames since the last chunk of a run that stopped between chunks (SIGTERM)
+
+    def flush(self) -> None:
+        """Write the frames held since the last chunk to ``frames_<first step>.npz`` and forget them.  Kept per
+        frame: heavy atoms' positions (Å; hydrogens follow their oxygens), the ions' velocities (Å/fs; the
+        formal-charge current), the centre of mass, kinetic and total energy (eV), the ions' model charges."""
+        if not self.time_fs:
+            return
+        x, v = np.array(self.positions), np.array(self.velocities)
+        data = {"time_fs": np.array(self.time_fs), "step": np.array(self.steps),
+                "positions": x[:, self.tracked].astype(np.float32),
+                "ion_velocities": v[:, self.ions].astype(np.float32), "com": np.array(self.com),
+                "kinetic_energy": np.array(self.kinetic), "total_energy": np.array(self.energy),
+                "ion_charges": np.array(self.charges)[:, self.ions]}
+        tmp = self.chunks / ".frames.tmp.npz"
+        np.savez_compressed(tmp, **data)
+        tmp.replace(self.chunks / f"frames_{self.steps[0]:08d}.npz")
+        for name in ("time_fs", "steps", "positions", "velocities", "charges", "energy", "com", "kinetic"):
+            getattr(self, name).clear()
 
     def cut(self, before_fs: float) -> None:
         """Drop the frames at and after ``before_fs``."""
@@ -159,59 +192,136 @@ class RunSettings:
     coulomb: str | None = None
     members: tuple | None = None
     skin_A: float = 1.0
+    model: str = "organic"
 
 
-def simulate(system, settings: RunSettings, *, out: Path | None = None, save_every: int = 500, log=print) -> dict:
-    """Equilibrate, then run production recording frames; returns the frame arrays and run metadata."""
-    potential = make_potential(system, coulomb=settings.coulomb,
+def tracked_atoms(elements):
+    """Indices of the atoms whose positions a resumable run keeps (all but hydrogens) and of the ions."""
+    elements = np.asarray(elements, dtype=str)
+    charged = [e for e, q in FORMAL_CHARGES.items() if q != 0]
+    return np.flatnonzero(elements != "H"), np.flatnonzero(np.isin(elements, charged))
+
+
+def simulate(system, settings: RunSettings, *, out: Path | None = None, save_every: int = 500, log=print,
+             max_minutes: float | None = None) -> dict | None:
+    """Equilibrate, then run production recording frames.
+
+    Without ``out`` everything stays in memory and the full frame arrays come back.  With ``out`` the run is
+    resumable: checkpoints every ``save_every`` steps, the equilibrated state, and one ``frames_<step>.npz`` per
+    ``save_every`` production steps (what the analysis needs: heavy atoms' positions, ions' velocities); the same
+    call continues where a stopped run ended, and returns `load_frames` of the folder, or None when it stopped
+    (SIGTERM, ``max_minutes``) before the end."""
+    if out is None:
+        return _simulate(system, settings, None, save_every, log, max_minutes)
+    from qmml.run_folder import RunFolderLock
+
+    out.mkdir(parents=True, exist_ok=True)
+    with RunFolderLock(out):  # a second process on the same folder exits, naming the holder
+        return _simulate(system, settings, out, save_every, log, max_minutes)
+
+
+def _write_atomically(path: Path, **arrays) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def _simulate(system, settings, out, save_every, log, max_minutes):
+    started = time.perf_counter()
+    if out is not None:
+        described = {"settings": asdict(settings), "save_every": save_every, "elements": list(system.elements),
+                     "masses": np.asarray(system.masses).tolist(), "cell": np.asarray(system.cell).tolist()}
+        described["settings"]["members"] = None if settings.members is None else list(settings.members)
+        run_file = out / "run.json"
+        if run_file.exists() and json.loads(run_file.read_text()) != described:
+            raise SystemExit(f"{out} holds a run with other settings ({run_file}); choose another --out")
+        run_file.write_text(json.dumps(described))
+        if (out / "broken.txt").exists():
+            log((out / "broken.txt").read_text().strip())
+            return load_frames(out)
+    potential = make_potential(system, model=settings.model, coulomb=settings.coulomb,
                                members=None if settings.members is None else list(settings.members),
                                skin_A=settings.skin_A)
+
+    def out_of_time():
+        return max_minutes is not None and (time.perf_counter() - started) / 60 > max_minutes
+
+    def simulation(checkpoint, integrator, reporters, **start):
+        if checkpoint is not None and checkpoint.exists():
+            return qmml.Simulation.restart(checkpoint, potential, integrator, reporters=reporters,
+                                           checkpoint_every=save_every, progress=False)
+        return qmml.Simulation(potential, integrator, reporters=reporters, checkpoint=checkpoint,
+                               checkpoint_every=save_every, progress=False, **start)
+
+    equilibrated = None if out is None else out / "equilibrated.npz"
     t0 = time.perf_counter()
-    # every recorded frame is checked for broken bonds: stop at the first unphysical frame
-    watch = FrameRecorder(10, system.bonds)
-    equil = qmml.Simulation(potential, qmml.Langevin(settings.timestep_fs, settings.temperature_K,
-                                                     settings.friction_per_ps, seed=settings.seed),
-                            reporters=[watch], temperature_K=settings.temperature_K, seed=settings.seed,
-                            progress=False)
-    try:
-        equil.run(settings.equilibration_steps)
-    except BrokenStructure as err:
-        raise BrokenStructure(f"equilibration left the model's physical region: {err} (step "
-                              f"{equil.state.step}, T = {equil.temperature():.0f} K); see docs/ion_transport.md, "
-                              "'A model limitation'") from None
-    del watch.positions[:], watch.velocities[:]  # only its bond check was needed
-    t_equil = time.perf_counter() - t0
-    log(f"equilibration: {settings.equilibration_steps} steps in {t_equil:.0f} s, T = {equil.temperature():.0f} K")
+    if equilibrated is not None and equilibrated.exists():
+        with np.load(equilibrated) as state:
+            x0, v0 = state["positions"], state["velocities"]
+        t_equil = float("nan")
+    else:
+        # every recorded frame is checked for broken bonds: stop at the first unphysical frame
+        watch = FrameRecorder(10, system.bonds)
+        equil = simulation(None if out is None else out / "equilibration_checkpoint.npz",
+                           qmml.Langevin(settings.timestep_fs, settings.temperature_K, settings.friction_per_ps,
+                                         seed=settings.seed),
+                           [watch], temperature_K=settings.temperature_K, seed=settings.seed)
+        while equil.state.step < settings.equilibration_steps:
+            try:
+                equil.run(min(save_every, settings.equilibration_steps - equil.state.step))
+            except BrokenStructure as err:
+                raise BrokenStructure(f"equilibration left the model's physical region: {err} (step "
+                                      f"{equil.state.step}, T = {equil.temperature():.0f} K); see "
+                                      "docs/ion_transport.md, 'A model limitation'") from None
+            del watch.positions[:], watch.velocities[:]  # only its bond check was needed
+            if equil.state.step < settings.equilibration_steps and (equil.stopped_by is not None or out_of_time()):
+                log(f"stopped in equilibration at step {equil.state.step}; the same command continues")
+                return None
+        x0, v0 = equil.state.positions, equil.state.velocities
+        if equilibrated is not None:
+            _write_atomically(equilibrated, positions=x0, velocities=v0)
+        t_equil = time.perf_counter() - t0
+        log(f"equilibration: {settings.equilibration_steps} steps in {t_equil:.0f} s, T = {equil.temperature():.0f} K")
     if settings.production_friction_per_ps > 0:
         integrator = qmml.Langevin(settings.timestep_fs, settings.temperature_K,
                                    settings.production_friction_per_ps, seed=settings.seed + 1)
     else:
         integrator = qmml.VelocityVerlet(settings.timestep_fs)
-    recorder = FrameRecorder(settings.every, system.bonds)
-    prod = qmml.Simulation(potential, integrator, reporters=[recorder], positions=equil.state.positions,
-                           velocities=equil.state.velocities, progress=False)
-    t1, done, broken = time.perf_counter(), 0, None
-    while done < settings.production_steps and broken is None:
-        chunk = min(save_every, settings.production_steps - done)
+    recorder = FrameRecorder(settings.every, system.bonds, chunks=out, chunk_steps=save_every,
+                             elements=system.elements)
+    prod = simulation(None if out is None else out / "production_checkpoint.npz", integrator, [recorder],
+                      positions=x0, velocities=v0)
+    if prod.state.step > 0:
+        recorder.last_time_fs = prod.state.time_fs  # recorded before the checkpoint was written
+    t1, first, broken = time.perf_counter(), prod.state.step, None
+    while prod.state.step < settings.production_steps and broken is None:
         try:
-            prod.run(chunk)
-            done += chunk
+            prod.run(min(save_every - prod.state.step % save_every, settings.production_steps - prod.state.step))
         except BrokenStructure as err:
             # the approach to the broken geometry is already unphysical: drop the last 100 fs too
-            broken = f"{err}; frames from {prod.state.time_fs - 100:.0f} fs on dropped"
-            done = prod.state.step
-            recorder.cut(prod.state.time_fs - 100.0)
+            cut = prod.state.time_fs - 100.0
+            broken = f"{err}; frames from {cut:.0f} fs on dropped"
+            recorder.cut(cut)
+            if out is not None:
+                recorder.flush()
+                (out / "broken.txt").write_text(f"stopped: {broken}\ncut_fs = {cut}\n")
             log(f"stopped: {broken}")
-        meta = {"settings": asdict(settings), "production_steps_done": done, "broken": broken,
-                "seconds_per_step_equilibration": t_equil / max(1, settings.equilibration_steps),
-                "seconds_per_step_production": (time.perf_counter() - t1) / done,
-                "neighbour_list_builds": potential.neighbours.builds, "n_atoms": system.n_atoms,
-                "volume_A3": float(abs(np.linalg.det(system.cell))), "machine": machine()}
-        if out is not None:
-            save_frames(out, recorder.arrays(), system, meta)
-        log(f"production: {done}/{settings.production_steps} steps, "
-            f"{meta['seconds_per_step_production']:.3f} s/step, T = {prod.temperature():.0f} K")
-    return {**recorder.arrays(), "meta": meta}
+        rate = (time.perf_counter() - t1) / max(1, prod.state.step - first)
+        log(f"production: {prod.state.step}/{settings.production_steps} steps, {rate:.3f} s/step, "
+            f"T = {prod.temperature():.0f} K")
+        unfinished = broken is None and prod.state.step < settings.production_steps
+        if unfinished and (prod.stopped_by is not None or out_of_time()):
+            log(f"stopped at production step {prod.state.step}; the same command continues")
+            return None
+    meta = {"settings": asdict(settings), "production_steps_done": prod.state.step, "broken": broken,
+            "seconds_per_step_equilibration": t_equil / max(1, settings.equilibration_steps),
+            "seconds_per_step_production": (time.perf_counter() - t1) / max(1, prod.state.step - first),
+            "neighbour_list_builds": potential.neighbours.builds, "n_atoms": system.n_atoms,
+            "volume_A3": float(abs(np.linalg.det(system.cell))), "machine": machine()}
+    if out is None:
+        return {**recorder.arrays(), "meta": meta}
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    return load_frames(out)
 
 
 def machine() -> str:
@@ -224,20 +334,33 @@ def machine() -> str:
     return f"{cpu}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
 
 
-def save_frames(out: Path, frames: dict, system, meta: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "frames.tmp.npz"
-    np.savez_compressed(tmp, elements=np.array(system.elements, dtype=str), masses=np.asarray(system.masses),
-                        cell=np.asarray(system.cell), meta=json.dumps(meta),
-                        **{k: v for k, v in frames.items() if k != "meta"})
-    tmp.replace(out / "frames.npz")
-
-
 def load_frames(out: Path) -> dict:
-    with np.load(Path(out) / "frames.npz") as f:
-        data = {k: f[k] for k in f.files}
-    data["meta"] = json.loads(str(data["meta"]))
-    return data
+    """The production frames of a run folder (`simulate` with ``out``), in order, with the atoms they keep.
+
+    Raises SystemExit when a frame file is missing from the sequence (the time step between frames jumps)."""
+    out = Path(out)
+    described = json.loads((out / "run.json").read_text())
+    files = sorted(out.glob("frames_*.npz"))
+    if not files:
+        raise SystemExit(f"{out}: no production frames yet; run the same command to continue")
+    parts = [dict(np.load(f)) for f in files]
+    data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    steps = data["step"]
+    gaps = np.flatnonzero(np.diff(steps) != described["settings"]["every"])
+    if len(gaps):
+        raise SystemExit(f"{out}: frames jump from step {steps[gaps[0]]} to {steps[gaps[0] + 1]} (a file of that "
+                         "span is missing); continue from an intact copy of the folder")
+    broken = out / "broken.txt"
+    if broken.exists():
+        cut = float(broken.read_text().split("cut_fs = ")[1])
+        keep = data["time_fs"] < cut
+        data = {k: v[keep] for k, v in data.items()}
+    elements = np.array(described["elements"])
+    tracked, _ = tracked_atoms(elements)
+    meta_file = out / "meta.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {"settings": described["settings"]}
+    return {**data, "elements": elements[tracked], "masses": np.asarray(described["masses"])[tracked],
+            "cell": np.asarray(described["cell"]), "n_atoms": len(elements), "meta": meta}
 
 
 # -- analysis (array based; see docs/ion_transport.md for what should move to qmml.analysis) --
@@ -254,11 +377,11 @@ def fit_slope(lag, y, start, stop):
     return float(np.polyfit(lag[window], y[window], 1)[0])
 
 
-def block_quantities(t, x, v, masses, q, groups, volume_A3, temperature_K, fit, gk_max_fs):
-    """D per group (Å^2/fs), sigma Green-Kubo / Einstein / Nernst-Einstein (S/m) of one block."""
+def block_quantities(t, x, v_ions, q, groups, volume_A3, temperature_K, fit, gk_max_fs):
+    """D per group (Å^2/fs), sigma Green-Kubo / Einstein / Nernst-Einstein (S/m) of one block, from positions
+    without the centre-of-mass drift and the velocities of the charged atoms (in the order of ``q``'s non-zeros)."""
     dt = t[1] - t[0]
     lag = np.arange(len(t)) * dt
-    x = remove_drift(x, masses)
     out = {}
     for name, idx in groups.items():
         out[f"D_{name}"] = fit_slope(lag, msd_all_origins(x[:, idx]).mean(1), *fit) / 6.0
@@ -266,7 +389,7 @@ def block_quantities(t, x, v, masses, q, groups, volume_A3, temperature_K, fit, 
     m_dipole = np.einsum("tia,i->ta", x, q)  # collective translational dipole, e Å
     out["sigma_einstein"] = fit_slope(lag, msd_all_origins(m_dipole[:, None])[:, 0], *fit) / (6 * volume_A3 * kT) \
         * units.CONDUCTIVITY_S_PER_M
-    current = np.einsum("tia,i->ta", v, q)  # e Å/fs
+    current = np.einsum("tia,i->ta", v_ions, q[q != 0])  # e Å/fs
     max_lag = min(len(t) - 1, round(gk_max_fs / dt))
     gk = green_kubo_conductivity(current, timestep_fs=dt, volume_A3=volume_A3, temperature_K=temperature_K,
                                  max_lag=max_lag)
@@ -299,11 +422,16 @@ def analyse(frames: dict, *, blocks: int = 4, fit_fs=None, gk_max_fs: float | No
     # fit the diffusive regime: skip the ballistic/cage part (first 20 %), stop before the noisy tail
     fit = fit_fs or (0.2 * block_span, 0.6 * block_span)
     gk_max = gk_max_fs or 0.5 * block_span
+    # a resumable run keeps the centre of mass and the ions' velocities; an in-memory one every atom's
+    x = np.asarray(frames["positions"], float)
+    x = x - np.asarray(frames["com"])[:, None, :] if "com" in frames else remove_drift(x, masses)
+    v_ions = frames["ion_velocities"] if "ion_velocities" in frames else np.asarray(frames["velocities"])[:, q != 0]
+    v_ions = np.asarray(v_ions, float)
     rows = []
     for b in range(blocks):
         sl = slice(b * n_block, (b + 1) * n_block)
-        rows.append(block_quantities(t[sl] - t[sl][0], frames["positions"][sl], frames["velocities"][sl], masses,
-                                     q, groups, volume, temperature, fit, gk_max))
+        rows.append(block_quantities(t[sl] - t[sl][0], x[sl], v_ions[sl], q, groups, volume, temperature, fit,
+                                     gk_max))
     keys = [k for k in rows[0] if not k.startswith("_")]
     values = {k: np.array([r[k] for r in rows]) for k in keys}
     mean = {k: float(v.mean()) for k, v in values.items()}
@@ -338,6 +466,8 @@ def analyse(frames: dict, *, blocks: int = 4, fit_fs=None, gk_max_fs: float | No
 
 
 def kinetic_temperature(frames) -> float:
+    if "kinetic_energy" in frames:
+        return float(2 * np.mean(frames["kinetic_energy"]) / ((3 * frames["n_atoms"] - 3) * units.BOLTZMANN_EV_PER_K))
     m = np.asarray(frames["masses"], float)
     ke = 0.5 * np.einsum("i,tia->", m, np.asarray(frames["velocities"]) ** 2) * units.AMU_A2_PER_FS2_EV
     ke /= len(frames["velocities"])
@@ -398,7 +528,10 @@ def main(argv=None):
     p.add_argument("--production-friction", type=float, default=0.0,
                    help="1/ps; 0 (default): NVE production. A small value (e.g. 0.1) gives weak Langevin")
     p.add_argument("--every", type=int, default=4, help="record a frame every this many steps")
-    p.add_argument("--coulomb", choices=coulomb_forms(), default=None,
+    p.add_argument("--model", default="organic", help="shipped model name or .pt file (default: organic)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after this long (with --out: the same command continues)")
+    p.add_argument("--coulomb", choices=COULOMB_FORMS, default=None,
                    help="Coulomb form of the model's explicit term (default: the model's own, 'dsf')")
     p.add_argument("--members", type=int, nargs="*", default=None,
                    help="committee members to use (default all; a single member is cheaper but, for this "
@@ -408,8 +541,10 @@ def main(argv=None):
     p.add_argument("--viscosity", type=float, default=WATER_VISCOSITY_300K_MPA_S,
                    help="shear viscosity for the Yeh-Hummer correction, mPa s (default: water at 300 K, experiment)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--out", type=Path, default=None, help="folder for frames.npz, results.json, summary.txt")
-    p.add_argument("--analyse", type=Path, default=None, help="only analyse the frames.npz saved in this folder")
+    p.add_argument("--out", type=Path, default=None,
+                   help="run folder: checkpoints, frames_*.npz, results.json, summary.txt; the same command continues "
+                        "a stopped run there")
+    p.add_argument("--analyse", type=Path, default=None, help="only analyse the frames saved in this run folder")
     args = p.parse_args(argv)
 
     if args.analyse is not None:
@@ -422,12 +557,18 @@ def main(argv=None):
         settings = RunSettings(timestep_fs=args.timestep_fs, temperature_K=args.temperature, equilibration_steps=n_eq,
                                production_steps=n_prod, production_friction_per_ps=args.production_friction,
                                every=args.every, seed=args.seed, coulomb=args.coulomb,
-                               members=None if args.members is None else tuple(args.members), skin_A=args.skin)
+                               members=None if args.members is None else tuple(args.members), skin_A=args.skin,
+                               model=args.model)
         system = load_electrolyte()
-        print(f"{system.n_atoms} atoms, {n_eq} equilibration + {n_prod} production steps of {args.timestep_fs} fs")
-        frames = simulate(system, settings, out=args.out, log=lambda s: print(s, flush=True))
-        frames.update(elements=np.array(system.elements), masses=np.asarray(system.masses),
-                      cell=np.asarray(system.cell))
+        print(f"{system.n_atoms} atoms, {n_eq} equilibration + {n_prod} production steps of {args.timestep_fs} fs, "
+              f"model {args.model}", flush=True)
+        frames = simulate(system, settings, out=args.out, log=lambda s: print(s, flush=True),
+                          max_minutes=args.max_minutes)
+        if frames is None:
+            return None  # stopped before the end; the same command continues
+        if args.out is None:
+            frames.update(elements=np.array(system.elements), masses=np.asarray(system.masses),
+                          cell=np.asarray(system.cell))
         out = args.out
     result = analyse(frames, blocks=args.blocks, viscosity_mPa_s=args.viscosity)
     text = report(result)
