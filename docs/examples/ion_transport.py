@@ -1,9 +1,10 @@
 """Ion transport in NaCl(aq) with the ``organic`` ML model: diffusion, conductivity, Nernst-Einstein.
 
     OMP_NUM_THREADS=1 python docs/examples/ion_transport.py --quick            # < 1 min, a smoke run
-    OMP_NUM_THREADS=1 nice -n 19 python docs/examples/ion_transport.py \\
-        --equilibration-ps 1 --production-ps 20 --out run/   # ~7 h on one core (once the model is stable)
-    python docs/examples/ion_transport.py --analyse /work/ion_transport_run     # re-analyse saved frames
+    OMP_NUM_THREADS=1 python docs/examples/ion_transport.py --model data/models/organic_condensed_al3.pt \\
+        --equilibration-ps 1 --production-ps 20 --production-friction 0.1 --out run/ --max-minutes 150
+        # ~2-3 h on one core; the same command continues a stopped run (checkpoints and frame chunks in run/)
+    python docs/examples/ion_transport.py --analyse run/                        # re-analyse saved frames
 
 System: data/structures/nacl_water.{psf,pdb}, 4 Na+ + 4 Cl- + 120 waters in a 15.65 Å periodic cube
 (1.73 mol/L; data/scripts/make_electrolyte.py).  See docs/ion_transport.md for the physics, the
@@ -40,7 +41,9 @@ cost of a step.  `MLPotential` keeps it Verlet-style (`neighbour_skin_A`: pairs 
 again when an atom has moved more than skin/2), which gives exactly the same pairs and forces.
 
 Status: the shipped ``organic`` model breaks a water (a proton leaves it) within 30-70 fs at 300 K, in
-this box and in pure water; the run stops there (`BrokenStructure`).  See docs/ion_transport.md.
+this box and in pure water; the run stops there (`BrokenStructure`).  The condensed-phase candidate
+``data/models/organic_condensed_al3.pt`` kept this box whole for 10 ps in four runs
+(data/validation/solution_stability).  See docs/ion_transport.md.
 """
 
 from __future__ import annotations
