@@ -128,6 +128,9 @@ class GuardConfig(_Strict):
     energy_tolerance_eV_per_atom: float = Field(_GUARD["energy_tolerance_eV_per_atom"], gt=0, le=1e3,
                                                 description="NVE: stop when the conserved energy has moved this "
                                                 "far per atom since the run began, eV")
+    max_bond_factor: float | None = Field(_GUARD["max_bond_factor"], gt=1, le=100, description="stop when a "
+                                          "topology bond outside the QM region is longer than this multiple of its "
+                                          "atoms' covalent radii (null: no bond check)")
 
 
 #: files of a run folder that a trajectory may not be named as

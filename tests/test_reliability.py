@@ -135,6 +135,30 @@ def test_a_runaway_temperature_through_the_api_raises_with_the_fastest_atoms(par
     assert sim.state.step == 0
 
 
+def test_an_environment_water_losing_a_proton_stops_the_run_but_a_qm_bond_may_break(partitioned):
+    """An environment O-H (atoms 3-4) at 1.60 Å is beyond 1.5 x the covalent radii (1.46 Å): the step raises,
+    naming both atoms, and nothing advances.  The same stretch of a QM bond (atoms 0-1) is the QM region's
+    chemistry and runs; 1.40 Å in the environment is still a water."""
+    system, ham = partitioned
+    x = system.positions.copy()
+    for atoms, length, breaks in (((3, 4), 1.60, True), ((0, 1), 1.60, False), ((3, 4), 1.40, False)):
+        o, h = atoms
+        moved = x.copy()
+        moved[h] = x[o] + length * (x[h] - x[o]) / np.linalg.norm(x[h] - x[o])
+        sim = qmml.Simulation(ham, qmml.Langevin(0.25, 300.0, seed=1), positions=moved, temperature_K=300.0,
+                              progress=False)
+        if breaks:
+            with pytest.raises(qmml.UnstableDynamicsError, match=r"the bond atom 3 \(O.*\) - atom 4 \(H.*\) is 1\.\d\d Å long, "
+                                                                 r"more than max_bond_factor=1\.5"):
+                sim.run(1)
+            assert sim.state.step == 0
+        else:
+            sim.run(1)
+            assert sim.state.step == 1
+    with pytest.raises(qmml.InputError, match="max_bond_factor"):
+        qmml.md.StepGuard(max_bond_factor=0.9)
+
+
 def test_zero_electrons_is_an_input_error_before_any_scf(tmp_path, capsys):
     job = write_job(tmp_path)
     status = main(["run", str(job), "--set", "qm.charge=10", "--set", "md.run_dir=x"])

@@ -8,7 +8,11 @@ A step trips the guard when
   thermostat, the larger of ``max_temperature_K`` and ``temperature_factor`` times the starting temperature;
 * an atom moved more than ``max_displacement_A`` in one step;
 * without a thermostat (NVE), the conserved energy moved more than ``energy_tolerance_eV_per_atom`` per
-  atom from the run's first step.
+  atom from the run's first step;
+* a covalent bond of the topology outside the QM region got longer than ``max_bond_factor`` times the sum of
+  its atoms' covalent radii (1.46 Å for O-H at the default 1.5): an environment model that lets a proton
+  leave its water, or a molecule fall apart, has left the region its training covers.  Bonds with a QM atom
+  are not checked (breaking them is the QM region's chemistry), nor H-H "bonds" (CHARMM's TIP3P lists one).
 
 The tripped step is never reported or checkpointed: the checkpoint keeps the last good step and
 `UnstableDynamicsError` names what tripped, the step and the atoms.  The checks are O(N) array
@@ -48,18 +52,27 @@ class StepGuard:
     energy_tolerance_eV_per_atom : float
         Without a thermostat: trip when the conserved energy has changed by more than this per atom since
         the run's first step, eV.
+    max_bond_factor : float or None
+        Trip when a topology bond outside the QM region is longer than this multiple of its atoms' covalent
+        radii (PySCF's table); None: no bond check.
     """
 
     temperature_factor: float = 5.0
     max_temperature_K: float = 3000.0
     max_displacement_A: float = 1.0
     energy_tolerance_eV_per_atom: float = 0.05
+    max_bond_factor: float | None = 1.5
 
     def __post_init__(self):
         for name in ("temperature_factor", "max_temperature_K", "max_displacement_A", "energy_tolerance_eV_per_atom"):
             object.__setattr__(self, name, _positive(name, getattr(self, name)))
         if self.temperature_factor <= 1:
             raise InputError(f"StepGuard: temperature_factor={self.temperature_factor} must be above 1")
+        if self.max_bond_factor is not None:
+            object.__setattr__(self, "max_bond_factor", _positive("max_bond_factor", self.max_bond_factor))
+            if self.max_bond_factor <= 1:
+                raise InputError(f"StepGuard: max_bond_factor={self.max_bond_factor} must be above 1 (bonds at "
+                                 "equilibrium are about 1x their covalent radii)")
 
     # -- checks -------------------------------------------------------------------------------
     def check_finite(self, state, system, what: str) -> None:
@@ -98,6 +111,7 @@ class StepGuard:
         if moved.max() > self.max_displacement_A:
             raise UnstableDynamicsError(f"{what}: {_atoms(system, _largest(moved))} moved up to {moved.max():.3g} Å in "
                                         f"one step (limit max_displacement_A={self.max_displacement_A:g} Å)")
+        self.check_bonds(simulation, state, what)
         if (target is None) and reference_conserved is not None:
             change = simulation.integrator.conserved_energy(state, simulation.masses) - reference_conserved
             if abs(change) > self.energy_tolerance_eV_per_atom * system.n_atoms:
@@ -106,6 +120,37 @@ class StepGuard:
                     f"{what}: the conserved energy changed by {change:+.4g} eV since the run began, more than "
                     f"energy_tolerance_eV_per_atom={self.energy_tolerance_eV_per_atom:g} eV x {system.n_atoms} atoms; "
                     f"largest forces on {_atoms(system, _largest(force))}")
+
+
+    def check_bonds(self, simulation, state, what: str) -> None:
+        """`UnstableDynamicsError` when a topology bond outside the QM region is longer than ``max_bond_factor``
+        times its atoms' covalent radii."""
+        system = simulation.system
+        bonds = system.bonds
+        if self.max_bond_factor is None or bonds is None or len(bonds) == 0:
+            return
+        from pyscf.data.radii import COVALENT
+
+        from .. import units
+        from ..periodic.cell import minimum_image
+
+        partition = getattr(simulation.potential, "partition", None)
+        if partition is not None and len(partition.qm_atoms):
+            bonds = bonds[~np.isin(bonds, partition.qm_atoms).any(axis=1)]
+        z = system.atomic_numbers
+        bonds = bonds[(z[bonds] > 1).any(axis=1)]  # CHARMM's TIP3P lists H1-H2 (1.51 Å) as a bond for SHAKE
+        x = np.asarray(state.positions)
+        cell = state.cell if state.cell is not None else system.cell
+        length = np.linalg.norm(minimum_image(x[bonds[:, 1]] - x[bonds[:, 0]], cell), axis=1)
+        limit = self.max_bond_factor * COVALENT[z[bonds]].sum(axis=1) * units.BOHR_A
+        over = np.flatnonzero(length > limit)
+        if len(over):
+            k = over[np.argmax(length[over] / limit[over])]
+            raise UnstableDynamicsError(
+                f"{what}: the bond {system.atom_label(int(bonds[k, 0]))} - {system.atom_label(int(bonds[k, 1]))} is "
+                f"{length[k]:.2f} Å long, more than max_bond_factor="
+                f"{self.max_bond_factor:g} x its covalent radii ({limit[k]:.2f} Å; {len(over)} bond(s) over): a molecule "
+                "of the environment is breaking (a proton leaving its water?), which its model was not trained for")
 
 
 def _largest(values, n: int = 3) -> np.ndarray:
