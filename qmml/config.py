@@ -131,6 +131,9 @@ class GuardConfig(_Strict):
     max_bond_factor: float | None = Field(_GUARD["max_bond_factor"], gt=1, le=100, description="stop when a "
                                           "topology bond outside the QM region is longer than this multiple of its "
                                           "atoms' covalent radii (null: no bond check)")
+    min_contact_factor: float | None = Field(_GUARD["min_contact_factor"], gt=0, lt=1, description="stop when two "
+                                             "atoms come closer than this multiple of their covalent radii (null: "
+                                             "no contact check)")
 
 
 #: files of a run folder that a trajectory may not be named as

@@ -158,3 +158,29 @@ def test_training_targets_are_the_labels_minus_the_term():
 def test_clear_errors(bad, match):
     with pytest.raises(InputError, match=match):
         BondBaseline.from_dict(bad)
+
+
+def test_ion_walls_from_covalent_radii_are_exact_and_off_by_default():
+    """With ``wall_radius_factor`` = 0.75 a Na+ and a Cl- (different molecules) at 1.6 Å meet a wall at
+    0.75 x (1.66 + 1.02) Å = 2.01 Å, energy k (2.01 - 1.6)^3, with forces and strain derivative equal to
+    finite differences; the default (0, and model files written before the option) leaves only the 1.6 Å heavy
+    wall, which this pair does not reach, and a pair at 2.5 Å feels neither."""
+    z = np.array([11, 17, 8, 1, 1])
+    x = np.array([[0.0, 0.0, 0.0], [1.6, 0.1, -0.05], [0.2, 2.6, 0.1], [0.9, 3.1, 0.2], [-0.6, 3.2, 0.0]])
+    cell = np.eye(3) * 9.0 @ SHEAR.T
+    molecule = np.array([0, 1, 2, 2, 2])
+    ions = BondBaseline(wall_radius_factor=0.75)
+    r = np.linalg.norm(x[1] - x[0])
+    limit = 0.75 * (1.66 + 1.02)
+    e, f, w = ions.compute(z, x, cell, molecule)
+    plain = BondBaseline().energy(z, x, cell, molecule)
+    assert e - plain == pytest.approx(ions.wall_k * (limit - r) ** 3, rel=2e-3)
+    np.testing.assert_allclose(f, fd_forces(lambda y: ions.energy(z, y, cell, molecule), x, list(range(5))),
+                               atol=1e-6)
+    np.testing.assert_allclose(w, finite_strain_derivative(lambda d: ions.energy(z, x @ d, cell @ d, molecule)),
+                               atol=1e-6)
+    far = x.copy()
+    far[1] = [2.5, 0.1, -0.05]
+    assert ions.energy(z, far, cell, molecule) == pytest.approx(BondBaseline().energy(z, far, cell, molecule))
+    old = {k: v for k, v in BondBaseline().to_dict().items() if k != "wall_radius_factor"}
+    assert BondBaseline.from_dict(old).wall_radius_factor == 0.0

@@ -246,3 +246,16 @@ def test_continuing_with_other_dispersion_parameters_replaces_the_term():
     kept = train(Dataset(frames), TrainingOptions(**opts, dispersion={"a2": 5.0}), validation_set=Dataset(frames),
                  initial=initial)
     assert kept.dispersion.to_dict() == old.to_dict()
+
+
+def test_continuing_with_a_changed_baseline_keeps_its_other_fields():
+    """A `model.baseline` that changes one field of the initial model's baseline (ion walls from covalent radii
+    added to a trained model) replaces the term with the initial's fields plus the change."""
+    frames = _periodic_frames()
+    initial = load_model(DATASETS.parent / "models" / "organic_condensed_al3.pt").select_members([0])
+    opts = dict(max_epochs=1, batch_size=2, progress=False, learning_rate=1e-9)
+    tuned = train(Dataset(frames), TrainingOptions(**opts, baseline={"wall_radius_factor": 0.8}),
+                  validation_set=Dataset(frames), initial=initial)
+    assert tuned.baseline.wall_radius_factor == 0.8 and initial.baseline.wall_radius_factor == 0.0
+    changed = {k: v for k, v in tuned.baseline.to_dict().items() if initial.baseline.to_dict()[k] != v}
+    assert changed == {"wall_radius_factor": 0.8}

@@ -159,6 +159,31 @@ def test_an_environment_water_losing_a_proton_stops_the_run_but_a_qm_bond_may_br
         qmml.md.StepGuard(max_bond_factor=0.9)
 
 
+def test_two_environment_atoms_fusing_stop_the_run(partitioned):
+    """Water 4 moved rigidly until its oxygen (atom 9) sits 0.55 Å from a hydrogen of water 3 (atom 7), less than
+    0.7 x their covalent radii (0.68 Å): the step raises naming both; at 1.0 Å (a very strong hydrogen bond) the
+    step runs.  `close_contacts` finds pairs across a periodic boundary too."""
+    from qmml.md.guard import close_contacts
+
+    system, ham = partitioned
+    x = system.positions.copy()
+    for gap, fuses in ((0.55, True), (1.0, False)):
+        moved = x.copy()
+        target = x[7] + gap * (x[7] - x[6]) / np.linalg.norm(x[7] - x[6])
+        moved[9:12] += target - x[9]
+        sim = qmml.Simulation(ham, qmml.Langevin(0.01, 300.0, seed=1), positions=moved, temperature_K=300.0,
+                              progress=False)
+        if fuses:
+            with pytest.raises(qmml.UnstableDynamicsError, match=r"atom 7 \(H.*\) and atom 9 \(O.*\) are 0\.5\d Å apart"):
+                sim.run(1)
+        else:
+            sim.run(1)
+    cell = np.eye(3) * 10.0
+    pair = close_contacts([11, 17, 8], [[0.2, 5, 5], [9.0, 5, 5], [5, 5, 5]], cell, 0.7)  # Na-Cl 1.2 Å via the image
+    assert pair.shape == (1, 3) and tuple(pair[0, :2]) == (0, 1) and pair[0, 2] == pytest.approx(1.2)
+    assert len(close_contacts([11, 17], [[0.2, 5, 5], [9.0, 5, 5]], None, 0.7)) == 0  # open: 8.8 Å apart
+
+
 def test_zero_electrons_is_an_input_error_before_any_scf(tmp_path, capsys):
     job = write_job(tmp_path)
     status = main(["run", str(job), "--set", "qm.charge=10", "--set", "md.run_dir=x"])

@@ -11,7 +11,10 @@ of Langevin dynamics at 300 K (0.5 fs, friction 1/ps), with no proton transfer; 
 ions must sit at Na-O 2.3-2.5 Å and Cl-O 3.0-3.3 Å.
 
 Checked on every recorded frame (every 10 fs): each topology bond shorter than 1.5 Å (X-H) or 2.0 Å
-(heavy-heavy), and each hydrogen's nearest heavy atom its own bonded partner (else a proton has moved).
+(heavy-heavy), each hydrogen's nearest heavy atom its own bonded partner (else a proton has moved), and no
+two atoms closer than 0.7 x their covalent radii (checked since 2026-12-07, after the runs of
+``organic_condensed_al3`` were found to end with Na+ and Cl- fused at 1.45 Å).  The step guard of
+`qmml.Simulation` stops the run on the same contacts.
 The run stops at the first broken frame and says so.
 
 Resumable: the run lives in ``--out`` (default ``data/validation/solution_stability/<structure>_<model>``,
@@ -36,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 STRUCTURES = ROOT / "data" / "structures"
 MAX_XH_A, MAX_HEAVY_A = 1.5, 2.0
+MIN_CONTACT_FACTOR = 0.7  # as qmml.md.StepGuard: Na-Cl 1.88 Å, O-H 0.68 Å
 WALL_MARGIN_A, WALL_K_EV_A2 = 1.5, 1.0
 PEAKS = {"Na-O": ("Na", (2.0, 2.9), (2.3, 2.5)), "Cl-O": ("Cl", (2.7, 3.7), (3.0, 3.3))}
 
@@ -85,10 +89,17 @@ def bond_checks(system):
     return bonds, limits, hs, np.array([partner[h] for h in hs], dtype=int), np.flatnonzero(~hydrogen)
 
 
-def frame_problem(x, cell, checks) -> str | None:
-    """What is broken in frame ``x`` (Å), or None."""
+def frame_problem(x, cell, checks, atomic_numbers=None) -> str | None:
+    """What is broken in frame ``x`` (Å), or None: a bond too long, a proton nearer another heavy atom than its
+    own, or (given the ``atomic_numbers``) two atoms closer than 0.7 x their covalent radii (fused ions)."""
+    from qmml.md.guard import close_contacts
     from qmml.periodic.cell import minimum_image
 
+    if atomic_numbers is not None:
+        contacts = close_contacts(atomic_numbers, x, cell, MIN_CONTACT_FACTOR)
+        if len(contacts):
+            i, j, d = contacts[0]
+            return f"atoms {int(i)} and {int(j)} are {d:.2f} Å apart (fused: under {MIN_CONTACT_FACTOR} x covalent radii)"
     bonds, limits, hs, partners, heavy = checks
     lengths = np.linalg.norm(minimum_image(x[bonds[:, 0]] - x[bonds[:, 1]], cell), axis=1)
     worst = int(np.argmax(lengths / limits))
@@ -180,7 +191,7 @@ def _run_locked(args) -> int:
         def report(self, simulation, state):
             if self.time_fs and state.time_fs <= self.time_fs[-1]:
                 return
-            problem = frame_problem(state.positions, simulation.system.cell, checks)
+            problem = frame_problem(state.positions, simulation.system.cell, checks, system.atomic_numbers)
             if problem:
                 raise RuntimeError(f"t = {state.time_fs:.0f} fs: {problem}")
             self.time_fs.append(state.time_fs)

@@ -12,7 +12,11 @@ A step trips the guard when
 * a covalent bond of the topology outside the QM region got longer than ``max_bond_factor`` times the sum of
   its atoms' covalent radii (1.46 Å for O-H at the default 1.5): an environment model that lets a proton
   leave its water, or a molecule fall apart, has left the region its training covers.  Bonds with a QM atom
-  are not checked (breaking them is the QM region's chemistry), nor H-H "bonds" (CHARMM's TIP3P lists one).
+  are not checked (breaking them is the QM region's chemistry), nor H-H "bonds" (CHARMM's TIP3P lists one);
+* two atoms, bonded or not, came closer than ``min_contact_factor`` times the sum of their covalent radii
+  (0.7: Na-Cl 1.88 Å, O-H 0.68 Å).  Real contacts stay above about 0.85 (a bond squeezed by a hot step, Na+ on
+  a water oxygen at 2.2 Å, 0.95); below, a model without short-range repulsion is fusing atoms, as an ML
+  environment did with Na+ and Cl- at 1.45 Å.
 
 The tripped step is never reported or checkpointed: the checkpoint keeps the last good step and
 `UnstableDynamicsError` names what tripped, the step and the atoms.  The checks are O(N) array
@@ -55,6 +59,8 @@ class StepGuard:
     max_bond_factor : float or None
         Trip when a topology bond outside the QM region is longer than this multiple of its atoms' covalent
         radii (PySCF's table); None: no bond check.
+    min_contact_factor : float or None
+        Trip when two atoms are closer than this multiple of their covalent radii; None: no contact check.
     """
 
     temperature_factor: float = 5.0
@@ -62,6 +68,7 @@ class StepGuard:
     max_displacement_A: float = 1.0
     energy_tolerance_eV_per_atom: float = 0.05
     max_bond_factor: float | None = 1.5
+    min_contact_factor: float | None = 0.7
 
     def __post_init__(self):
         for name in ("temperature_factor", "max_temperature_K", "max_displacement_A", "energy_tolerance_eV_per_atom"):
@@ -73,6 +80,11 @@ class StepGuard:
             if self.max_bond_factor <= 1:
                 raise InputError(f"StepGuard: max_bond_factor={self.max_bond_factor} must be above 1 (bonds at "
                                  "equilibrium are about 1x their covalent radii)")
+        if self.min_contact_factor is not None:
+            object.__setattr__(self, "min_contact_factor", _positive("min_contact_factor", self.min_contact_factor))
+            if self.min_contact_factor >= 1:
+                raise InputError(f"StepGuard: min_contact_factor={self.min_contact_factor} must be below 1 (bonded "
+                                 "atoms sit at about 1x their covalent radii)")
 
     # -- checks -------------------------------------------------------------------------------
     def check_finite(self, state, system, what: str) -> None:
@@ -112,6 +124,15 @@ class StepGuard:
             raise UnstableDynamicsError(f"{what}: {_atoms(system, _largest(moved))} moved up to {moved.max():.3g} Å in "
                                         f"one step (limit max_displacement_A={self.max_displacement_A:g} Å)")
         self.check_bonds(simulation, state, what)
+        if self.min_contact_factor is not None:
+            cell = state.cell if state.cell is not None else system.cell
+            contacts = close_contacts(system.atomic_numbers, state.positions, cell, self.min_contact_factor)
+            if len(contacts):
+                i, j, d = contacts[0]
+                raise UnstableDynamicsError(
+                    f"{what}: {system.atom_label(int(i))} and {system.atom_label(int(j))} are {d:.2f} Å apart, closer "
+                    f"than min_contact_factor={self.min_contact_factor:g} x their covalent radii ({len(contacts)} "
+                    "pair(s)): the potential lets atoms fuse (no short-range repulsion where it was not trained)")
         if (target is None) and reference_conserved is not None:
             change = simulation.integrator.conserved_energy(state, simulation.masses) - reference_conserved
             if abs(change) > self.energy_tolerance_eV_per_atom * system.n_atoms:
@@ -151,6 +172,27 @@ class StepGuard:
                 f"{length[k]:.2f} Å long, more than max_bond_factor="
                 f"{self.max_bond_factor:g} x its covalent radii ({limit[k]:.2f} Å; {len(over)} bond(s) over): a molecule "
                 "of the environment is breaking (a proton leaving its water?), which its model was not trained for")
+
+
+def close_contacts(atomic_numbers, positions_A, cell, factor: float) -> np.ndarray:
+    """Pairs of atoms closer than ``factor`` times the sum of their covalent radii (PySCF's table), as rows
+    (i, j, distance in Å), i < j, the closest relative to its limit first; minimum image in a periodic ``cell``."""
+    import torch
+    from pyscf.data.radii import COVALENT
+
+    from .. import units
+    from ..periodic.neighbours import neighbour_list
+
+    z = np.asarray(atomic_numbers, dtype=int)
+    radius = COVALENT[z] * units.BOHR_A
+    x = torch.as_tensor(np.asarray(positions_A, dtype=np.float64))
+    i, j, shift = neighbour_list(x, factor * 2 * float(radius.max()), cell)
+    i, j = i.numpy(), j.numpy()
+    d = np.linalg.norm((x[j] + shift - x[i]).numpy(), axis=1)
+    ratio = d / (radius[i] + radius[j])
+    close = np.flatnonzero((i < j) & (ratio < factor))
+    close = close[np.argsort(ratio[close])]
+    return np.column_stack([i[close], j[close], d[close]])
 
 
 def _largest(values, n: int = 3) -> np.ndarray:

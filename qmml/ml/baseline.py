@@ -15,7 +15,9 @@ condensed-phase campaigns).  This term makes those regions expensive whatever th
   keeps the energy continuous when the nearest heavy atom changes.  Because the molecule index is
   fixed, moving a proton onto another molecule costs its whole bond energy: no proton transfer.
 * Contact walls: a cubic repulsion between atoms of different molecules closer than ``wall_h_A`` (a
-  pair with a hydrogen) or ``wall_heavy_A`` (two heavier atoms), and between two hydrogens of one
+  pair with a hydrogen) or ``wall_heavy_A`` (two heavier atoms), or than ``wall_radius_factor`` times the
+  sum of their covalent radii where that is larger (ions: at 0.75, Na-Cl 2.01 Å, Na-Na 2.49 Å, Na-O
+  1.74 Å; without it a network fused Na+ and Cl- at 1.45 Å in liquid water), and between two hydrogens of one
   molecule closer than ``wall_hh_intra_A`` (a water whose H-O-H angle closed: seen in NPT with a
   briefly fine-tuned model, two H 0.05 Å apart at 1500 K), thresholds below any contact of
   the liquid training frames, so the term only acts where the networks have never been.
@@ -68,6 +70,9 @@ class BondBaseline(FixedTerm):
         hydrogens 1.75 Å).  Model files of the first form (without this wall) load with 0.
     wall_k : float
         Wall stiffness k, eV/Å^3.
+    wall_radius_factor : float
+        Between different molecules the wall stands at least at this multiple of the pair's covalent radii
+        (PySCF's table); 0 (the default, and files written before this option) leaves only the fixed walls.
     """
 
     FORM, KIND, TABLE = FORM, "baseline", "morse"  # for FixedTerm (class attributes, not fields)
@@ -79,10 +84,11 @@ class BondBaseline(FixedTerm):
     wall_heavy_A: float = 1.6
     wall_hh_intra_A: float = 1.1
     wall_k: float = 20.0
+    wall_radius_factor: float = 0.0
 
     def __post_init__(self):
-        self._plain_numbers(("switch_on_A", "cutoff_A", "wall_h_A", "wall_heavy_A", "wall_hh_intra_A", "wall_k"),
-                            non_negative=True)
+        self._plain_numbers(("switch_on_A", "cutoff_A", "wall_h_A", "wall_heavy_A", "wall_hh_intra_A", "wall_k",
+                             "wall_radius_factor"), non_negative=True)
         if not 0 < self.switch_on_A < self.cutoff_A:
             raise InputError(f"BondBaseline needs 0 < switch_on_A < cutoff_A, got {self.switch_on_A}, "
                              f"{self.cutoff_A} Å")
@@ -142,7 +148,8 @@ class BondBaseline(FixedTerm):
         grad = np.zeros((n, 3))
         virial = np.zeros((3, 3))
         energy = 0.0
-        reach = max(self.cutoff_A, self.wall_h_A, self.wall_heavy_A, self.wall_hh_intra_A)
+        reach = max(self.cutoff_A, self.wall_h_A, self.wall_heavy_A, self.wall_hh_intra_A,
+                    2 * self.wall_radius_factor * float(_covalent_radii(z).max()) if n else 0.0)
         if n > 1:
             i, j, vec = _pairs(x, h, reach)
             r = np.linalg.norm(vec, axis=1)
@@ -202,14 +209,26 @@ class BondBaseline(FixedTerm):
         """Energy, pair ends, dE/d(pair vector) and the vectors of the contact walls (each pair once)."""
         hydrogen = (z[i] == 1) | (z[j] == 1)
         same = mol[i] == mol[j]
-        wall = np.where(same, np.where((z[i] == 1) & (z[j] == 1), self.wall_hh_intra_A, 0.0),
-                        np.where(hydrogen, self.wall_h_A, self.wall_heavy_A))
+        between = np.where(hydrogen, self.wall_h_A, self.wall_heavy_A)
+        if self.wall_radius_factor > 0:
+            radius = _covalent_radii(z)
+            between = np.maximum(between, self.wall_radius_factor * (radius[i] + radius[j]))
+        wall = np.where(same, np.where((z[i] == 1) & (z[j] == 1), self.wall_hh_intra_A, 0.0), between)
         use = (i < j) & ~((mol[i] < 0) & (mol[j] < 0)) & (r < wall)
         depth = wall[use] - r[use]
         energy = float((self.wall_k * depth ** 3).sum())
         du = -3.0 * self.wall_k * depth ** 2
         g = (du / r[use])[:, None] * vec[use]
         return energy, i[use], j[use], g, vec[use]
+
+
+def _covalent_radii(z) -> np.ndarray:
+    """Covalent radius of each atom, Å (PySCF's table)."""
+    from pyscf.data.radii import COVALENT
+
+    from .. import units
+
+    return COVALENT[np.asarray(z, dtype=np.int64)] * units.BOHR_A
 
 
 def _pairs(x, cell, cutoff):

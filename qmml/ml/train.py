@@ -261,8 +261,8 @@ def _initialize(model: EnvironmentModel, member: Member, batches, dataset: Datas
         member.feature_std.copy_(feats.std(0).clamp(min=1e-6))
 
 
-def _same_dispersion(term, parameters: dict) -> bool:
-    """Whether ``term`` (a `D3Dispersion` or None) already has every field ``parameters`` asks for."""
+def _same_term(term, parameters: dict) -> bool:
+    """Whether ``term`` (a `D3Dispersion`, `BondBaseline` or None) already has every field ``parameters`` asks for."""
     if term is None:
         return False
     fields = term.to_dict()
@@ -386,11 +386,13 @@ def train(train_set: Dataset, options: TrainingOptions | None = None, *, validat
     torch.manual_seed(opts.seed)
     elements = sorted(set(train_set.elements) | set(validation_set.elements))
     dispersion = None
-    if opts.dispersion is not None and (initial is None or not _same_dispersion(initial.dispersion, opts.dispersion)):
+    if opts.dispersion is not None and (initial is None or not _same_term(initial.dispersion, opts.dispersion)):
         dispersion = fit_dispersion(train_set, opts.dispersion)
     baseline = None
-    if opts.baseline is not None and (initial is None or initial.baseline is None):
-        baseline = BondBaseline.from_dict(opts.baseline)
+    if opts.baseline is not None and (initial is None or not _same_term(initial.baseline, opts.baseline)):
+        # the initial model's own baseline, with the options' changes (e.g. ion walls added to a trained model)
+        base = {} if initial is None or initial.baseline is None else initial.baseline.to_dict()
+        baseline = BondBaseline.from_dict({**base, **opts.baseline})
     if initial is None:
         model = EnvironmentModel(elements, cutoff=opts.cutoff, n_radial=opts.n_radial, n_channels=opts.n_channels,
                                  hidden=opts.hidden, n_members=opts.n_members, coulomb_cutoff=opts.coulomb_cutoff,
