@@ -272,7 +272,7 @@ def _simulate(system, settings, out, save_every, log, max_minutes):
         while equil.state.step < settings.equilibration_steps:
             try:
                 equil.run(min(save_every, settings.equilibration_steps - equil.state.step))
-            except BrokenStructure as err:
+            except (BrokenStructure, qmml.UnstableDynamicsError) as err:
                 raise BrokenStructure(f"equilibration left the model's physical region: {err} (step "
                                       f"{equil.state.step}, T = {equil.temperature():.0f} K); see "
                                       "docs/ion_transport.md, 'A model limitation'") from None
@@ -300,7 +300,7 @@ def _simulate(system, settings, out, save_every, log, max_minutes):
     while prod.state.step < settings.production_steps and broken is None:
         try:
             prod.run(min(save_every - prod.state.step % save_every, settings.production_steps - prod.state.step))
-        except BrokenStructure as err:
+        except (BrokenStructure, qmml.UnstableDynamicsError) as err:  # a bond, fused atoms, a runaway step
             # the approach to the broken geometry is already unphysical: drop the last 100 fs too
             cut = prod.state.time_fs - 100.0
             broken = f"{err}; frames from {cut:.0f} fs on dropped"
