@@ -7,7 +7,11 @@ averages); they define the link-atom scale factor g = d(Q1-H) / d(Q1-M1).
 
 from __future__ import annotations
 
+import numpy as np
 from pyscf.data import elements as _pyscf_elements
+from pyscf.data import radii as _pyscf_radii
+
+from .units import BOHR_A
 
 SYMBOLS: tuple[str, ...] = tuple(_pyscf_elements.ELEMENTS[1:])
 ATOMIC_NUMBERS: dict[str, int] = {s: i + 1 for i, s in enumerate(SYMBOLS)}
@@ -26,6 +30,11 @@ _BOND_LENGTHS_A: dict[tuple[str, str], float] = {
     ("O", "O"): 1.480, ("O", "P"): 1.610, ("O", "S"): 1.570, ("S", "S"): 2.050,
     ("O", "Si"): 1.630,
 }
+
+
+def covalent_radius_A(atomic_numbers) -> np.ndarray:
+    """Covalent radius of each atom (PySCF's table), Å."""
+    return _pyscf_radii.COVALENT[np.asarray(atomic_numbers, dtype=np.int64)] * BOHR_A
 
 
 def normalize_symbol(symbol: str) -> str:

@@ -150,9 +150,7 @@ class StepGuard:
         bonds = system.bonds
         if self.max_bond_factor is None or bonds is None or len(bonds) == 0:
             return
-        from pyscf.data.radii import COVALENT
-
-        from .. import units
+        from ..elements import covalent_radius_A
         from ..periodic.cell import minimum_image
 
         partition = getattr(simulation.potential, "partition", None)
@@ -163,7 +161,7 @@ class StepGuard:
         x = np.asarray(state.positions)
         cell = state.cell if state.cell is not None else system.cell
         length = np.linalg.norm(minimum_image(x[bonds[:, 1]] - x[bonds[:, 0]], cell), axis=1)
-        limit = self.max_bond_factor * COVALENT[z[bonds]].sum(axis=1) * units.BOHR_A
+        limit = self.max_bond_factor * covalent_radius_A(z[bonds]).sum(axis=1)
         over = np.flatnonzero(length > limit)
         if len(over):
             k = over[np.argmax(length[over] / limit[over])]
@@ -178,13 +176,11 @@ def close_contacts(atomic_numbers, positions_A, cell, factor: float) -> np.ndarr
     """Pairs of atoms closer than ``factor`` times the sum of their covalent radii (PySCF's table), as rows
     (i, j, distance in Å), i < j, the closest relative to its limit first; minimum image in a periodic ``cell``."""
     import torch
-    from pyscf.data.radii import COVALENT
 
-    from .. import units
+    from ..elements import covalent_radius_A
     from ..periodic.neighbours import neighbour_list
 
-    z = np.asarray(atomic_numbers, dtype=int)
-    radius = COVALENT[z] * units.BOHR_A
+    radius = covalent_radius_A(atomic_numbers)
     x = torch.as_tensor(np.asarray(positions_A, dtype=np.float64))
     i, j, shift = neighbour_list(x, factor * 2 * float(radius.max()), cell)
     i, j = i.numpy(), j.numpy()

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..elements import covalent_radius_A
 from ..errors import InputError
 from .fixed_terms import FixedTerm
 from ..periodic.cell import check_cell
@@ -149,7 +150,7 @@ class BondBaseline(FixedTerm):
         virial = np.zeros((3, 3))
         energy = 0.0
         reach = max(self.cutoff_A, self.wall_h_A, self.wall_heavy_A, self.wall_hh_intra_A,
-                    2 * self.wall_radius_factor * float(_covalent_radii(z).max()) if n else 0.0)
+                    2 * self.wall_radius_factor * float(covalent_radius_A(z).max()) if n else 0.0)
         if n > 1:
             i, j, vec = _pairs(x, h, reach)
             r = np.linalg.norm(vec, axis=1)
@@ -211,7 +212,7 @@ class BondBaseline(FixedTerm):
         same = mol[i] == mol[j]
         between = np.where(hydrogen, self.wall_h_A, self.wall_heavy_A)
         if self.wall_radius_factor > 0:
-            radius = _covalent_radii(z)
+            radius = covalent_radius_A(z)
             between = np.maximum(between, self.wall_radius_factor * (radius[i] + radius[j]))
         wall = np.where(same, np.where((z[i] == 1) & (z[j] == 1), self.wall_hh_intra_A, 0.0), between)
         use = (i < j) & ~((mol[i] < 0) & (mol[j] < 0)) & (r < wall)
@@ -220,15 +221,6 @@ class BondBaseline(FixedTerm):
         du = -3.0 * self.wall_k * depth ** 2
         g = (du / r[use])[:, None] * vec[use]
         return energy, i[use], j[use], g, vec[use]
-
-
-def _covalent_radii(z) -> np.ndarray:
-    """Covalent radius of each atom, Å (PySCF's table)."""
-    from pyscf.data.radii import COVALENT
-
-    from .. import units
-
-    return COVALENT[np.asarray(z, dtype=np.int64)] * units.BOHR_A
 
 
 def _pairs(x, cell, cutoff):

@@ -21,7 +21,7 @@ import numpy as np
 from pyscf.data import radii as _radii
 
 from .. import units
-from ..elements import ATOMIC_NUMBERS, SYMBOLS
+from ..elements import ATOMIC_NUMBERS, SYMBOLS, covalent_radius_A
 from ..errors import InputError, QmmlError, check_range
 from ..parallel import map_tasks
 from ..periodic.cell import minimum_image, volume
@@ -66,7 +66,7 @@ def bonds_from_distances(elements, positions_A, cell=None, scale: float = 1.2) -
     """
     z = np.asarray(elements, dtype=int)
     x = np.asarray(positions_A, dtype=float)
-    r = _radii.COVALENT[z] * units.BOHR_A
+    r = covalent_radius_A(z)
     d = x[:, None, :] - x[None, :, :]
     dist = np.linalg.norm(minimum_image(d, cell), axis=-1)
     bonded = (dist < scale * (r[:, None] + r[None, :])) & ~np.eye(len(z), dtype=bool)
