@@ -59,6 +59,32 @@ def test_campaign_writes_whole_chunks_and_continues_where_it_stopped(tmp_path, m
         campaign.main(["tiny"])
 
 
+def test_compressed_ion_contacts_put_one_ion_at_its_pair_distance_and_nothing_else_moves():
+    from qmml.elements import covalent_radius_A
+    from qmml.periodic.cell import minimum_image
+
+    plan = campaign.ion_contacts_plan()
+    assert all((campaign.CAMPAIGNS / t.source).exists() for t in plan)  # the plan regenerates from committed seeds
+    source = Dataset.load(campaign.CAMPAIGNS / "solutions/seeds/traj_009.npz")  # 2 NaCl in 60 waters
+    rng = np.random.default_rng(0)
+    pairs = set()
+    for f in source.frames[:6] * 4:
+        g = campaign.compressed(f, rng)
+        moved = np.flatnonzero(np.any(g.positions != f.positions, axis=1))
+        assert len(moved) == 1 and g.elements[moved[0]] in campaign.ION_CHARGES and np.isnan(g.energy)
+        i = moved[0]
+        r = np.linalg.norm(minimum_image(g.positions - g.positions[i], g.cell), axis=1)
+        other = np.flatnonzero(g.molecule != g.molecule[i])
+        in_range = [k for k in other if (key := tuple(sorted((int(g.elements[i]), int(g.elements[k])))))
+                    in campaign.CONTACT_RANGES_A and
+                    campaign.CONTACT_RANGES_A[key][0] - 1e-9 <= r[k] <= campaign.CONTACT_RANGES_A[key][1] + 1e-9]
+        assert in_range
+        pairs |= {tuple(sorted((int(g.elements[i]), int(g.elements[k])))) for k in in_range}
+        limit = 0.6 * (covalent_radius_A(g.elements)[i] + covalent_radius_A(g.elements)[other])
+        assert np.sum(r[other] < limit) <= 1  # only the chosen partner may come that close
+    assert {(11, 17), (8, 11), (1, 17)} <= pairs
+
+
 def test_classical_seed_forces_are_exact_and_keep_a_solution_whole():
     """The classical seed force field of the solutions plan: forces are its energy's gradient (Coulomb, LJ and
     shape springs across the periodic boundary), charges are the model's formal ones, and 300 fs of 350 K

@@ -5,6 +5,8 @@
     python data/scripts/condensed_phase.py water --max-minutes 60 --threads 1
     python data/scripts/condensed_phase.py water --evaluate water          # a model against all labels so far
 
+    python data/scripts/condensed_phase.py ion_contacts          # ions pushed into contact (no dynamics)
+
     # teacher fidelity / active learning: relabel frames of a model's own run (extended XYZ with boxes)
     python data/scripts/condensed_phase.py water_npt_check --from-run npt_water_run --frames 40
     python data/scripts/condensed_phase.py water_npt_check --evaluate water
@@ -17,6 +19,10 @@ in plan order:
    ``every`` steps after a burn-in, written to ``data/campaigns/NAME/seeds/traj_NNN.npz``;
 2. *label*: every seed frame labelled by periodic GFN2-xTB (energy, forces, stress, Mulliken
    charges), written to ``data/campaigns/NAME/labels/chunk_NNN.npz``.
+
+The ``ion_contacts`` plan runs no dynamics: its seeds are frames of other campaigns' seed files, each copied with
+one ion moved into contact with another ion, a water or a solute (`compressed`), where the models had learned no
+repulsion.
 
 With ``--from-run``, the seeds are instead ``--frames`` frames spread evenly over the second half of
 the run's ``trajectory.extxyz`` (the model's own configurations), in chunks of 10.
@@ -67,7 +73,9 @@ class Trajectory:
     solute: str = ""  # SMILES of one solute molecule at the box centre (rdkit + MMFF)
     ions: tuple = ()  # atomic numbers of monatomic ions (Na 11, Cl 17) placed at random
     stretch: bool = False  # every second frame also labelled with one X-H bond stretched to 1.05-1.6 Å
-    seed_engine: str = "model"  # what drives the seed dynamics: the plan's shipped model, or "classical"
+    seed_engine: str = "model"  # what drives the seed dynamics: the plan's shipped model, "classical", or
+    # "contacts": no dynamics, copies of ``source``'s frames with one ion contact compressed (`compressed`)
+    source: str = ""  # with seed_engine "contacts": a seed file of another campaign, relative to the campaigns folder
 
 
 #: Formal charges of the monatomic ions the organic model knows.
@@ -108,9 +116,21 @@ def solutions_plan() -> list[Trajectory]:
             for k, p in enumerate(plan)]
 
 
-PLANS = {"water": water_plan, "solutions": solutions_plan}
+def ion_contacts_plan() -> list[Trajectory]:
+    """Ions pushed into contact: every box of the `solutions` campaign that holds ions, and half the frames of
+    the NaCl(aq) active-learning round `solutions_al5`, each frame copied once with one ion moved towards a
+    partner (`compressed`).  The models learned no repulsion where two ions, or an ion and a water, come closer
+    than in any frame of their training (Na+ and Cl- fused at 1.4-1.5 Å in 10 ps runs; docs/ml_environment.md)."""
+    plan = [t for t in solutions_plan() if t.ions]
+    chunks = [dict(source=f"solutions/seeds/traj_{t.index:03d}.npz", frames=t.frames, n=t.n_waters) for t in plan]
+    chunks += [dict(source=f"solutions_al5/seeds/traj_{k:03d}.npz", frames=5, n=120) for k in (0, 1)]
+    return [Trajectory(k, c["n"], 1.0, 300.0, 7000 + k, c["frames"], seed_engine="contacts", source=c["source"])
+            for k, c in enumerate(chunks)]
+
+
+PLANS = {"water": water_plan, "solutions": solutions_plan, "ion_contacts": ion_contacts_plan}
 #: The shipped model that drives each planned campaign's seed dynamics.
-SEED_MODELS = {"water": "water", "solutions": "organic"}
+SEED_MODELS = {"water": "water", "solutions": "organic", "ion_contacts": None}
 
 
 def solvated_box(trajectory: Trajectory):
@@ -182,6 +202,52 @@ def stretched(frame, rng):
     d = minimum_image(x[j] - x[i], frame.cell)
     x[j] = x[i] + d / np.linalg.norm(d) * rng.uniform(1.05, 1.6)
     return Frame(z, x, frame.energy, frame.forces, frame.charges, frame.molecule, frame.molecule_charges, frame.cell)
+
+
+#: Distances (Å) an ion and its partner are set to in `compressed` frames, by pair of atomic numbers: from
+#: where GFN2-xTB is strongly repulsive to about its minimum or first-shell distance (Na-Cl: minimum 2.4 Å,
+#: +1.4 eV at 1.8 Å; Na+(H2O)6: Na-O 2.22 Å; Cl-(H2O)6: Cl-O 3.14 Å; data/scripts/ion_hydration_clusters.py).
+CONTACT_RANGES_A = {(11, 17): (1.7, 2.8), (11, 11): (2.1, 3.4), (17, 17): (2.6, 3.8), (8, 11): (1.5, 2.3),
+                    (1, 11): (1.8, 2.6), (1, 17): (1.4, 2.2), (8, 17): (2.4, 3.1), (6, 11): (2.0, 2.8),
+                    (6, 17): (2.6, 3.4), (7, 11): (1.6, 2.4), (7, 17): (2.5, 3.2)}
+
+
+def compressed(frame, rng):
+    """A copy of ``frame`` with one random ion moved along its axis to a partner in another molecule, to a
+    distance drawn uniformly from `CONTACT_RANGES_A`: half the time the nearest other ion (if there is one),
+    otherwise one of the ion's three nearest atoms of other molecules.  A draw that puts the ion closer than 0.6 x
+    the covalent radii to any third atom is drawn again.  Labels are not copied (NaN)."""
+    from qmml.md.guard import close_contacts
+    from qmml.ml import Frame
+
+    for _ in range(20):
+        x, pair = _compress_one(frame, rng)
+        contacts = close_contacts(frame.elements, x, frame.cell, 0.6)
+        if not any(set(c[:2].astype(int)) != pair and pair & set(c[:2].astype(int)) for c in contacts):
+            break
+    z = frame.elements
+    return Frame(z, x, float("nan"), np.zeros_like(x), np.zeros(len(z)), frame.molecule, frame.molecule_charges,
+                 frame.cell)
+
+
+def _compress_one(frame, rng):
+    from qmml.periodic.cell import minimum_image
+
+    z, x = frame.elements, frame.positions.copy()
+    ions = np.flatnonzero(np.isin(z, list(ION_CHARGES)))
+    i = int(rng.choice(ions))
+    d = minimum_image(x - x[i], frame.cell)
+    r = np.linalg.norm(d, axis=1)
+    other = np.flatnonzero(frame.molecule != frame.molecule[i])
+    other_ions = np.intersect1d(other, ions)
+    if len(other_ions) and rng.random() < 0.5:
+        j = int(other_ions[np.argmin(r[other_ions])])
+    else:
+        near = [k for k in other[np.argsort(r[other])] if tuple(sorted((z[i], z[k]))) in CONTACT_RANGES_A]
+        j = int(rng.choice(near[:3]))
+    low, high = CONTACT_RANGES_A[tuple(sorted((int(z[i]), int(z[j]))))]
+    x[i] = x[i] + d[j] * (1.0 - rng.uniform(low, high) / r[j])
+    return x, {i, j}
 
 
 #: Lennard-Jones sigma (Å) and epsilon (kcal/mol) of the classical seed force field: TIP3P water, Joung-Cheatham
@@ -364,6 +430,16 @@ def seed(trajectory: Trajectory, path: Path, model_name: str):
     import qmml
     from qmml.ml import Dataset, Frame
 
+    if trajectory.seed_engine == "contacts":
+        source = Dataset.load(CAMPAIGNS / trajectory.source)
+        rng = np.random.default_rng(trajectory.seed)
+        data = Dataset(metadata={"reference": f"seed frames: {trajectory.source} with one ion contact compressed",
+                                 "contact_ranges_A": {f"{a}-{b}": v for (a, b), v in CONTACT_RANGES_A.items()},
+                                 "trajectory": asdict(trajectory)})
+        for f in source.frames[:trajectory.frames]:
+            data.append(compressed(f, rng))
+        save_atomically(data, path)
+        return data
     elements, x, cell, molecule, molecule_charges = solvated_box(trajectory)
     if trajectory.seed_engine == "classical":
         forces = ClassicalForces(elements, x, cell, molecule, molecule_charges, trajectory.solute)
@@ -554,6 +630,7 @@ def main(argv=None):
         t1 = time.time()
         data = label(seeds, t, chunk)
         what = f"frames {t.run_frames[0]}-{t.run_frames[-1]} of {args.from_run}" if args.from_run is not None else \
+            f"{t.source} with ion contacts compressed" if t.source else \
             f"{t.solute + ' ' if t.solute else ''}{'ions ' + str(t.ions) + ' ' if t.ions else ''}" \
             f"{t.n_waters} waters, {t.density_g_cm3} g/cm^3, {t.temperature_K:.0f} K"
         print(f"chunk {t.index:03d}: {what}: {len(data)} frames (seed {t1 - t0:.0f} s, label {time.time() - t1:.0f} s)",
