@@ -167,3 +167,17 @@ def test_dft_cutout_active_learning_round_centres_the_closest_foreign_contact(tm
     data = Dataset.load(tmp_path / "tiny_al" / "labels" / "chunk_000.npz")
     assert len(data) == 1 and np.isfinite(data.frames[0].energy)
     assert data.metadata["centres"] == [h]
+
+
+def test_ion_pair_scan_moves_one_atom_to_each_distance_across_the_boundary(capsys):
+    scan = pytest.importorskip("ion_pair_scan")
+    from qmml.periodic.cell import minimum_image
+
+    cell = np.diag([10.0, 11.0, 12.0])
+    x = np.array([[0.3, 5.0, 6.0], [9.6, 5.5, 6.2], [5.0, 5.0, 5.0]])  # atoms 0 and 1 are 0.77 Å apart through x = 0
+    for r, y in zip([1.5, 2.5, 3.5], scan.scan_positions(x, cell, 0, 1, [1.5, 2.5, 3.5])):
+        assert np.linalg.norm(minimum_image(y[0] - y[1], cell)) == pytest.approx(r)
+        assert np.array_equal(y[1:], x[1:])
+        assert np.dot(minimum_image(y[0] - y[1], cell), minimum_image(x[0] - x[1], cell)) > 0  # same side
+    assert scan.main(["--atoms", "3", "3", "--no-teacher", "--models"]) == 2
+    assert "two different atoms" in capsys.readouterr().err
