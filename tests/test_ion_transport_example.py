@@ -127,3 +127,9 @@ def test_a_stopped_transport_run_continues_to_the_same_frames(example, tmp_path)
     other = example.RunSettings(timestep_fs=0.5, equilibration_steps=4, production_steps=20, every=2, seed=4)
     with pytest.raises(SystemExit, match="other settings"):
         example.simulate(system, other, out=tmp_path / "parts", save_every=8, log=lambda _: None)
+
+
+def test_analysing_a_folder_without_a_run_exits_2_naming_it(example, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        example.main(["--analyse", str(tmp_path / "missing")])
+    assert stop.value.code == 2 and "missing holds no run" in capsys.readouterr().err

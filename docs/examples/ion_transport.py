@@ -551,6 +551,10 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     if args.analyse is not None:
+        if not (args.analyse / "run.json").exists():
+            print(f"ion_transport: {args.analyse} holds no run (no run.json): give the --out folder of a run",
+                  file=sys.stderr)
+            raise SystemExit(2)
         frames, out = load_frames(args.analyse), args.analyse
     else:
         if args.quick:
