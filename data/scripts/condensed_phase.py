@@ -221,9 +221,10 @@ def compressed(frame, rng):
     from qmml.ml import Frame
 
     for _ in range(20):
-        x, pair = _compress_one(frame, rng)
-        contacts = close_contacts(frame.elements, x, frame.cell, 0.6)
-        if not any(set(c[:2].astype(int)) != pair and pair & set(c[:2].astype(int)) for c in contacts):
+        x, (i, j) = _compress_one(frame, rng)
+        close = close_contacts(frame.elements, x, frame.cell, 0.6)[:, :2].astype(int)
+        third = np.any(close == i, axis=1) & ~np.all(np.isin(close, (i, j)), axis=1)
+        if not third.any():
             break
     z = frame.elements
     return Frame(z, x, float("nan"), np.zeros_like(x), np.zeros(len(z)), frame.molecule, frame.molecule_charges,
@@ -247,7 +248,7 @@ def _compress_one(frame, rng):
         j = int(rng.choice(near[:3]))
     low, high = CONTACT_RANGES_A[tuple(sorted((int(z[i]), int(z[j]))))]
     x[i] = x[i] + d[j] * (1.0 - rng.uniform(low, high) / r[j])
-    return x, {i, j}
+    return x, (i, j)
 
 
 #: Lennard-Jones sigma (Å) and epsilon (kcal/mol) of the classical seed force field: TIP3P water, Joung-Cheatham

@@ -34,12 +34,13 @@ DISTANCES_A = [1.4, 1.6, 1.8, 2.0, 2.2, 2.4, 2.6, 2.8, 3.0, 3.2]
 
 
 def frame_positions(path: Path, n_atoms: int) -> np.ndarray:
-    """Positions (Å) of a `qmml.Simulation` checkpoint: the one (n_atoms, 3) array stored first."""
-    with np.load(path, allow_pickle=False) as data:
-        for key in data.files:
-            if data[key].shape == (n_atoms, 3):
-                return np.array(data[key])
-    sys.exit(f"{path}: no positions of {n_atoms} atoms; give the checkpoint.npz of a run of this structure")
+    """Positions (Å) of a `qmml.Simulation` checkpoint of a run of ``n_atoms`` atoms."""
+    from qmml.md.checkpoint import read_checkpoint
+
+    positions = np.asarray(read_checkpoint(path)[0].positions)
+    if positions.shape != (n_atoms, 3):
+        sys.exit(f"{path}: positions of {len(positions)} atoms; give the checkpoint.npz of a run of this structure")
+    return positions
 
 
 def scan_positions(positions, cell, i: int, j: int, distances):
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
         from qmml.ml.labelling import XTBLabeller
 
         cache = json.loads(args.cache.read_text()) if args.cache.exists() else {}
-        frame_key = f"{args.frame.resolve().relative_to(ROOT) if args.frame.resolve().is_relative_to(ROOT) else args.frame}"
+        frame_key = os.path.relpath(args.frame.resolve(), ROOT)
         labeller = None
         energies = []
         for r, x in zip(args.distances, frames):
