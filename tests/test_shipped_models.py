@@ -1,9 +1,10 @@
 """The shipped environment models meet their accuracy targets on held-out test sets.
 
-Test sets are separate GFN2-xTB trajectories (other cluster sizes or other seeds) never used in
-training or validation; see docs/ml_environment.md.
+Test sets are separate GFN2-xTB trajectories (other cluster sizes or other seeds) and held-out chunks of
+the condensed-phase campaigns, never used in training or validation; see docs/ml_environment.md.
 """
 
+import glob
 import json
 from pathlib import Path
 
@@ -15,8 +16,19 @@ from qmml.ml import Dataset, evaluate, read_header
 from qmml.ml.io import SHIPPED_MODELS
 
 DATASETS = Path(__file__).resolve().parents[1] / "data" / "datasets"
-TARGETS = {"water": {"force_mae_eV_A": 0.10, "charge_mae_e": 0.02},
-           "organic": {"force_mae_eV_A": 0.15, "charge_mae_e": 0.03}}
+#: on the cluster test sets (issue 17: water 0.05 eV/Å, organic 0.10 eV/Å, charges 0.01 e)
+TARGETS = {"water": {"force_mae_eV_A": 0.05, "charge_mae_e": 0.01},
+           "organic": {"force_mae_eV_A": 0.10, "charge_mae_e": 0.01}}
+
+
+def header_test_set(header) -> Dataset:
+    """The test sets a model's header names (paths and chunk patterns relative to data/models/), joined."""
+    files = [f for p in header["metrics"]["test"].get("sets", []) for f in sorted(glob.glob(str(SHIPPED_MODELS / p)))]
+    assert files, "the header names no test set that exists"
+    total = Dataset.load(files[0])
+    for f in files[1:]:
+        total = total + Dataset.load(f)
+    return total
 
 
 def assert_forces_match_finite_differences(model, z, x, phi, components, h=1e-4, **kw):
@@ -44,8 +56,12 @@ def test_shipped_model_accuracy_on_held_out_test_set(name):
     print(name, json.dumps(metrics))
     for key, limit in TARGETS[name].items():
         assert metrics[key] <= limit, f"{name}: {key} = {metrics[key]:.4f} > {limit}"
-    # the recorded numbers are the ones a user gets
-    assert abs(header["metrics"]["test"]["force_mae_eV_A"] - metrics["force_mae_eV_A"]) < 1e-3
+    # the recorded numbers are the ones a user gets, on the sets the header names
+    recorded = header["metrics"]["test"]
+    on_header_sets = metrics if recorded.get("sets") == [f"../datasets/{name}_test.npz"] else \
+        evaluate(model, header_test_set(header))
+    assert on_header_sets["frames"] == recorded["frames"]
+    assert abs(recorded["force_mae_eV_A"] - on_header_sets["force_mae_eV_A"]) < 1e-3
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
