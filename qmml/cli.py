@@ -209,7 +209,6 @@ def _elastic(config) -> int:
 
 
 def _train(config_path) -> int:
-    import glob
     import json
 
     from .config import load_train_config
@@ -226,23 +225,12 @@ def _train(config_path) -> int:
                          "overwritten; move them away or name another output")
 
     def load(key, paths):
-        sets = []
-        for p in paths or []:
-            # a pattern names the chunk files of a labelling campaign (data/campaigns/NAME/labels/chunk_*.npz)
-            files = sorted(Path(f) for f in glob.glob(str(root / p))) if any(c in p for c in "*?[") else [root / p]
-            if not files:
-                raise InputError(f"{config_path}: key '{key}': no file matches {p!r} (relative to {root})")
-            for f in files:
-                try:
-                    sets.append(Dataset.load(f))
-                except InputError as err:
-                    raise InputError(f"{config_path}: key '{key}': {err}") from None
-        if not sets:
+        if not paths:
             return None
-        total = sets[0]
-        for extra in sets[1:]:
-            total = total + extra
-        return total
+        try:  # a pattern names the chunk files of a labelling campaign (data/campaigns/NAME/labels/chunk_*.npz)
+            return Dataset.load_many(paths, root)
+        except InputError as err:
+            raise InputError(f"{config_path}: key '{key}': {err}") from None
 
     train_set, validation_set, test_set = load("train", config.train), load("validation", config.validation), \
         load("test", config.test)

@@ -94,6 +94,25 @@ def test_dataset_round_trip_split_and_no_overwrite(tmp_path):
         Dataset.load(tmp_path / "junk.npz")
 
 
+def test_datasets_of_paths_and_chunk_patterns_load_as_one_in_order(tmp_path):
+    rng = np.random.default_rng(1)
+    chunks = tmp_path / "campaign" / "labels"
+    chunks.mkdir(parents=True)
+    for k in (2, 0, 1):  # written out of order: the pattern reads them sorted
+        Dataset([Frame(WATER_Z, rng.normal(size=(3, 3)), float(k), rng.normal(size=(3, 3)), rng.normal(size=3),
+                       np.zeros(3, int), np.zeros(1))], {"reference": f"chunk {k}"}).save(chunks / f"chunk_{k:03d}.npz")
+    Dataset([Frame(WATER_Z, WATER_X, 9.0, np.zeros((3, 3)), np.zeros(3), np.zeros(3, int), np.zeros(1))],
+            {"reference": "single"}).save(tmp_path / "single.npz")
+    both = Dataset.load_many(["single.npz", "campaign/labels/chunk_*.npz"], tmp_path)
+    assert [f.energy for f in both.frames] == [9.0, 0.0, 1.0, 2.0]
+    assert both.metadata["reference"] == "single"  # the first file's metadata wins, as with +
+    assert Dataset.load_many([chunks / "chunk_001.npz"]).frames[0].energy == 1.0
+    with pytest.raises(InputError, match="no file matches 'campaign/labels/chunk_9\\*.npz'"):
+        Dataset.load_many(["single.npz", "campaign/labels/chunk_9*.npz"], tmp_path)
+    with pytest.raises(InputError, match="not found"):
+        Dataset.load_many(["missing.npz"], tmp_path)
+
+
 def test_esp_fit_recovers_point_charges():
     z = np.array([8, 1, 1, 7, 1, 1, 1])
     x = np.concatenate([WATER_X, np.array([[3.0, 0, 0], [3.4, 0.9, 0], [3.4, -0.5, 0.8], [3.4, -0.5, -0.8]])])

@@ -4,7 +4,6 @@ Test sets are separate GFN2-xTB trajectories (other cluster sizes or other seeds
 the condensed-phase campaigns, never used in training or validation; see docs/ml_environment.md.
 """
 
-import glob
 import json
 from pathlib import Path
 
@@ -19,16 +18,6 @@ DATASETS = Path(__file__).resolve().parents[1] / "data" / "datasets"
 #: on the cluster test sets (issue 17: water 0.05 eV/Å, organic 0.10 eV/Å, charges 0.01 e)
 TARGETS = {"water": {"force_mae_eV_A": 0.05, "charge_mae_e": 0.01},
            "organic": {"force_mae_eV_A": 0.10, "charge_mae_e": 0.01}}
-
-
-def header_test_set(header) -> Dataset:
-    """The test sets a model's header names (paths and chunk patterns relative to data/models/), joined."""
-    files = [f for p in header["metrics"]["test"].get("sets", []) for f in sorted(glob.glob(str(SHIPPED_MODELS / p)))]
-    assert files, "the header names no test set that exists"
-    total = Dataset.load(files[0])
-    for f in files[1:]:
-        total = total + Dataset.load(f)
-    return total
 
 
 def assert_forces_match_finite_differences(model, z, x, phi, components, h=1e-4, **kw):
@@ -59,7 +48,7 @@ def test_shipped_model_accuracy_on_held_out_test_set(name):
     # the recorded numbers are the ones a user gets, on the sets the header names
     recorded = header["metrics"]["test"]
     on_header_sets = metrics if recorded.get("sets") == [f"../datasets/{name}_test.npz"] else \
-        evaluate(model, header_test_set(header))
+        evaluate(model, Dataset.load_many(recorded["sets"], SHIPPED_MODELS))  # paths relative to data/models/
     assert on_header_sets["frames"] == recorded["frames"]
     assert abs(recorded["force_mae_eV_A"] - on_header_sets["force_mae_eV_A"]) < 1e-3
 

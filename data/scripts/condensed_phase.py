@@ -557,10 +557,7 @@ def labelled(name: str):
     files = sorted((CAMPAIGNS / name / "labels").glob("chunk_[0-9][0-9][0-9].npz"))
     if not files:
         sys.exit(f"campaign {name} has no labelled chunk yet")
-    total = Dataset.load(files[0])
-    for f in files[1:]:
-        total = total + Dataset.load(f)
-    return total
+    return Dataset.load_many(files)
 
 
 def main(argv=None):

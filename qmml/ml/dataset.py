@@ -8,6 +8,7 @@ datasets small (1e-6 Å is far below any label's accuracy).
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -238,6 +239,38 @@ class Dataset:
             a0, m0 = a1, m1
         meta = {k: v for k, v in meta.items() if k not in ("format", "format_version", "units")}
         return cls(frames, meta)
+
+    @classmethod
+    def load_many(cls, paths, root=None) -> "Dataset":
+        """One dataset of the frames of every file that ``paths`` name, in order.
+
+        Parameters
+        ----------
+        paths : iterable of str or path
+            Dataset files written by `save`, or glob patterns (``*``, ``?``, ``[...]``) such as the chunk
+            files of a labelling campaign (``campaigns/NAME/labels/chunk_*.npz``), whose matches are read
+            in sorted order.
+        root : str or path, optional
+            Folder that relative paths and patterns are taken from (default: the working directory).
+
+        A path or pattern that names no file is an `InputError` naming it; so is an empty ``paths``.
+        """
+        root = Path(root) if root is not None else Path()
+        files = []
+        for p in paths:
+            p = str(p)
+            if any(c in p for c in "*?["):
+                matches = sorted(Path(f) for f in glob.glob(str(root / p)))
+                if not matches:
+                    raise InputError(f"no file matches {p!r} (relative to {root.resolve()})")
+                files += matches
+            else:
+                files.append(root / p)
+        if not files:
+            raise InputError("no dataset file named")
+        parts = [cls.load(f) for f in files]
+        return cls([f for part in parts for f in part.frames],
+                   {k: v for part in reversed(parts) for k, v in part.metadata.items()})
 
 
 def _cat(parts, dtype, empty_shape):
