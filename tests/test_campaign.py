@@ -169,7 +169,7 @@ def test_dft_cutout_active_learning_round_centres_the_closest_foreign_contact(tm
     assert data.metadata["centres"] == [h]
 
 
-def test_ion_pair_scan_moves_one_atom_to_each_distance_across_the_boundary(capsys):
+def test_ion_pair_scan_moves_one_atom_to_each_distance_across_the_boundary(capsys, tmp_path):
     scan = pytest.importorskip("ion_pair_scan")
     from qmml.periodic.cell import minimum_image
 
@@ -181,3 +181,5 @@ def test_ion_pair_scan_moves_one_atom_to_each_distance_across_the_boundary(capsy
         assert np.dot(minimum_image(y[0] - y[1], cell), minimum_image(x[0] - x[1], cell)) > 0  # same side
     assert scan.main(["--atoms", "3", "3", "--no-teacher", "--models"]) == 2
     assert "two different atoms" in capsys.readouterr().err
+    assert scan.main(["--frame", str(tmp_path / "none.npz"), "--no-teacher", "--models"]) == 2
+    assert "--frame" in capsys.readouterr().err

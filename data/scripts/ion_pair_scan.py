@@ -34,12 +34,14 @@ DISTANCES_A = [1.4, 1.6, 1.8, 2.0, 2.2, 2.4, 2.6, 2.8, 3.0, 3.2]
 
 
 def frame_positions(path: Path, n_atoms: int) -> np.ndarray:
-    """Positions (Å) of a `qmml.Simulation` checkpoint of a run of ``n_atoms`` atoms."""
+    """Positions (Å) of a `qmml.Simulation` checkpoint of a run of ``n_atoms`` atoms (`InputError` otherwise)."""
+    from qmml.errors import InputError
     from qmml.md.checkpoint import read_checkpoint
 
     positions = np.asarray(read_checkpoint(path)[0].positions)
     if positions.shape != (n_atoms, 3):
-        sys.exit(f"{path}: positions of {len(positions)} atoms; give the checkpoint.npz of a run of this structure")
+        raise InputError(f"{path}: positions of {len(positions)} atoms, the structure has {n_atoms}; give the "
+                         "checkpoint.npz of a run of this structure")
     return positions
 
 
@@ -82,7 +84,11 @@ def main(argv=None) -> int:
     if not (0 <= i < n and 0 <= j < n and i != j):
         print(f"error: --atoms {i} {j}: two different atoms of 0-{n - 1} in {args.structure}", file=sys.stderr)
         return 2
-    x0 = frame_positions(args.frame, n)
+    try:
+        x0 = frame_positions(args.frame, n)
+    except qmml.InputError as err:
+        print(f"error: --frame: {err}", file=sys.stderr)
+        return 2
     frames = scan_positions(x0, system.cell, i, j, args.distances)
     rows = {}
     if not args.no_teacher:
