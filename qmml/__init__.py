@@ -6,7 +6,8 @@ machine-learned potential predicting energy, forces and charges).  Public units:
 
 from ._version import __version__
 
-from .environments import FixedCharges
+from .environments import FixedCharges, MMEnvironment
+from .environments.layered import LayeredEnvironment
 from .errors import InputError, PartitionError, QmmlError, SCFConvergenceError, UnstableDynamicsError
 from .hamiltonian import Hamiltonian, Result
 from .md import (CollectiveVariableLog, Integrator, Langevin, MultipleTimeStep, PathIntegralLangevin, Simulation,
@@ -14,6 +15,7 @@ from .md import (CollectiveVariableLog, Integrator, Langevin, MultipleTimeStep, 
                  with_isotopes)
 from .ml import EnvironmentModel, MLPotential, load_model
 from .coupling.reference import MLReference
+from .mm import MMForceField
 from .partition import Partition, partition
 from .potential import Potential, PotentialResult, PotentialWrapper
 from .optimization import Optimization, optimize
@@ -26,6 +28,7 @@ from .sampling.umbrella import run_umbrella_windows
 
 __all__ = [
     "System", "load_system", "Partition", "partition", "Potential", "PotentialResult", "PotentialWrapper", "PySCFEngine", "QMPotential", "FixedCharges", "Hamiltonian", "Result",
+    "MMEnvironment", "LayeredEnvironment", "MMForceField",
     "EnvironmentModel", "MLPotential", "MLReference", "load_model",
     "Simulation", "Integrator", "VelocityVerlet", "Langevin", "MultipleTimeStep", "ThermoLog", "TrajectoryWriter",
     "CollectiveVariableLog", "optimize", "Optimization", "Restrained", "HarmonicRestraint",

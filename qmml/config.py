@@ -104,6 +104,32 @@ class EnvironmentConfig(_Strict):
         return self
 
 
+class MMConfig(_Strict):
+    """The ``mm:`` section: the structure parameterized by a classical force field through OpenMM (`qmml.mm`).
+    The structure is one PDB/mmCIF file with every hydrogen (a CRYST1 record makes it periodic, PME), or an
+    AMBER PRMTOP + INPCRD pair."""
+
+    forcefield: list[str] = Field(["amber14-all.xml", "amber14/tip3p.xml"], description="OpenMM force-field XML files "
+                                  "(OpenMM's names or paths); ignored for a PRMTOP")
+    cutoff_A: float = Field(10.0, gt=0, le=50, description="PME real-space cutoff, Å (periodic structures)")
+    platform: Literal["CPU", "Reference", "CUDA", "OpenCL"] = Field("CPU", description="OpenMM platform")
+    threads: int | None = Field(None, ge=1, le=1024, description="threads of OpenMM's CPU platform")
+
+
+class MLShellConfig(_Strict):
+    """The ``ml_shell:`` section: the ML layer between the QM region and the MM layer, whole residues."""
+
+    radius_A: float | None = Field(None, gt=0, le=50, description="every residue with an atom within this distance "
+                                   "of a QM atom, Å")
+    selection: str | list[int] | None = Field(None, description="or: MDAnalysis selection string or atom indices")
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        if (self.radius_A is None) == (self.selection is None):
+            raise ValueError("give radius_A or selection (one of them)")
+        return self
+
+
 def _guard_defaults() -> dict:
     """`StepGuard`'s defaults: the one place they are written."""
     import dataclasses
@@ -227,6 +253,9 @@ class JobConfig(_Strict):
                                     "(Å, degrees), replacing the structure's own")
     qm: QMConfig
     environment: EnvironmentConfig = EnvironmentConfig()
+    mm: MMConfig | None = Field(None, description="a force-field MM layer (QM/MM, or QM/ML/MM with ml_shell)")
+    ml_shell: MLShellConfig | None = Field(None, description="three layers: the ML shell (needs mm and "
+                                           "environment.type: ml)")
     vdw: Literal["auto", "lj"] | None = "auto"
     task: Literal["single_point", "md", "elastic"] = "single_point"
     output: str | None = Field(None, description="extended XYZ file for positions and forces (never overwritten)")
@@ -239,6 +268,14 @@ class JobConfig(_Strict):
             self.md = MDConfig()
         if self.task == "elastic" and self.elastic is None:
             self.elastic = ElasticConfig()
+        if self.ml_shell is not None and (self.mm is None or self.environment.type != "ml"):
+            raise ValueError("ml_shell (three layers) needs an mm: section and environment.type: ml")
+        if self.mm is not None and self.environment.type == "ml" and self.ml_shell is None:
+            raise ValueError("mm: with environment.type: ml needs ml_shell: (the model describes the shell, the "
+                             "force field the rest); for QM/MM alone use environment.type: fixed_charges")
+        if self.mm is not None and self.box is not None:
+            raise ValueError("box: does not apply with mm: (the force field takes the box from the structure's "
+                             "CRYST1 record or INPCRD)")
         return self
 
     @field_validator("structure", mode="before")

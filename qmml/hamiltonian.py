@@ -82,13 +82,15 @@ class Hamiltonian(Potential):
     partition : Partition
     qm : PySCFEngine
     environment : Environment or EnvironmentModel
-        `FixedCharges`, an `MLEnvironment`, or a model from `qmml.load_model` (wrapped in an
-        `MLEnvironment`).
+        `FixedCharges`, an `MLEnvironment`, an `MMEnvironment` (QM/MM), a `LayeredEnvironment` (QM/ML/MM),
+        or a model from `qmml.load_model` (wrapped in an `MLEnvironment`).
     scheme : {"additive", "subtractive"}
         "subtractive" needs a model that knows every element, QM region included.
     vdw : {"auto", "lj", None}
-        QM-environment van der Waals term: "auto" is "lj" in the additive scheme and None in the
-        subtractive one (the model's short-range part supplies it); None also for parity checks.
+        QM-environment van der Waals term: "auto" is "lj" on the environment atoms whose QM contact the
+        environment does not describe itself (`Environment.qm_contact_atoms`: all of them in the additive
+        scheme, none in the subtractive one, the MM atoms of an MM layer); "lj" on every environment atom;
+        None also for parity checks.
     vdw_parameters : dict, optional
         Extra Lennard-Jones parameters, element -> (x in Å, D in kcal/mol).
     charge_radii_A : None, float or dict
@@ -120,12 +122,10 @@ class Hamiltonian(Potential):
             raise InputError(f"scheme={scheme!r} is not one of {SCHEMES}")
         if isinstance(environment, EnvironmentModel):
             environment = MLEnvironment(environment)
-        if scheme == "subtractive" and not isinstance(environment, MLEnvironment):
-            raise InputError("scheme='subtractive' needs an environment model covering all atoms, which this "
+        if scheme not in environment.schemes:
+            raise InputError(f"scheme={scheme!r} needs an environment model covering all atoms, which this "
                              f"environment ({environment!r}) is not; use scheme='additive'")
-        if vdw == "auto":
-            vdw = "lj" if scheme == "additive" else None
-        if vdw not in ("lj", None):
+        if vdw not in ("auto", "lj", None):
             raise InputError(f"vdw={vdw!r} is not 'auto', 'lj' or None")
         if partition.system.box is not None and embedding_cutoff_A is not None:
             raise InputError("embedding_cutoff_A does not apply in a periodic box: every image of every charge "
@@ -134,7 +134,11 @@ class Hamiltonian(Potential):
         self.qm = qm
         self.environment = environment
         self.scheme = scheme
-        self.vdw = LennardJones(partition, vdw_parameters) if vdw == "lj" else None
+        self.vdw = None
+        if vdw == "lj":
+            self.vdw = LennardJones(partition, vdw_parameters)
+        elif vdw == "auto" and len(contact := environment.qm_contact_atoms(partition, scheme)):
+            self.vdw = LennardJones(partition, vdw_parameters, env_atoms=contact)
         self.site_radii_A = _site_radii(partition, charge_radii_A)
         self.switching = None if embedding_cutoff_A is None else \
             ChargeSwitching(partition, embedding_cutoff_A, switch_width_A)

@@ -23,20 +23,42 @@ THERMO = "thermo.csv"
 STOP_FILE = "STOP"
 
 
-def build_partition(config: JobConfig):
-    """The system of the job's structure files (and ``box``), partitioned by its ``qm:`` section."""
+def build_forcefield(config: JobConfig):
+    """The job's `qmml.mm.MMForceField` (its ``mm:`` section), or None without one."""
+    from .mm import MMForceField
+
+    mm = config.mm
+    if mm is None:
+        return None
+    files = config.structure
+    if len(files) == 2 and files[0].lower().endswith((".prmtop", ".parm7")):
+        return MMForceField.from_amber(*files, cutoff_A=mm.cutoff_A)
+    if len(files) != 1:
+        raise InputError(f"key 'structure': with mm: give one PDB/mmCIF file or a PRMTOP and INPCRD, not {files}")
+    return MMForceField.from_pdb(files[0], mm.forcefield, cutoff_A=mm.cutoff_A)
+
+
+def build_partition(config: JobConfig, forcefield=None):
+    """The system of the job's structure files (and ``box``; the force field's structure with ``mm:``),
+    partitioned by its ``qm:`` section (and ``ml_shell:``)."""
     import dataclasses
 
     from .partition import partition
     from .system import load_system, normalize_box
 
-    system = load_system(*config.structure, guess_bonds=config.guess_bonds or None)
+    if forcefield is not None:
+        system = forcefield.system
+    else:
+        system = load_system(*config.structure, guess_bonds=config.guess_bonds or None)
     if config.box is not None:
         try:
             system = dataclasses.replace(system, box=normalize_box(config.box))
         except InputError as err:
             raise InputError(f"key 'box': {err}") from None
-    return partition(system, **config.qm.partition_options())
+    shell = {}
+    if config.ml_shell is not None:
+        shell = dict(shell=config.ml_shell.selection, shell_radius_A=config.ml_shell.radius_A)
+    return partition(system, **config.qm.partition_options(), **shell)
 
 
 def _model(name: str, key: str):
@@ -52,12 +74,14 @@ def build_potential(config: JobConfig):
     """The job's `Hamiltonian`: its partition, `PySCFEngine` (the ``qm:`` keys as they are) and environment.
     The one builder behind ``qmml run``, ``qmml restart``, ``qmml ipi`` and umbrella windows; ``config`` comes
     from `load_config` (paths absolute)."""
-    from .environments import FixedCharges
+    from .environments import FixedCharges, MMEnvironment
+    from .environments.layered import LayeredEnvironment
     from .environments.ml import MLEnvironment
     from .hamiltonian import Hamiltonian
     from .qm import PySCFEngine
 
-    part = build_partition(config)
+    forcefield = build_forcefield(config)
+    part = build_partition(config, forcefield)
     env = config.environment
     engine = PySCFEngine(**config.qm.engine_options())
     if env.type == "ml":
@@ -67,7 +91,12 @@ def build_potential(config: JobConfig):
                 model = model.with_coulomb(env.coulomb)
             except InputError as err:
                 raise InputError(f"key 'environment.coulomb': {err}") from None
-        environment = MLEnvironment(model, total_charge=env.total_charge)
+        if forcefield is not None:
+            environment = LayeredEnvironment(model, forcefield, platform=config.mm.platform, threads=config.mm.threads)
+        else:
+            environment = MLEnvironment(model, total_charge=env.total_charge)
+    elif forcefield is not None:
+        environment = MMEnvironment(forcefield, platform=config.mm.platform, threads=config.mm.threads)
     else:
         environment = FixedCharges()
     return Hamiltonian(part, engine, environment, scheme=env.scheme, vdw=config.vdw,

@@ -48,9 +48,11 @@ class LennardJones:
     partition : Partition
     parameters : dict, optional
         Element -> (x in Å, D in kcal/mol); overrides or extends `UFF_PARAMETERS`.
+    env_atoms : array_like of int, optional
+        The environment atoms it acts on (default: all); see `qmml.environments.Environment.qm_contact_atoms`.
     """
 
-    def __init__(self, partition, parameters: dict | None = None):
+    def __init__(self, partition, parameters: dict | None = None, env_atoms=None):
         table = {**UFF_PARAMETERS, **(parameters or {})}
         system = partition.system
         missing = sorted({e for e in system.elements if e not in table})
@@ -65,7 +67,8 @@ class LennardJones:
                     params[i] = POLAR_HYDROGEN_PARAMETERS
         x = np.array([p[0] for p in params])
         d = np.array([p[1] for p in params]) * units.KCAL_PER_MOL_EV
-        self.qm_atoms, self.env_atoms = partition.qm_atoms, partition.env_atoms
+        self.qm_atoms = partition.qm_atoms
+        self.env_atoms = partition.env_atoms if env_atoms is None else np.asarray(env_atoms, dtype=int)
         self.box = system.box
         self.x = np.sqrt(np.outer(x[self.qm_atoms], x[self.env_atoms]))
         self.depth = np.sqrt(np.outer(d[self.qm_atoms], d[self.env_atoms]))

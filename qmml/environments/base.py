@@ -42,10 +42,18 @@ class Environment:
     """Base class of environments: anything that maps positions to an `EnvironmentEvaluation`.
 
     ``model`` is the `EnvironmentModel` behind an ML environment (None for fixed charges); settable, so that
-    active learning can swap in a retrained committee.
+    active learning can swap in a retrained committee.  ``schemes`` lists the Hamiltonian schemes it supports.
     """
 
     model = None
+    #: The Hamiltonian schemes the environment supports.
+    schemes = ("additive",)
+
+    def qm_contact_atoms(self, partition, scheme: str) -> np.ndarray:
+        """Environment atoms whose repulsion and dispersion with the QM atoms this environment does not describe
+        itself: the Hamiltonian's QM-environment van der Waals term covers them (``vdw="auto"``).  Default: every
+        environment atom in the additive scheme, none in the subtractive one."""
+        return partition.env_atoms if scheme == "additive" else np.zeros(0, dtype=int)
 
     def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive", cell=None, *,
                  forces: bool = True) -> EnvironmentEvaluation:

@@ -48,10 +48,19 @@ class MLEnvironment(Environment):
         forces are the same either way.
     neighbour_skin_A : float
         Skin of the pair lists kept between steps (`qmml.periodic.neighbours.VerletList`), Å.
+    layer : {"environment", "shell"}
+        What the model describes: every environment atom, or only the partition's ML shell (three layers,
+        `qmml.environments.layered`; bonds to the MM layer capped with hydrogens, their charges given to
+        the capped atom).
     """
 
+    schemes = ("additive", "subtractive")
+
     def __init__(self, model, *, total_charge: int | None = None, one_pass_max_atoms: int = ONE_PASS_MAX_ATOMS,
-                 neighbour_skin_A: float = 1.0):
+                 neighbour_skin_A: float = 1.0, layer: str = "environment"):
+        if layer not in ("environment", "shell"):
+            raise InputError(f"layer={layer!r} is not 'environment' or 'shell'")
+        self.layer = layer
         self.model = model
         self.total_charge = total_charge
         self.one_pass_max_atoms = int(one_pass_max_atoms)
@@ -67,32 +76,49 @@ class MLEnvironment(Environment):
             return self._setup
         system = partition.system
         env = partition.env_atoms
-        self.model.species(system.atomic_numbers[env])  # clear error for unknown elements
-        env_total = self._env_charge(partition)
+        if self.layer == "shell":
+            if partition.shell is None:
+                raise InputError("MLEnvironment(layer='shell') needs a partition with an ML shell: "
+                                 "partition(..., shell= or shell_radius_A=)")
+            described, caps, env_total = partition.shell.atoms, partition.shell.caps, partition.shell.charge
+            topology = system.charges[described] if system.charges is not None else None
+        else:
+            if partition.shell is not None:
+                raise InputError("this partition has an ML shell, so the environment has an MM layer: use "
+                                 "LayeredEnvironment(model, forcefield) (qmml.environments.layered)")
+            described, caps, env_total = env, (), self._env_charge(partition)
+            topology = partition.env_topology_charges
+        self.model.species(system.atomic_numbers[described])  # clear error for unknown elements
         molecules = system.molecule_index
-        env_groups, group_charges = charge_groups(self.model, molecules[env], partition.env_topology_charges,
-                                                  env_total)
+        env_groups, group_charges = charge_groups(self.model, molecules[described], topology, env_total)
         excess = env_total - group_charges.sum()  # only per-molecule groups can miss the total
         if abs(excess) > 1e-9:
-            cut = np.unique(env_groups[np.isin(env, [lk.m1 for lk in partition.links])])
+            cut = np.unique(env_groups[np.isin(described, [lk.m1 for lk in partition.links])])
             if len(cut) == 0:
                 raise InputError(f"the environment should carry {env_total:+d} e but its molecules carry "
                                  f"{group_charges.sum():+.0f} e; check total_charge= and the QM charge")
             group_charges[cut[0]] += excess  # the cut molecule's environment part takes the rest
-        setup = {"partition": partition, "scheme": scheme, "cell": system.cell, "env_groups": env_groups,
-                 "group_charges": group_charges}
-        if scheme == "subtractive":
-            n = system.n_atoms
-            groups = np.full(n, -1)
-            groups[env] = env_groups
-            mol = molecules.copy()
-            mol[partition.qm_atoms] = -1
+        subtractive = scheme == "subtractive"
+        view = np.union1d(partition.qm_atoms, described) if subtractive else described
+        if not subtractive:  # the model does not see the QM region, so it caps no bond to it
+            qm = set(partition.qm_atoms.tolist())
+            caps = tuple(c for c in caps if c.q1 not in qm)
+        groups = np.full(system.n_atoms, -1)
+        groups[described] = env_groups
+        mol = molecules.copy()
+        mol[partition.qm_atoms] = -1
+        parents = np.array([c.q1 for c in caps], dtype=int)
+        setup = {"partition": partition, "scheme": scheme, "cell": system.cell, "group_charges": group_charges,
+                 "view": view, "caps": caps, "described": described,
+                 "z": np.concatenate([system.atomic_numbers[view], np.ones(len(caps), dtype=int)]),
+                 "groups": np.concatenate([groups[view], groups[parents]]),
+                 "molecules": np.concatenate([mol[view], mol[parents]]),
+                 # a cap's charge is its parent's: the charges and potential of the model's atoms, per view row
+                 "owner": np.concatenate([view, parents])}
+        if subtractive:
             qm_z = partition.qm_atomic_numbers
             self.model.species(qm_z)  # the subtractive scheme needs a model that knows the QM elements too
-            setup.update(groups=groups, molecules=mol, qm_z=qm_z,
-                         qm_groups=np.zeros(len(qm_z), dtype=int), qm_molecules=np.full(len(qm_z), -1))
-        else:
-            setup.update(env_z=system.atomic_numbers[env], env_molecules=molecules[env])
+            setup.update(qm_z=qm_z, qm_groups=np.zeros(len(qm_z), dtype=int), qm_molecules=np.full(len(qm_z), -1))
         self._setup = setup
         return setup
 
@@ -103,22 +129,51 @@ class MLEnvironment(Environment):
             total = int(round(float(charges.sum()))) if charges is not None else partition.charge
         return int(total) - partition.charge
 
+    @staticmethod
+    def _view_positions(positions, s) -> np.ndarray:
+        """Positions of the model's atoms: the viewed atoms, then the caps (placed as link atoms)."""
+        if not s["caps"]:
+            return positions[s["view"]]
+        caps = [(1.0 - c.g) * positions[c.q1] + c.g * positions[c.m1] for c in s["caps"]]
+        return np.concatenate([positions[s["view"]], np.array(caps)])
+
+    @staticmethod
+    def _atom_forces(view_forces, n_atoms, s) -> np.ndarray:
+        """Forces on all atoms from forces on the model's atoms (caps split by their weights)."""
+        out = np.zeros((n_atoms, 3))
+        view = s["view"]
+        out[view] = view_forces[:len(view)]
+        for k, c in enumerate(s["caps"]):
+            f = view_forces[len(view) + k]
+            out[c.q1] += (1.0 - c.g) * f
+            out[c.m1] += c.g * f
+        return out
+
+    def _env_values(self, per_atom_view, partition, s) -> np.ndarray:
+        """Per environment atom: the sum of a model quantity over its view rows (own + its caps)."""
+        full = np.zeros(partition.system.n_atoms)
+        np.add.at(full, s["owner"], per_atom_view)
+        return full[partition.env_atoms]
+
+    def _call(self, s, cell) -> dict:
+        return dict(cell=cell, groups=s["groups"], group_charges=s["group_charges"], molecules=s["molecules"],
+                    neighbours=self.neighbours)
+
     # -- the Environment contract --------------------------------------------------------
+    def qm_contact_atoms(self, partition, scheme: str) -> np.ndarray:
+        """The described atoms in the additive scheme (the model does not see the QM region); none in the
+        subtractive one (the model's short range acts between QM and environment)."""
+        s = self._prepare(partition, scheme)
+        return s["described"] if scheme == "additive" else np.zeros(0, dtype=int)
+
     def evaluate(self, positions: np.ndarray, partition, scheme: str = "additive", cell=None, *,
                  forces: bool = True) -> EnvironmentEvaluation:
         s = self._prepare(partition, scheme)
-        model, env = self.model, partition.env_atoms
+        model = self.model
         n_atoms = len(positions)
         cell = s["cell"] if cell is None else cell
         additive = scheme == "additive"
-        if additive:
-            z, pos = s["env_z"], positions[env]
-            call = dict(cell=cell, groups=s["env_groups"], group_charges=s["group_charges"],
-                        molecules=s["env_molecules"])
-        else:
-            z, pos = partition.system.atomic_numbers, positions
-            call = dict(cell=cell, groups=s["groups"], group_charges=s["group_charges"], molecules=s["molecules"])
-        call["neighbours"] = self.neighbours
+        z, pos, call = s["z"], self._view_positions(positions, s), self._call(s, cell)
         one_pass = forces and len(z) <= self.one_pass_max_atoms
         if one_pass:
             kept = model.prepare_response(z, pos, **call)
@@ -141,25 +196,23 @@ class MLEnvironment(Environment):
             key = np.asarray(charge_gradient, dtype=float).tobytes()
             if key not in cache:
                 cache.clear()
-                if additive:
-                    model_forces, strain = model_response(charge_gradient)
-                    out = np.zeros((n_atoms, 3))
-                    out[env] = model_forces
-                else:
-                    phi = np.zeros(n_atoms)
-                    phi[env] = charge_gradient
-                    model_forces, strain = model_response(phi)
-                    out = model_forces - partition.qm_atom_forces(qm_only.forces)
+                phi = np.zeros(n_atoms)
+                phi[partition.env_atoms] = charge_gradient
+                model_forces, strain = model_response(phi[s["owner"]])
+                out = self._atom_forces(model_forces, n_atoms, s)
+                if not additive:
+                    out -= partition.qm_atom_forces(qm_only.forces)
                     if strain is not None:
                         # the QM region by itself has open boundaries: dE/d(strain) = -sum_i F_i (x) R_i
                         strain = strain + qm_only.forces.T @ partition.qm_positions(positions)
                 cache[key] = (out, strain)
             return cache[key]
 
+        charges = self._env_values(first.charges, partition, s)
         if additive:
-            energy, std, charges = first.energy, first.energy_std, first.charges
+            energy, std = first.energy, first.energy_std
         else:
-            energy, charges = first.energy - qm_only.energy, first.charges[env]
+            energy = first.energy - qm_only.energy
             std = float(np.std(first.member_energies - qm_only.member_energies))
         return EnvironmentEvaluation(energy=energy, charges=charges, forces=lambda g: response(g)[0],
                                      energy_std=std,
@@ -176,26 +229,17 @@ class MLEnvironment(Environment):
         x = np.asarray(positions, dtype=np.float64)
         n, env = len(x), partition.env_atoms
         gradient = np.asarray(charge_gradient, dtype=np.float64)
+        phi = np.zeros(n)
+        phi[env] = gradient
+        p = model.predict(s["z"], self._view_positions(x, s), potential=phi[s["owner"]], uncertainty=True,
+                          **self._call(s, cell))
+        view = s["view"]
         force_std = np.zeros(n)
+        force_std[view] = np.linalg.norm(p.forces_std[:len(view)], axis=1)
+        member_charges = np.array([self._env_values(q, partition, s) for q in p.member_charges])
         charge_std = np.zeros(n)
-        if scheme == "additive":
-            p = model.predict(s["env_z"], x[env], cell=cell, groups=s["env_groups"], group_charges=s["group_charges"],
-                              molecules=s["env_molecules"], potential=gradient, uncertainty=True,
-                              neighbours=self.neighbours)
-            force_std[env] = np.linalg.norm(p.forces_std, axis=1)
-            member_charges = p.member_charges
-            model_atoms = np.asarray(env)
-        else:
-            phi = np.zeros(n)
-            phi[env] = gradient
-            p = model.predict(partition.system.atomic_numbers, x, cell=cell, groups=s["groups"],
-                              group_charges=s["group_charges"], molecules=s["molecules"], potential=phi,
-                              uncertainty=True, neighbours=self.neighbours)
-            force_std = np.linalg.norm(p.forces_std, axis=1)
-            member_charges = p.member_charges[:, env]
-            model_atoms = np.arange(n)
         charge_std[env] = member_charges.std(0)
-        return Uncertainty(force_std, charge_std, float(np.std(member_charges @ gradient)), model_atoms)
+        return Uncertainty(force_std, charge_std, float(np.std(member_charges @ gradient)), np.asarray(view))
 
     def _qm_region(self, positions, partition, s):
         """The model's prediction for the QM centres by themselves (subtracted in that scheme)."""
@@ -206,16 +250,10 @@ class MLEnvironment(Environment):
         """Energy (eV) and forces (eV/Å, all atoms) without any charge response, in one model call
         per structure: the environment's part of a cheap reference potential."""
         s = self._prepare(partition, scheme)
-        model, env = self.model, partition.env_atoms
         cell = s["cell"] if cell is None else cell
+        p = self.model.predict(s["z"], self._view_positions(positions, s), **self._call(s, cell))
+        forces = self._atom_forces(p.forces, len(positions), s)
         if scheme == "additive":
-            p = model.predict(s["env_z"], positions[env], cell=cell, groups=s["env_groups"],
-                              group_charges=s["group_charges"], molecules=s["env_molecules"], neighbours=self.neighbours)
-            forces = np.zeros_like(positions)
-            forces[env] = p.forces
             return p.energy, forces
-        p = model.predict(partition.system.atomic_numbers, positions, cell=cell, groups=s["groups"],
-                          group_charges=s["group_charges"], molecules=s["molecules"], neighbours=self.neighbours)
         q = self._qm_region(positions, partition, s)
-        return p.energy - q.energy, p.forces - partition.qm_atom_forces(q.forces)
-
+        return p.energy - q.energy, forces - partition.qm_atom_forces(q.forces)

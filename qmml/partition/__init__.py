@@ -3,5 +3,6 @@
 from .boundary import SCHEMES, BoundaryMap
 from .core import Partition, partition
 from .links import LinkAtom
+from .shell import MLShell, build_shell
 
-__all__ = ["Partition", "partition", "LinkAtom", "BoundaryMap", "SCHEMES"]
+__all__ = ["Partition", "partition", "LinkAtom", "BoundaryMap", "SCHEMES", "MLShell", "build_shell"]

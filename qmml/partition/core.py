@@ -13,6 +13,7 @@ from .boundary import BoundaryMap, build_boundary_map
 from .cuts import check_cuts, find_cut_bonds
 from .links import LinkAtom, link_scale_factor
 from .selection import resolve_qm_atoms
+from .shell import MLShell, build_shell
 
 #: Topology charges are treated as integer when within this of one.
 INTEGER_TOLERANCE_E = 1e-4
@@ -36,6 +37,8 @@ class Partition:
         Topology charges of the environment atoms (e), made to sum to an integer (see `report`).
     notes : tuple of str
         Things the user should know (charge corrections, mismatches).
+    shell : MLShell or None
+        The ML layer of a three-layer (QM/ML/MM) partition (`qmml.partition.shell`); None for two layers.
     """
 
     system: System
@@ -47,6 +50,7 @@ class Partition:
     boundary: BoundaryMap
     env_topology_charges: np.ndarray | None
     notes: tuple[str, ...] = ()
+    shell: MLShell | None = None
     _qm_map: sp.csr_matrix = field(default=None, repr=False)
 
     @property
@@ -78,6 +82,16 @@ class Partition:
         """Forces on all atoms (n_atoms, 3) from forces on QM centres; link forces split (1-g)/g."""
         return np.asarray(self._qm_map.T @ centre_forces)
 
+    @property
+    def shell_atoms(self) -> np.ndarray:
+        """Atoms of the ML shell (empty without one)."""
+        return self.shell.atoms if self.shell is not None else np.zeros(0, dtype=int)
+
+    @property
+    def mm_atoms(self) -> np.ndarray:
+        """Environment atoms outside the ML shell: the MM layer of a three-layer partition."""
+        return np.setdiff1d(self.env_atoms, self.shell_atoms)
+
     def report(self) -> str:
         """A readable summary of the partition."""
         s = self.system
@@ -96,6 +110,13 @@ class Partition:
                              f"{s.elements[lk.q1]}-{s.elements[lk.m1]}  g = {lk.g:.4f}")
         else:
             lines.append("  cut bonds     : none")
+        if self.shell is not None:
+            residues = len(np.unique(s.residue_index[self.shell.atoms]))
+            lines.append(f"  ML shell      : {_count(len(self.shell.atoms), 'atom')} in {_count(residues, 'whole residue')}, "
+                         f"charge {self.shell.charge:+d}, {_count(len(self.shell.caps), 'H cap')} in the ML calculation")
+            for cap in self.shell.caps:
+                lines.append(f"    cap on {s.atom_label(cap.q1)} - {s.atom_label(cap.m1)}  g = {cap.g:.4f}")
+            lines.append(f"  MM layer      : {_count(len(self.mm_atoms), 'atom')}")
         if s.charges is not None:
             qm_sum = float(s.charges[self.qm_atoms].sum())
             lines.append(f"  topology charge of QM atoms: {qm_sum:+.4f} e, implying QM charge {round(qm_sum):+d} "
@@ -118,6 +139,8 @@ def partition(
     allow_polar_cuts: bool = False,
     allow_multiple_bond_cuts: bool = False,
     allow_multiple_links: bool = False,
+    shell=None,
+    shell_radius_A: float | None = None,
 ) -> Partition:
     """Split ``system`` into a QM region and an environment.
 
@@ -140,6 +163,11 @@ def partition(
         Grow the QM region to whole residues or molecules.
     allow_polar_cuts, allow_multiple_bond_cuts, allow_multiple_links : bool
         Overrides for the cuts qmml refuses by default.
+    shell : str or array_like of int, optional
+        The ML shell of a three-layer QM/ML/MM partition (MDAnalysis selection or atom indices), completed
+        to whole residues; see `qmml.partition.shell`.
+    shell_radius_A : float, optional
+        Instead of ``shell``: every residue with an atom within this distance (Å) of a QM atom.
 
     Notes
     -----
@@ -198,8 +226,11 @@ def partition(
 
     boundary_map = build_boundary_map(boundary, env_atoms, [lk.m1 for lk in links], system.bond_graph,
                                       system.residue_index, system.n_atoms)
+    ml_shell = None
+    if shell is not None or shell_radius_A is not None:
+        ml_shell = build_shell(system, qm_atoms, shell, shell_radius_A, link)
     return Partition(system, qm_atoms, env_atoms, charge, multiplicity, links, boundary_map, env_charges,
-                     tuple(notes), _qm_map=_qm_map(qm_atoms, links, system.n_atoms))
+                     tuple(notes), ml_shell, _qm_map=_qm_map(qm_atoms, links, system.n_atoms))
 
 
 def _qm_map(qm_atoms: np.ndarray, links: tuple[LinkAtom, ...], n_atoms: int) -> sp.csr_matrix:

@@ -1,0 +1,213 @@
+"""The MM layer (OpenMM) and three layers, QM/ML/MM: parity with OpenMM, exact forces at every boundary, NVE.
+
+Systems: the shipped capped dipeptide Ace-Ser-His-Nme in 131 TIP3P waters (open) and the 128-water box
+(periodic, PME), both parameterized with amber14 (ff14SB + TIP3P).
+"""
+
+import numpy as np
+import pytest
+
+openmm = pytest.importorskip("openmm")
+import openmm.app as app  # noqa: E402
+
+import qmml  # noqa: E402
+from qmml import units  # noqa: E402
+from qmml.errors import InputError, PartitionError  # noqa: E402
+from qmml.mm import MMForceField  # noqa: E402
+
+from conftest import STRUCTURES  # noqa: E402
+
+#: 0.5 ps at 0.5 fs.
+N_NVE_STEPS = 1000
+PEPTIDE = STRUCTURES / "peptide_water.pdb"
+WATER_BOX = STRUCTURES / "water_box.pdb"
+#: The side chains of Ser2 and His3 (their CB-CA bonds cut: a QM/MM and a QM/ML link).
+SIDE_CHAINS = ("(resname SER and name CB HB2 HB3 OG HG) or "
+               "(resname HIS and name CB HB2 HB3 CG ND1 HD1 CD2 HD2 CE1 HE1 NE2)")
+
+
+def _openmm_reference(path, topology_edit=None, cutoff_A=10.0):
+    """Energy (eV) and forces (eV/Å) from OpenMM itself (Reference platform), the structure read afresh."""
+    pdb = app.PDBFile(str(path))
+    topology, positions = pdb.topology, pdb.positions
+    if topology_edit is not None:
+        modeller = app.Modeller(topology, positions)
+        topology_edit(modeller)
+        topology, positions = modeller.topology, modeller.positions
+    periodic = topology.getPeriodicBoxVectors() is not None
+    options = dict(nonbondedMethod=app.PME, nonbondedCutoff=cutoff_A / 10, ewaldErrorTolerance=5e-4) if periodic \
+        else dict(nonbondedMethod=app.NoCutoff)
+    system = app.ForceField("amber14-all.xml", "amber14/tip3p.xml").createSystem(
+        topology, constraints=None, rigidWater=False, removeCMMotion=False, **options)
+    context = openmm.Context(system, openmm.VerletIntegrator(1e-3), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(positions)
+    state = context.getState(getEnergy=True, getForces=True)
+    return (state.getPotentialEnergy()._value * units.KJ_PER_MOL_EV,
+            state.getForces(asNumpy=True)._value * units.KJ_PER_MOL_EV / 10)
+
+
+@pytest.mark.parametrize("path, cutoff_A", [(PEPTIDE, 10.0), (WATER_BOX, 7.0)], ids=["open", "pme"])
+def test_mm_layer_with_no_qm_or_ml_atoms_is_openmm(path, cutoff_A):
+    """Empty QM and ML layers: qmml's MM energy and forces are OpenMM's own to 1e-6 relative."""
+    ff = MMForceField.from_pdb(path, cutoff_A=cutoff_A)
+    energy, forces = ff.context(platform="Reference").compute(ff.system.positions, ff.system.cell)
+    reference_energy, reference_forces = _openmm_reference(path, cutoff_A=cutoff_A)
+    assert abs(energy - reference_energy) <= 1e-6 * abs(reference_energy)
+    assert np.abs(forces - reference_forces).max() <= 1e-6 * np.abs(reference_forces).max()
+    assert (ff.system.cell is not None) == (path == WATER_BOX)
+    assert abs(ff.charges.sum()) < 1e-9 and ff.system.bonds is not None
+
+
+def test_mm_energy_leaves_out_the_inner_region_exactly():
+    """E(context with inner atoms S) = E_MM(all) - E_MM(S), and QM atoms are ghosts: E(context with QM water W)
+    = E_MM(structure without W), each side from OpenMM on an edited structure."""
+    ff = MMForceField.from_pdb(PEPTIDE)
+    x = ff.system.positions
+    full, _ = _openmm_reference(PEPTIDE)
+    inner = np.flatnonzero(ff.system.molecule_index <= 3)  # the peptide and three waters
+    keep = set(inner.tolist())
+    alone, _ = _openmm_reference(PEPTIDE, lambda m: m.delete([a for a in m.topology.atoms() if a.index not in keep]))
+    energy, forces = ff.context(inner_atoms=inner, platform="Reference").compute(x)
+    assert energy == pytest.approx(full - alone, abs=1e-8)
+
+    water = np.flatnonzero(ff.system.molecule_index == 5)
+    gone = set(water.tolist())
+    without, reference_forces = _openmm_reference(PEPTIDE, lambda m: m.delete([a for a in m.topology.atoms()
+                                                                              if a.index in gone]))
+    energy, forces = ff.context(qm_atoms=water, platform="Reference").compute(x)
+    assert energy == pytest.approx(without, abs=1e-8)
+    assert np.abs(np.delete(forces, water, axis=0) - reference_forces).max() < 1e-8
+    assert np.abs(forces[water]).max() == 0.0
+
+
+def test_a_ligand_without_parameters_must_be_quantum():
+    """Butanol has no amber14 template: it gets zero parameters, which is right only inside the QM region."""
+    ff = MMForceField.from_pdb(STRUCTURES / "butanol_water.pdb")
+    assert [g.label for g in ff.ghosts] == ["BUOH 1 (chain A)"] and len(ff.ghosts[0].atoms) == 15
+    with pytest.raises(InputError, match=r"residue BUOH 1 \(chain A\).*no parameters.*atom 0 \(C1\).*QM region"):
+        part = qmml.partition(ff.system, "resname BUOH and not name C1 H11 H12 H13", charge=0)
+        qmml.MMEnvironment(ff).evaluate(ff.system.positions, part)
+    part = qmml.partition(ff.system, "resname BUOH", charge=0)
+    ham = qmml.Hamiltonian(part, qmml.PySCFEngine("hf", "sto-3g"), qmml.MMEnvironment(ff, platform="Reference"))
+    assert ham.vdw is not None and len(ham.vdw.env_atoms) == len(part.env_atoms)
+
+
+def test_a_shell_that_cuts_a_ring_is_refused():
+    """Shells are whole residues, so only a ring spread over two residues can be cut: cyclohexane split in
+    halves (residues 1 and 2), the shell takes one half."""
+    angles = np.arange(6) * np.pi / 3
+    ring = np.c_[1.52 * np.cos(angles), 1.52 * np.sin(angles), np.zeros(6)]
+    water = np.array([[6.0, 0, 0], [6.96, 0, 0], [5.76, 0.93, 0]])
+    system = qmml.System.from_arrays(["C"] * 6 + ["O", "H", "H"], np.r_[ring, water],
+                                     residues=[1, 1, 1, 2, 2, 2, 3, 3, 3],
+                                     bonds=[(k, (k + 1) % 6) for k in range(6)] + [(6, 7), (6, 8)])
+    with pytest.raises(PartitionError, match=r"ML/MM cut bond atom 0 \(C, UNK 1\) - atom 5 \(C, UNK 2\) lies in a ring"):
+        qmml.partition(system, "resid 3", charge=0, shell="resid 1")
+
+
+@pytest.fixture(scope="module")
+def three_layers():
+    """QM: the Ser and His side chains (HF/STO-3G); ML shell: His backbone, Nme and the waters within 3 Å of
+    His; MM: Ace, the Ser backbone and the other waters.  Boundaries: a QM/MM link (Ser CB-CA), a QM/ML
+    link (His CB-CA), an ML/MM cap (His N - Ser C) and waters on both sides of the shell edge."""
+    ff = MMForceField.from_pdb(PEPTIDE)
+    part = qmml.partition(ff.system, SIDE_CHAINS, charge=0, allow_multiple_links=True,
+                          shell="resname HIS NME or byres (resname HOH and around 3.0 resname HIS)")
+    engine = qmml.PySCFEngine("hf", "sto-3g", conv_tol=1e-11)
+    environment = qmml.LayeredEnvironment(qmml.load_model("organic").double(), ff, platform="Reference")
+    return ff, part, qmml.Hamiltonian(part, engine, environment, scheme="subtractive")
+
+
+def test_three_layer_partition_report(three_layers):
+    ff, part, ham = three_layers
+    report = part.report()
+    assert "ML shell" in report and "MM layer" in report and "cap on atom 17 (N, HIS 3) - atom 15 (C, SER 2)" in report
+    assert [(c.q1, c.m1) for c in part.shell.caps] == [(10, 8), (17, 15)]
+    # QM-MM van der Waals on the MM atoms only; the model gives QM-shell repulsion
+    assert np.array_equal(ham.vdw.env_atoms, part.mm_atoms)
+    assert np.intersect1d(part.shell_atoms, part.qm_atoms).size == 0
+
+
+@pytest.mark.slow
+def test_three_layer_forces_match_finite_differences_at_every_boundary(three_layers):
+    ff, part, ham = three_layers
+    x = ff.system.positions
+    result = ham.compute(x)
+    s = ff.system
+    shell_waters = [a for a in part.shell_atoms if s.resnames[a] == "HOH" and s.elements[a] == "O"]
+    edge = max(shell_waters, key=lambda a: np.linalg.norm(x[a] - x[24]))
+    mm_oxygens = [a for a in part.mm_atoms if s.resnames[a] == "HOH" and s.elements[a] == "O"]
+    outside = min(mm_oxygens, key=lambda a: np.linalg.norm(x[a] - x[edge]))
+    atoms = {"QM O (Ser OG)": 13, "QM/MM link M1 (Ser CA)": 8, "QM/ML link M1 (His CA)": 19,
+             "ML/MM cap, shell side (His N)": 17, "ML/MM cap, MM side (Ser C)": 15,
+             "shell water at the edge": edge, "MM water at the edge": outside, "Ace methyl C": 0}
+    rng = np.random.default_rng(7)
+    h = 2e-4
+    errors = {}
+    for label, a in atoms.items():
+        d = np.zeros_like(x)
+        d[a] = rng.normal(size=3)
+        d[a] /= np.linalg.norm(d[a])
+        slope = (ham.compute(x + h * d, forces=False).energy - ham.compute(x - h * d, forces=False).energy) / (2 * h)
+        errors[label] = abs(-slope - float(np.sum(result.forces * d)))
+    print({k: f"{v:.1e}" for k, v in errors.items()})
+    assert max(errors.values()) < 1e-4
+    assert np.abs(result.forces.sum(0)).max() < 1e-3  # no net force on the open system
+
+
+@pytest.mark.slow
+def test_three_layers_in_a_periodic_box_have_exact_forces_and_stress():
+    """128 TIP3P waters (PME): one QM water, the waters within 3 Å in the ML shell, the rest MM; the QM
+    region's Ewald embedding sees ML and MM charges."""
+    ff = MMForceField.from_pdb(WATER_BOX, cutoff_A=7.0)
+    part = qmml.partition(ff.system, "resid 1", charge=0, shell="byres around 3.0 resid 1")
+    engine = qmml.PySCFEngine("hf", "sto-3g", conv_tol=1e-11, near_field_A=6.0, near_field_width_A=1.0)
+    environment = qmml.LayeredEnvironment(qmml.load_model("organic").double(), ff, platform="Reference")
+    ham = qmml.Hamiltonian(part, engine, environment)
+    x, box = ff.system.positions, ff.system.cell
+    result = ham.compute(x)
+
+    def energy(p, c=None):
+        return ham.compute(p, forces=False, cell=c).energy
+
+    shell_o = [a for a in part.shell_atoms if ff.system.elements[a] == "O"]
+    mm_o = min((a for a in part.mm_atoms if ff.system.elements[a] == "O"), key=lambda a: np.linalg.norm(x[a] - x[0]))
+    h, error = 2e-4, 0.0
+    for a in (0, shell_o[0], mm_o):
+        for k in range(3):
+            step = np.zeros_like(x)
+            step[a, k] = h
+            error = max(error, abs(-(energy(x + step) - energy(x - step)) / (2 * h) - result.forces[a, k]))
+    strain = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(a, 3):
+            eps = np.zeros((3, 3))
+            eps[a, b] = eps[b, a] = 1e-4 if a == b else 0.5e-4
+            up, down = (np.eye(3) + eps).T, (np.eye(3) - eps).T
+            strain[a, b] = strain[b, a] = (energy(x @ up, box @ up) - energy(x @ down, box @ down)) / 2e-4
+    stress_error = np.abs(strain / abs(np.linalg.det(box)) - result.stress).max() * units.EV_PER_A3_GPA
+    print(f"QM/ML/MM periodic: force error {error:.1e} eV/Å, stress error {stress_error:.1e} GPa")
+    assert error < 1e-4
+    assert stress_error < 1e-3
+
+
+@pytest.mark.slow
+def test_three_layer_nve_conserves_energy():
+    """0.5 ps of velocity Verlet (0.5 fs) on a methanol-sized QM region (Ser side chain, HF/STO-3G) with His and
+    the waters next to Ser as the ML shell: drift below 2e-6 Eh/ps per atom."""
+    ff = MMForceField.from_pdb(PEPTIDE)
+    part = qmml.partition(ff.system, "resname SER and name CB HB2 HB3 OG HG", charge=0,
+                          shell="resname HIS or byres (resname HOH and around 2.6 resname SER)")
+    engine = qmml.PySCFEngine("hf", "sto-3g", conv_tol=1e-10)
+    environment = qmml.LayeredEnvironment(qmml.load_model("organic").double(), ff, platform="Reference")
+    ham = qmml.Hamiltonian(part, engine, environment, scheme="subtractive")
+    n = ff.system.n_atoms
+    sim = qmml.Simulation(ham, qmml.VelocityVerlet(0.5), temperature_K=300, seed=3, progress=False)
+    totals, times = [], []
+    for _ in range(N_NVE_STEPS):
+        sim.state = sim.integrator.step(ham, sim.state, sim.masses)
+        totals.append(sim.state.potential_energy + sim.kinetic_energy())
+        times.append(sim.state.time_fs / 1000)
+    slope = np.polyfit(times, totals, 1)[0] / units.HARTREE_EV / n
+    print(f"QM/ML/MM NVE, {times[-1]:.2f} ps: drift {slope:.1e} Eh/ps/atom, fluctuation {np.std(totals):.1e} eV")
+    assert abs(slope) < 2e-6
