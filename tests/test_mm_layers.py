@@ -15,7 +15,7 @@ from qmml import units  # noqa: E402
 from qmml.errors import InputError, PartitionError  # noqa: E402
 from qmml.mm import MMForceField  # noqa: E402
 
-from conftest import STRUCTURES  # noqa: E402
+from conftest import STRUCTURES, finite_strain_derivative  # noqa: E402
 
 #: 0.5 ps at 0.5 fs.
 N_NVE_STEPS = 1000
@@ -178,13 +178,8 @@ def test_three_layers_in_a_periodic_box_have_exact_forces_and_stress():
             step = np.zeros_like(x)
             step[a, k] = h
             error = max(error, abs(-(energy(x + step) - energy(x - step)) / (2 * h) - result.forces[a, k]))
-    strain = np.zeros((3, 3))
-    for a in range(3):
-        for b in range(a, 3):
-            eps = np.zeros((3, 3))
-            eps[a, b] = eps[b, a] = 1e-4 if a == b else 0.5e-4
-            up, down = (np.eye(3) + eps).T, (np.eye(3) - eps).T
-            strain[a, b] = strain[b, a] = (energy(x @ up, box @ up) - energy(x @ down, box @ down)) / 2e-4
+    strain = finite_strain_derivative(lambda deformation: energy(x @ deformation, box @ deformation), step=1e-4)
+    strain = 0.5 * (strain + strain.T)
     stress_error = np.abs(strain / abs(np.linalg.det(box)) - result.stress).max() * units.EV_PER_A3_GPA
     print(f"QM/ML/MM periodic: force error {error:.1e} eV/Å, stress error {stress_error:.1e} GPa")
     assert error < 1e-4
