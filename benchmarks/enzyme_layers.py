@@ -64,18 +64,19 @@ def main(argv=None) -> None:
     mm = env.mm.evaluate(moved, part, ham.scheme, forces=True)
     mm.forces(g)
     mm_forces_s = time.perf_counter() - clock
-    mm_stress_s = 0.0
-    if mm.strain_derivative is not None:
-        clock = time.perf_counter()
-        mm.strain_derivative(g)
-        mm_stress_s = time.perf_counter() - clock
+    context = env.mm.forcefield.context(part.qm_atoms, np.union1d(part.qm_atoms, part.shell_atoms),
+                                        platform=env.mm.platform, threads=env.mm.threads)
+    clock = time.perf_counter()
+    context.strain_derivative(moved, part.system.cell)
+    mm_stress_s = time.perf_counter() - clock
     qm_s = sum(v for k, v in timings.items() if k.startswith("qm_"))
     rows = [("QM (embedding operator, SCF, gradient, response)", qm_s),
             ("ML shell (energy, charges, forces with charge response)", ml_s),
             ("MM layer: OpenMM energy and forces", mm_forces_s),
-            ("MM layer: stress by finite strain (12 energies)", mm_stress_s),
+            (f"MM layer: stress by finite strain (12 energies; {'in' if mm.strain_derivative else 'not in'} "
+             "this step, `mm.stress`)", mm_stress_s),
             ("QM-MM van der Waals", timings["vdw"])]
-    mm_share = (mm_forces_s + mm_stress_s) / step_s
+    mm_share = (mm_forces_s + (mm_stress_s if mm.strain_derivative else 0.0)) / step_s
     threads = os.environ.get("OMP_NUM_THREADS", "default")
     lines = [f"## Enzyme QM/ML/MM step by layer ({datetime.date.today()}, {platform.node()}, {os.cpu_count()} cores, "
              f"OMP_NUM_THREADS={threads})", "",
@@ -86,8 +87,9 @@ def main(argv=None) -> None:
              f"Build {build_s:.1f} s.", "",
              "| part | s | share of the step |", "|---|---|---|"]
     lines += [f"| {name} | {seconds:.3f} | {100 * seconds / step_s:.1f} % |" for name, seconds in rows]
-    lines += [f"| **whole step** (`Hamiltonian.compute`, forces and stress) | **{step_s:.2f}** | 100 % |", "",
-              f"MM layer: {100 * mm_share:.1f} % of the step (target < 10 %).", ""]
+    lines += [f"| **whole step** (`Hamiltonian.compute` with forces) | **{step_s:.2f}** | 100 % |", "",
+              f"MM layer: {100 * mm_share:.1f} % of the step (target < 10 %); with its stress "
+              f"{100 * (mm_forces_s + mm_stress_s) / step_s:.1f} %.", ""]
     text = "\n".join(lines)
     print(text)
     if not args.no_write:

@@ -114,6 +114,8 @@ class MMConfig(_Strict):
     cutoff_A: float = Field(10.0, gt=0, le=50, description="PME real-space cutoff, Å (periodic structures)")
     platform: Literal["CPU", "Reference", "CUDA", "OpenCL"] = Field("CPU", description="OpenMM platform")
     threads: int | None = Field(None, ge=1, le=1024, description="threads of OpenMM's CPU platform")
+    stress: bool = Field(True, description="periodic boxes: the MM stress by finite strain (12 OpenMM energies per "
+                         "step); false for fixed-volume runs (no stress at all; constant pressure refuses)")
 
 
 class MLShellConfig(_Strict):

@@ -220,7 +220,7 @@ class Hamiltonian(Potential):
                 total_forces += self.switching.forces(positions, potential * boundary_charges, switch_state)
         vdw_energy = 0.0
         strain = None
-        if forces and cell is not None:
+        if forces and cell is not None and env.strain_derivative is not None:
             strain = qm.strain_derivative + env.strain_derivative(gradient)
         timings["environment_response"], clock = time.perf_counter() - clock, time.perf_counter()
         if self.vdw is not None:

@@ -92,11 +92,13 @@ def build_potential(config: JobConfig):
             except InputError as err:
                 raise InputError(f"key 'environment.coulomb': {err}") from None
         if forcefield is not None:
-            environment = LayeredEnvironment(model, forcefield, platform=config.mm.platform, threads=config.mm.threads)
+            environment = LayeredEnvironment(model, forcefield, platform=config.mm.platform, threads=config.mm.threads,
+                                             stress=config.mm.stress)
         else:
             environment = MLEnvironment(model, total_charge=env.total_charge)
     elif forcefield is not None:
-        environment = MMEnvironment(forcefield, platform=config.mm.platform, threads=config.mm.threads)
+        environment = MMEnvironment(forcefield, platform=config.mm.platform, threads=config.mm.threads,
+                                    stress=config.mm.stress)
     else:
         environment = FixedCharges()
     return Hamiltonian(part, engine, environment, scheme=env.scheme, vdw=config.vdw,

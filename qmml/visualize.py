@@ -2,7 +2,9 @@
 
 Needs ``pip install 'qmml[view]'`` (py3Dmol).  The QM atoms are drawn as balls and sticks by
 element, link atoms as green balls, and the environment as sticks coloured by charge (red negative,
-white neutral, blue positive, symmetric scale).
+white neutral, blue positive, symmetric scale).  With three layers the ML shell is the environment drawn
+that way and the MM layer thin grey lines; ``radius_A`` leaves out the environment residues far from the
+QM region (a solvated enzyme has tens of thousands of atoms).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import numpy as np
 from .errors import InputError
 
 
-def partition_pdb(partition, positions=None, charges=None) -> str:
+def partition_pdb(partition, positions=None, charges=None, radius_A: float | None = None) -> str:
     """PDB text of all atoms then the link atoms, charge (e) in the B-factor column and the
-    region as the chain: ``Q`` (QM atoms), ``E`` (environment), ``L`` (link atoms)."""
+    region as the chain: ``Q`` (QM atoms), ``E`` (environment, the ML shell with three layers), ``M`` (the MM
+    layer), ``L`` (link atoms).  ``radius_A`` keeps only the environment residues with an atom within that
+    distance (Å) of a QM atom."""
     system = partition.system
     x = np.asarray(system.positions if positions is None else positions, dtype=np.float64)
     if x.shape != (system.n_atoms, 3):
@@ -32,10 +36,18 @@ def partition_pdb(partition, positions=None, charges=None) -> str:
     elif system.charges is not None:
         q[partition.env_atoms] = system.charges[partition.env_atoms]
     region = np.array(["E"] * system.n_atoms, dtype=object)
+    if partition.shell is not None:
+        region[partition.mm_atoms] = "M"
     region[partition.qm_atoms] = "Q"
+    shown = np.arange(system.n_atoms)
+    if radius_A is not None:
+        from MDAnalysis.lib.distances import capped_distance
+
+        near = capped_distance(x[partition.qm_atoms], x, float(radius_A), box=system.box, return_distances=False)[:, 1]
+        shown = np.flatnonzero(np.isin(system.residue_index, system.residue_index[near]))
     centres = partition.qm_positions(x)[len(partition.qm_atoms):]
     rows = [(system.names[i], system.resnames[i], system.resids[i], x[i], q[i], region[i], system.elements[i])
-            for i in range(system.n_atoms)]
+            for i in shown]
     rows += [("HL", "LNK", 0, centres[k], 0.0, "L", link.element) for k, link in enumerate(partition.links)]
     lines = []
     for serial, (name, resname, resid, xyz, charge, chain, element) in enumerate(rows, start=1):
@@ -45,7 +57,7 @@ def partition_pdb(partition, positions=None, charges=None) -> str:
 
 
 def view_partition(partition, positions=None, charges=None, *, charge_range: float | None = None,
-                   width: int = 640, height: int = 420, label_links: bool = True):
+                   width: int = 640, height: int = 420, label_links: bool = True, radius_A: float | None = None):
     """An interactive 3D view of a partition.
 
     Parameters
@@ -63,6 +75,8 @@ def view_partition(partition, positions=None, charges=None, *, charge_range: flo
         Pixels.
     label_links : bool
         Put a "link" label on each link atom.
+    radius_A : float, optional
+        Draw only the environment residues within this distance (Å) of the QM region (default: all).
 
     Returns
     -------
@@ -73,13 +87,14 @@ def view_partition(partition, positions=None, charges=None, *, charge_range: flo
         import py3Dmol
     except ImportError:
         raise InputError("view_partition needs py3Dmol: pip install 'qmml[view]'") from None
-    pdb = partition_pdb(partition, positions, charges)
+    pdb = partition_pdb(partition, positions, charges, radius_A)
     q = np.array([float(line[60:66]) for line in pdb.splitlines() if line.startswith("HETATM")])
     span = float(charge_range) if charge_range else max(float(np.abs(q).max()), 1e-3)
     view = py3Dmol.view(width=width, height=height)
     view.addModel(pdb, "pdb")
     view.setStyle({"chain": "E"}, {"stick": {"radius": 0.08, "colorscheme": {"prop": "b", "gradient": "rwb",
                                                                              "min": -span, "max": span}}})
+    view.setStyle({"chain": "M"}, {"line": {"color": "grey", "opacity": 0.6}})
     view.setStyle({"chain": "Q"}, {"stick": {"radius": 0.18}, "sphere": {"scale": 0.28}})
     view.setStyle({"chain": "L"}, {"sphere": {"scale": 0.32, "color": "lime"}, "stick": {"radius": 0.12}})
     if label_links:

@@ -187,6 +187,14 @@ def test_three_layers_in_a_periodic_box_have_exact_forces_and_stress():
     print(f"QM/ML/MM periodic: force error {error:.1e} eV/Å, stress error {stress_error:.1e} GPa")
     assert error < 1e-4
     assert stress_error < 1e-3
+    # without the MM stress (fixed volume): the same forces, no stress, and constant pressure refuses
+    no_stress = qmml.Hamiltonian(part, engine, qmml.LayeredEnvironment(environment.model, ff, platform="Reference",
+                                                                      stress=False))
+    fixed_volume = no_stress.compute(x)
+    assert fixed_volume.stress is None and np.abs(fixed_volume.forces - result.forces).max() < 1e-8
+    barostat = qmml.Langevin(0.5, 300, barostat=qmml.StochasticCellRescaling(pressure_bar=1.0))
+    with pytest.raises(InputError, match="stress"):
+        qmml.Simulation(no_stress, barostat, temperature_K=300, progress=False).run(1)
 
 
 @pytest.mark.slow

@@ -28,7 +28,8 @@ class EnvironmentEvaluation:
         Committee spread of the energy, eV (0 when the environment has no uncertainty estimate).
     strain_derivative : callable or None
         In a periodic box: ``strain_derivative(charge_gradient)`` returns d/d(strain) (3, 3), eV, of the
-        same objective as ``forces`` (homogeneous strain of positions and cell).
+        same objective as ``forces`` (homogeneous strain of positions and cell).  None in a box: the
+        environment gives no stress, and neither does the Hamiltonian.
     """
 
     energy: float

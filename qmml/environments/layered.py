@@ -35,17 +35,19 @@ class LayeredEnvironment(Environment):
         (``partition(..., shell_radius_A=6.0)``).
     platform, threads
         OpenMM platform and CPU threads (`MMEnvironment`).
+    stress : bool
+        Give the MM stress in a periodic box (`MMEnvironment`); False: no stress at all.
     neighbour_skin_A, one_pass_max_atoms
         As in `MLEnvironment`.
     """
 
     schemes = ("additive", "subtractive")
 
-    def __init__(self, model, forcefield, *, platform: str = "CPU", threads: int | None = None,
+    def __init__(self, model, forcefield, *, platform: str = "CPU", threads: int | None = None, stress: bool = True,
                  neighbour_skin_A: float = 1.0, one_pass_max_atoms: int = ONE_PASS_MAX_ATOMS):
         self.ml = MLEnvironment(model, layer="shell", neighbour_skin_A=neighbour_skin_A,
                                 one_pass_max_atoms=one_pass_max_atoms)
-        self.mm = MMEnvironment(forcefield, platform=platform, threads=threads)
+        self.mm = MMEnvironment(forcefield, platform=platform, threads=threads, stress=stress)
 
     def __repr__(self) -> str:
         return f"LayeredEnvironment({self.ml!r}, {self.mm!r})"
@@ -67,7 +69,7 @@ class LayeredEnvironment(Environment):
         ml = self.ml.evaluate(positions, partition, scheme, cell=cell, forces=forces)
         mm = self.mm.evaluate(positions, partition, scheme, cell=cell, forces=forces)
         strain = None
-        if ml.strain_derivative is not None:
+        if ml.strain_derivative is not None and mm.strain_derivative is not None:
             def strain(gradient):
                 return ml.strain_derivative(gradient) + mm.strain_derivative(gradient)
         return EnvironmentEvaluation(energy=ml.energy + mm.energy, charges=ml.charges + mm.charges,

@@ -179,6 +179,9 @@ class StochasticCellRescaling:
     # -- the sub-step C -----------------------------------------------------------------------
     def begin(self, cell, stress, velocities, masses, h_fs: float, temperature_K: float, rng_state: str) -> CellMove:
         """Draw the step's cell move from the pressure at the start of the step (after the first kick)."""
+        if stress is None:
+            raise InputError("constant pressure needs the potential's stress, and this potential gives none (an MM "
+                             "layer with stress=False, job file mm.stress: false); turn the stress on")
         kT = units.BOLTZMANN_EV_PER_K * temperature_K
         diffusion = self._diffusion(kT)
         force = self._force(cell, stress, velocities, masses, kT)

@@ -119,8 +119,11 @@ class Partition:
             lines.append(f"  MM layer      : {_count(len(self.mm_atoms), 'atom')}")
         if s.charges is not None:
             qm_sum = float(s.charges[self.qm_atoms].sum())
-            lines.append(f"  topology charge of QM atoms: {qm_sum:+.4f} e, implying QM charge {round(qm_sum):+d} "
-                         f"(given: {self.charge:+d})")
+            if np.any(s.charges[self.qm_atoms] != 0):
+                lines.append(f"  topology charge of QM atoms: {qm_sum:+.4f} e, implying QM charge {round(qm_sum):+d} "
+                             f"(given: {self.charge:+d})")
+            else:
+                lines.append("  topology charge of QM atoms: none (no force-field parameters)")
             lines.append(f"  environment topology charge: {float(self.env_topology_charges.sum()):+.4f} e")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -220,7 +223,8 @@ def partition(
         if note:
             notes.append(note)
         qm_topology = float(system.charges[qm_atoms].sum())
-        if abs(qm_topology - charge) > 0.5:
+        # all-zero QM charges carry no information (a ligand without force-field parameters)
+        if np.any(system.charges[qm_atoms] != 0) and abs(qm_topology - charge) > 0.5:
             notes.append(f"the topology charges of the QM atoms sum to {qm_topology:+.3f} e but charge={charge:+d} "
                          "was given; check the protonation state")
 

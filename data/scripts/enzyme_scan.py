@@ -1,0 +1,172 @@
+"""Restrained scan of the Claisen rearrangement of chorismate in chorismate mutase, three layers (QM/ML/MM).
+
+The structure and layers are those of ``data/examples/enzyme_qm_ml_mm.yaml`` (BsCM, 43,048 atoms, PME), with
+the QM region chorismate alone (charge -2), as in the B3LYP/6-31G(d)/CHARMM27 paths of Claeyssens et al.,
+Org. Biomol. Chem. 2011, 9, 1578 (average enzyme barrier 11.3 kcal/mol).  The ML shell (every residue within
+6 Å, `organic`) holds Arg90, Arg7, Glu78, Tyr108, Arg63 ...; the MM layer (amber14) the rest.
+
+Reaction coordinate RC = d(C5-O7) - d(C1-C9) (the breaking ether bond minus the forming C-C bond; reactant
+-1.6 Å, product about +1.5 Å).  Two stages, each point its own file in ``data/validation/enzyme_scan/`` so
+a stopped campaign continues where it ended:
+
+1. ``path_NN.npz``: adiabatic mapping at the path level (default HF/STO-3G with density fitting): at each RC
+   target in turn, an L-BFGS optimization of the QM atoms (shell and MM fixed) under a harmonic restraint
+   on RC, started from the previous point.  Stored: the QM positions, RC, the unrestrained energy.
+2. ``single_point_NN.json``: the energy at each path geometry at the reference level (default
+   B3LYP/6-31G*, density fitting), without forces.
+
+    OMP_NUM_THREADS=1 python data/scripts/enzyme_scan.py                 # both stages, resumable
+    python data/scripts/enzyme_scan.py --analyse                          # the profile and the barrier
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "data" / "validation" / "enzyme_scan"
+TARGETS_A = (-1.6, -1.2, -0.8, -0.5, -0.2, 0.1, 0.4, 0.7, 1.0, 1.4)
+#: restraint force constant, eV/Å² (about 1150 kcal/mol/Å²: RC within 0.01 Å of its target)
+FORCE_CONSTANT = 50.0
+KCAL_PER_EV = 23.060548
+
+
+def hamiltonian(method: str, basis: str, threads: int | None):
+    import qmml
+
+    ff = qmml.MMForceField.from_pdb(ROOT / "data" / "structures" / "chorismate_mutase.pdb")
+    part = qmml.partition(ff.system, "resname CHM", charge=-2, shell_radius_A=6.0)
+    engine = qmml.PySCFEngine(method, basis, density_fit=True, conv_tol=1e-8, near_field_A=15.5)
+    environment = qmml.LayeredEnvironment(qmml.load_model("organic"), ff, threads=threads, stress=False)
+    return qmml.Hamiltonian(part, engine, environment, scheme="subtractive")
+
+
+def coordinate(system):
+    from qmml.sampling.colvars import DistanceDifference
+
+    def atom(name):
+        return int(system.select(f"resname CHM and name {name}")[0])
+
+    return DistanceDifference((atom("C5"), atom("O7")), (atom("C1"), atom("C9")), name="RC")
+
+
+def path_stage(args) -> None:
+    import qmml
+    from qmml.header_npz import read_header_npz, write_header_npz
+
+    ham = hamiltonian(args.path_method, args.path_basis, args.threads)
+    system, qm = ham.system, ham.partition.qm_atoms
+    rc = coordinate(system)
+    x = system.positions.copy()
+    fixed = np.ones(system.n_atoms, dtype=bool)
+    fixed[qm] = False
+    for k, target in enumerate(TARGETS_A):
+        path = OUT / f"path_{k:02d}.npz"
+        if path.exists():
+            header, arrays = read_header_npz(path, "enzyme scan point")
+            x[qm] = arrays["qm_positions"]
+            continue
+        clock = time.perf_counter()
+        restrained = qmml.Restrained(ham, [qmml.HarmonicRestraint(rc, target, FORCE_CONSTANT)])
+        opt = qmml.optimize(restrained, x, fmax=args.fmax, max_steps=args.max_steps, fixed=fixed, progress=False)
+        x = opt.positions
+        value = rc.value(x)
+        energy = opt.energy - 0.5 * FORCE_CONSTANT * (value - target) ** 2
+        header = {"target_A": target, "rc_A": value, "energy_eV": energy, "method": args.path_method,
+                  "basis": args.path_basis, "converged": bool(opt.converged), "max_force_eV_A": opt.max_force,
+                  "steps": opt.n_steps, "seconds": time.perf_counter() - clock, "qm_atoms": qm.tolist()}
+        write_header_npz(path, header, {"qm_positions": x[qm]})
+        print(f"path {k:2d}: RC {value:+.3f} Å (target {target:+.2f}), E {energy:.4f} eV, {opt.n_steps} steps, "
+              f"max force {opt.max_force:.3f} eV/Å, {header['seconds']:.0f} s", flush=True)
+
+
+def single_point_stage(args) -> None:
+    from qmml.header_npz import read_header_npz
+
+    points = sorted(OUT.glob("path_*.npz"))
+    todo = [p for p in points if not (OUT / p.name.replace("path_", "single_point_").replace(".npz", ".json")).exists()]
+    if not todo:
+        return
+    ham = hamiltonian(args.method, args.basis, args.threads)
+    x = ham.system.positions.copy()
+    for path in todo:
+        header, arrays = read_header_npz(path, "enzyme scan point")
+        x[header["qm_atoms"]] = arrays["qm_positions"]
+        clock = time.perf_counter()
+        result = ham.compute(x, forces=False)
+        out = {"target_A": header["target_A"], "rc_A": header["rc_A"], "energy_eV": result.energy,
+               "qm_energy_eV": result.qm_energy, "method": args.method, "basis": args.basis,
+               "scf_cycles": result.scf_cycles, "seconds": time.perf_counter() - clock}
+        target = OUT / path.name.replace("path_", "single_point_").replace(".npz", ".json")
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(json.dumps(out, indent=1))
+        tmp.replace(target)
+        print(f"single point {path.stem}: E {result.energy:.4f} eV ({out['seconds']:.0f} s)", flush=True)
+
+
+def profile(directory=OUT) -> list[dict]:
+    """The scan as rows (RC in Å, path and single-point energies relative to the first point, kcal/mol)."""
+    from qmml.header_npz import read_header_npz
+
+    rows = []
+    for path in sorted(Path(directory).glob("path_*.npz")):
+        header, _ = read_header_npz(path, "enzyme scan point")
+        single = Path(directory) / path.name.replace("path_", "single_point_").replace(".npz", ".json")
+        sp = json.loads(single.read_text()) if single.exists() else None
+        rows.append({"rc_A": header["rc_A"], "path_eV": header["energy_eV"], "converged": header["converged"],
+                     "single_point_eV": None if sp is None else sp["energy_eV"],
+                     "path_level": f"{header['method']}/{header['basis']}",
+                     "single_point_level": None if sp is None else f"{sp['method']}/{sp['basis']}"})
+    for key in ("path_eV", "single_point_eV"):
+        values = [r[key] for r in rows]
+        if rows and values[0] is not None:
+            for r in rows:
+                r[key.replace("_eV", "_kcal")] = None if r[key] is None else (r[key] - values[0]) * KCAL_PER_EV
+    return rows
+
+
+def analyse() -> None:
+    rows = profile()
+    if not rows:
+        print(f"no scan points in {OUT}; run the scan first")
+        return
+    print(f"{'RC (Å)':>8} {'path (kcal/mol)':>16} {'single point':>13}  converged")
+    for r in rows:
+        sp = r.get("single_point_kcal")
+        print(f"{r['rc_A']:8.3f} {r['path_kcal']:16.2f} {'' if sp is None else f'{sp:13.2f}':>13}  {r['converged']}")
+    print(f"path level {rows[0]['path_level']}, single points {rows[0]['single_point_level']}; literature: "
+          "B3LYP/6-31G(d)/CHARMM27 average barrier 11.3 kcal/mol in BsCM (Claeyssens et al. 2011)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--analyse", action="store_true", help="print the profile and stop")
+    parser.add_argument("--stage", choices=("path", "single_points", "both"), default="both")
+    parser.add_argument("--path-method", default="hf")
+    parser.add_argument("--path-basis", default="sto-3g")
+    parser.add_argument("--method", default="b3lyp", help="single-point method")
+    parser.add_argument("--basis", default="6-31g*", help="single-point basis")
+    parser.add_argument("--fmax", type=float, default=0.1, help="optimization threshold, eV/Å")
+    parser.add_argument("--max-steps", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=None, help="OpenMM CPU threads")
+    args = parser.parse_args(argv)
+    if args.analyse:
+        analyse()
+        return 0
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.stage in ("path", "both"):
+        path_stage(args)
+    if args.stage in ("single_points", "both"):
+        single_point_stage(args)
+    analyse()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
