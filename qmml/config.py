@@ -124,6 +124,9 @@ class MLShellConfig(_Strict):
     radius_A: float | None = Field(None, gt=0, le=50, description="every residue with an atom within this distance "
                                    "of a QM atom, Å")
     selection: str | list[int] | None = Field(None, description="or: MDAnalysis selection string or atom indices")
+    restraint_force_constant: float | None = Field(None, gt=0, le=1e4, description="a flat-bottomed wall (eV/Å²) that "
+                                                   "keeps shell waters and ions in and MM ones out "
+                                                   "(qmml.sampling.ShellBoundaryRestraint); none by default")
 
     @model_validator(mode="after")
     def _one_way(self):

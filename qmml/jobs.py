@@ -71,7 +71,8 @@ def _model(name: str, key: str):
 
 
 def build_potential(config: JobConfig):
-    """The job's `Hamiltonian`: its partition, `PySCFEngine` (the ``qm:`` keys as they are) and environment.
+    """The job's `Hamiltonian`: its partition, `PySCFEngine` (the ``qm:`` keys as they are) and environment
+    (in `Restrained` with a `ShellBoundaryRestraint` when ``ml_shell.restraint_force_constant`` is set).
     The one builder behind ``qmml run``, ``qmml restart``, ``qmml ipi`` and umbrella windows; ``config`` comes
     from `load_config` (paths absolute)."""
     from .environments import FixedCharges, MMEnvironment
@@ -101,9 +102,14 @@ def build_potential(config: JobConfig):
                                     stress=config.mm.stress)
     else:
         environment = FixedCharges()
-    return Hamiltonian(part, engine, environment, scheme=env.scheme, vdw=config.vdw,
-                       charge_radii_A=env.charge_radii_A, embedding_cutoff_A=env.embedding_cutoff_A,
-                       switch_width_A=env.switch_width_A)
+    hamiltonian = Hamiltonian(part, engine, environment, scheme=env.scheme, vdw=config.vdw,
+                              charge_radii_A=env.charge_radii_A, embedding_cutoff_A=env.embedding_cutoff_A,
+                              switch_width_A=env.switch_width_A)
+    if config.ml_shell is not None and config.ml_shell.restraint_force_constant is not None:
+        from .sampling.restraints import Restrained, ShellBoundaryRestraint
+
+        return Restrained(hamiltonian, [ShellBoundaryRestraint(part, config.ml_shell.restraint_force_constant)])
+    return hamiltonian
 
 
 def build_integrator(config: JobConfig, hamiltonian):

@@ -131,6 +131,37 @@ def test_three_layer_partition_report(three_layers):
     assert np.intersect1d(part.shell_atoms, part.qm_atoms).size == 0
 
 
+def test_the_shell_boundary_keeps_shell_waters_in_and_mm_waters_out(three_layers):
+    """The flat-bottomed wall is zero for the partition's own geometry, pulls a shell water that left back and
+    pushes an MM water that came in out, with forces that are its energy's derivatives."""
+    from qmml.sampling import ShellBoundaryRestraint
+
+    ff, _, ham = three_layers
+    part = qmml.partition(ff.system, SIDE_CHAINS, charge=0, allow_multiple_links=True, shell_radius_A=4.0)
+    with pytest.raises(InputError, match="no radius separates"):
+        ShellBoundaryRestraint(ham.partition)  # that shell is a distance shell around His, not the QM region
+    wall = ShellBoundaryRestraint(part, force_constant=5.0)
+    x = ff.system.positions
+    assert wall.compute(x)[0] == 0.0 and wall.inner_molecule.sum() > 3 and (~wall.inner_molecule).sum() > 100
+    inner, outer = wall.atoms[0], wall.atoms[-1]
+    moved = x.copy()
+    centre = x[part.qm_atoms].mean(axis=0)
+    for atom, shift in ((inner, 3.0 * (x[inner] - centre) / np.linalg.norm(x[inner] - centre)),
+                        (outer, x[part.qm_atoms[0]] + [3.0, 0.0, 0.0] - x[outer])):
+        moved[ff.system.molecule_index == ff.system.molecule_index[atom]] += shift
+    energy, forces = wall.compute(moved)
+    assert energy > 0.1
+    h, rng = 1e-5, np.random.default_rng(1)
+    for atom in (inner, outer, part.qm_atoms[0]):
+        d = np.zeros_like(moved)
+        d[atom] = rng.normal(size=3)
+        slope = (wall.compute(moved + h * d)[0] - wall.compute(moved - h * d)[0]) / (2 * h)
+        assert abs(-slope - np.sum(forces * d)) < 1e-6
+    assert np.abs(forces.sum(axis=0)).max() < 1e-10
+    restrained = qmml.Restrained(ham, [wall])
+    assert restrained.partition is ham.partition
+
+
 @pytest.mark.slow
 def test_three_layer_forces_match_finite_differences_at_every_boundary(three_layers):
     ff, part, ham = three_layers
