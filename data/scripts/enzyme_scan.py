@@ -42,7 +42,7 @@ def hamiltonian(method: str, basis: str, threads: int | None):
 
     ff = qmml.MMForceField.from_pdb(ROOT / "data" / "structures" / "chorismate_mutase.pdb")
     part = qmml.partition(ff.system, "resname CHM", charge=-2, shell_radius_A=6.0)
-    engine = qmml.PySCFEngine(method, basis, density_fit=True, conv_tol=1e-8, near_field_A=15.5)
+    engine = qmml.PySCFEngine(method, basis, density_fit=True, conv_tol=1e-8, near_field_A=18.0)
     environment = qmml.LayeredEnvironment(qmml.load_model("organic"), ff, threads=threads, stress=False)
     return qmml.Hamiltonian(part, engine, environment, scheme="subtractive")
 
@@ -74,7 +74,7 @@ def path_stage(args) -> None:
             continue
         clock = time.perf_counter()
         restrained = qmml.Restrained(ham, [qmml.HarmonicRestraint(rc, target, FORCE_CONSTANT)])
-        opt = qmml.optimize(restrained, x, fmax=args.fmax, max_steps=args.max_steps, fixed=fixed, progress=False)
+        opt = qmml.optimize(restrained, x, fmax=args.fmax, max_steps=args.max_steps, fixed=fixed, progress=True)
         x = opt.positions
         value = rc.value(x)
         energy = opt.energy - 0.5 * FORCE_CONSTANT * (value - target) ** 2
