@@ -61,6 +61,22 @@ def test_mm_layer_with_no_qm_or_ml_atoms_is_openmm(path, cutoff_A):
     assert abs(ff.charges.sum()) < 1e-9 and ff.system.bonds is not None
 
 
+def test_an_amber_topology_gives_the_same_force_field():
+    """PRMTOP + INPCRD (data/scripts/make_amber_files.py: the same amber14 parameters through ParmEd) and the PDB
+    with OpenMM's XML files: one energy and the same forces, also through a job file."""
+    from qmml import jobs
+    from qmml.config import JobConfig
+
+    files = [str(STRUCTURES / "peptide_water_amber.prmtop"), str(STRUCTURES / "peptide_water_amber.inpcrd")]
+    amber = MMForceField.from_amber(*files)
+    xml = MMForceField.from_pdb(PEPTIDE)
+    (e_amber, f_amber), (e_xml, f_xml) = (ff.context(platform="Reference").compute(ff.system.positions)
+                                          for ff in (amber, xml))
+    assert abs(e_amber - e_xml) <= 1e-6 * abs(e_xml) and np.abs(f_amber - f_xml).max() < 1e-5
+    config = JobConfig(structure=files, qm={"selection": "resname HOH and resid 5", "charge": 0}, mm={})
+    assert jobs.build_forcefield(config).system.n_atoms == amber.system.n_atoms
+
+
 def test_mm_energy_leaves_out_the_inner_region_exactly():
     """E(context with inner atoms S) = E_MM(all) - E_MM(S), and QM atoms are ghosts: E(context with QM water W)
     = E_MM(structure without W), each side from OpenMM on an edited structure."""

@@ -160,7 +160,7 @@ class MMForceField:
     @classmethod
     def from_amber(cls, prmtop, inpcrd, *, cutoff_A: float = DEFAULT_CUTOFF_A,
                    ewald_tolerance: float = 5e-4) -> "MMForceField":
-        """Parameterize from an AMBER topology (PRMTOP) and coordinates (INPCRD/RST7).
+        """Parameterize from an AMBER topology (PRMTOP) and coordinates (INPCRD/RST7, or a PDB in the same order).
 
         Parameters
         ----------
@@ -173,11 +173,16 @@ class MMForceField:
         for path in (prmtop, inpcrd):
             if not os.path.exists(path):
                 raise InputError(f"{os.fspath(path)}: no such file; check the path")
-        top = app.AmberPrmtopFile(os.fspath(prmtop))
-        crd = app.AmberInpcrdFile(os.fspath(inpcrd))
-        periodic = crd.boxVectors is not None
+        try:
+            top = app.AmberPrmtopFile(os.fspath(prmtop))
+            pdb = os.fspath(inpcrd).lower().endswith(".pdb")
+            crd = app.PDBFile(os.fspath(inpcrd)) if pdb else app.AmberInpcrdFile(os.fspath(inpcrd))
+        except Exception as err:
+            raise InputError(f"{os.fspath(prmtop)} + {os.fspath(inpcrd)}: OpenMM could not read them ({err})") from None
+        box = crd.topology.getPeriodicBoxVectors() if pdb else crd.boxVectors
+        periodic = box is not None
         if periodic:
-            top.topology.setPeriodicBoxVectors(crd.boxVectors)
+            top.topology.setPeriodicBoxVectors(box)
         options = dict(constraints=None, rigidWater=False, removeCMMotion=False)
         options.update(dict(nonbondedMethod=app.PME, nonbondedCutoff=cutoff_A / NM_A, ewaldErrorTolerance=ewald_tolerance)
                        if periodic else dict(nonbondedMethod=app.NoCutoff))
