@@ -150,7 +150,7 @@ def _partition(args) -> int:
 def _run(config_path, overrides=()) -> int:
     from .config import load_config
     from .errors import InputError
-    from .jobs import build_potential, start_md
+    from .jobs import build_potential, describe_environment, start_md
 
     config, _ = load_config(config_path, overrides)
     if config.task == "md":
@@ -167,8 +167,7 @@ def _run(config_path, overrides=()) -> int:
     hamiltonian = build_potential(config)
     part = hamiltonian.partition
     print(part.report())
-    what = (f"the {config.environment.model} model" if config.environment.type == "ml"
-            else "fixed topology charges")
+    what = describe_environment(config)
     print(f"\nSingle point: {hamiltonian.qm.method}/{config.qm.basis} QM region in {len(part.env_atoms)} "
           f"environment atoms ({what}) ...", flush=True)
     start = time.perf_counter()
@@ -276,15 +275,14 @@ def _model_info(name) -> int:
 def _ipi(args) -> int:
     from .config import load_config
     from .interfaces.ipi import IPIClient
-    from .jobs import build_potential
+    from .jobs import build_potential, describe_environment
 
     config, _ = load_config(args.config, args.overrides)
     hamiltonian = build_potential(config)
     print(hamiltonian.partition.report())
     client = IPIClient(hamiltonian, args.address, port=args.port, sockets_prefix=args.sockets_prefix,
                        connect_timeout_s=args.connect_timeout)
-    what = (f"the {config.environment.model} model" if config.environment.type == "ml"
-            else "fixed topology charges")
+    what = describe_environment(config)
     print(f"\nserving energies and forces of {hamiltonian.qm.method}/{config.qm.basis} in {what} to i-PI at the "
           f"{client.where} ...", flush=True)
     start = time.perf_counter()

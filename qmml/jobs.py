@@ -83,6 +83,8 @@ def build_potential(config: JobConfig):
 
     forcefield = build_forcefield(config)
     part = build_partition(config, forcefield)
+    if forcefield is not None:
+        forcefield.check_parameterized(part.qm_atoms)  # before anything runs
     env = config.environment
     engine = PySCFEngine(**config.qm.engine_options())
     if env.type == "ml":
@@ -282,9 +284,22 @@ def restart_md(run_dir, overrides=(), *, allow_changes: bool = False, log=print)
         return _run(sim, remaining, run_dir, log)
 
 
+def describe_environment(config: JobConfig) -> str:
+    """What the job embeds the QM region in, for messages: the model and scheme, the force field, or both."""
+    env, mm = config.environment, config.mm
+    forcefield = None
+    if mm is not None:
+        files = config.structure if len(config.structure) == 2 else mm.forcefield
+        forcefield = "force field " + ", ".join(Path(f).name for f in files)
+    if env.type == "ml":
+        model = f"{env.model} model ({env.scheme})"
+        return f"{model} in an ML shell, {forcefield} beyond" if forcefield else model
+    return forcefield or "fixed topology charges"
+
+
 def _settings(config: JobConfig, run_dir: Path, n_env: int) -> str:
-    md, qm, env = config.md, config.qm, config.environment
-    what = f"{env.model} model ({env.scheme})" if env.type == "ml" else "fixed topology charges"
+    md, qm = config.md, config.qm
+    what = describe_environment(config)
     inner = ""
     if md.integrator == "multiple_time_step":
         inner = f", {md.inner_steps} inner steps with {md.fast_model or 'the environment model'}"

@@ -111,6 +111,18 @@ def test_a_ligand_without_parameters_must_be_quantum():
     assert ham.vdw is not None and len(ham.vdw.env_atoms) == len(part.env_atoms)
 
 
+def test_a_job_with_an_unparameterized_residue_outside_qm_stops_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    job = tmp_path / "job.yaml"
+    job.write_text(f"structure: {STRUCTURES / 'butanol_water.pdb'}\n"
+                   "qm: {selection: 'resname BUOH and not name C1 H11 H12 H13', charge: 0, basis: sto-3g}\nmm: {}\n")
+    run = subprocess.run([sys.executable, "-m", "qmml.cli", "run", str(job)], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.count("\n") == 1 and "residue BUOH 1 (chain A)" in run.stderr and "mm.forcefield" in run.stderr
+
+
 def test_a_shell_that_cuts_a_ring_is_refused():
     """Shells are whole residues, so only a ring spread over two residues can be cut: cyclohexane split in
     halves (residues 1 and 2), the shell takes one half."""
