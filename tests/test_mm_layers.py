@@ -59,6 +59,11 @@ def test_mm_layer_with_no_qm_or_ml_atoms_is_openmm(path, cutoff_A):
     assert np.abs(forces - reference_forces).max() <= 1e-6 * np.abs(reference_forces).max()
     assert (ff.system.cell is not None) == (path == WATER_BOX)
     assert abs(ff.charges.sum()) < 1e-9 and ff.system.bonds is not None
+    if ff.system.cell is not None:  # a rotated box (not OpenMM's reduced form): the same energy, rotated forces
+        turn = np.array([[np.cos(0.3), -np.sin(0.3), 0.0], [np.sin(0.3), np.cos(0.3), 0.0], [0.0, 0.0, 1.0]])
+        turned_energy, turned_forces = ff.context(platform="Reference").compute(
+            ff.system.positions @ turn.T, ff.system.cell @ turn.T)
+        assert abs(turned_energy - energy) < 1e-9 and np.abs(turned_forces - forces @ turn.T).max() < 1e-9
 
 
 def test_an_amber_topology_gives_the_same_force_field():

@@ -251,12 +251,13 @@ class MMContext:
     def compute(self, positions, cell=None, *, forces: bool = True):
         """Energy (eV) and forces (n_atoms, 3), eV/Å (None when ``forces`` is False) at ``positions`` (Å);
         ``cell`` (3x3 rows, Å) is the periodic box (required for a periodic System)."""
-        self._set(positions, cell)
+        rotation = self._set(positions, cell)
         state = self._context.getState(getEnergy=True, getForces=forces)
         energy = state.getPotentialEnergy()._value * _ENERGY_EV
         if not forces:
             return energy, None
-        return energy, np.asarray(state.getForces(asNumpy=True)._value, dtype=np.float64) * _FORCE_EV_A
+        forces = np.asarray(state.getForces(asNumpy=True)._value, dtype=np.float64) * _FORCE_EV_A
+        return energy, forces if rotation is None else forces @ rotation.T  # back from OpenMM's reduced frame
 
     def strain_derivative(self, positions, cell, step: float = 1e-4) -> np.ndarray:
         """dE/d(strain) (3, 3), eV, for a homogeneous symmetric strain of positions and cell, by central
@@ -275,8 +276,10 @@ class MMContext:
                 out[a, b] = out[b, a] = (values[0] - values[1]) / (2.0 * step)
         return out
 
-    def _set(self, positions, cell) -> None:
+    def _set(self, positions, cell):
+        """Positions and box into the context; returns the rotation into OpenMM's reduced frame (None if none)."""
         positions = np.asarray(positions, dtype=np.float64)
+        rotation = None
         if self.periodic:
             if cell is None:
                 raise InputError("this MM System is periodic (PME): give the cell")
@@ -284,6 +287,7 @@ class MMContext:
             self._context.setPeriodicBoxVectors(*(reduced / NM_A))
             positions = positions @ rotation
         self._context.setPositions(positions / NM_A)
+        return rotation
 
 
 def without_inner(openmm_system, qm_atoms, inner_atoms):
