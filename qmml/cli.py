@@ -85,6 +85,10 @@ def main(argv=None) -> int:
     part.add_argument("--allow-multiple-bond-cuts", action="store_true", help="allow cutting double/aromatic bonds")
     part.add_argument("--allow-multiple-links", action="store_true",
                       help="allow more than one link atom on one QM atom")
+    part.add_argument("--mm", action="store_true", help="read the structure with the amber14 force field (OpenMM): "
+                      "bonds and charges from it, a ligand without parameters allowed in the QM region")
+    part.add_argument("--shell-radius", type=float, default=None, metavar="A",
+                      help="three layers: an ML shell of whole residues within this distance (Å) of the QM region")
     train = commands.add_parser("train", help="train an environment model (energy, forces, charges) on datasets")
     train.add_argument("config", help="YAML training file (see data/models/*.yaml)")
     info = commands.add_parser("model-info", help="print the header of a model file or shipped model")
@@ -136,14 +140,26 @@ def main(argv=None) -> int:
 
 
 def _partition(args) -> int:
+    from .errors import InputError
     from .partition import partition
     from .system import load_system
 
-    system = load_system(*args.structure, guess_bonds=args.guess_bonds or None)
-    print(partition(system, args.qm, charge=args.charge, multiplicity=args.multiplicity,
-                    boundary=args.boundary, allow_polar_cuts=args.allow_polar_cuts,
-                    allow_multiple_bond_cuts=args.allow_multiple_bond_cuts,
-                    allow_multiple_links=args.allow_multiple_links).report())
+    if args.mm:
+        from .mm import MMForceField
+
+        if len(args.structure) != 1:
+            raise InputError(f"--mm reads one PDB/mmCIF file, not {args.structure}")
+        forcefield = MMForceField.from_pdb(args.structure[0])
+        system = forcefield.system
+    else:
+        system = load_system(*args.structure, guess_bonds=args.guess_bonds or None)
+    part = partition(system, args.qm, charge=args.charge, multiplicity=args.multiplicity,
+                     boundary=args.boundary, allow_polar_cuts=args.allow_polar_cuts,
+                     allow_multiple_bond_cuts=args.allow_multiple_bond_cuts,
+                     allow_multiple_links=args.allow_multiple_links, shell_radius_A=args.shell_radius)
+    if args.mm:
+        forcefield.check_parameterized(part.qm_atoms)
+    print(part.report())
     return 0
 
 

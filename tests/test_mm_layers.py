@@ -128,6 +128,17 @@ def test_a_job_with_an_unparameterized_residue_outside_qm_stops_with_one_line(tm
     assert run.stderr.count("\n") == 1 and "residue BUOH 1 (chain A)" in run.stderr and "mm.forcefield" in run.stderr
 
 
+def test_qmml_partition_reports_three_layers():
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "qmml.cli", "partition", str(PEPTIDE), "--mm", "--charge", "0",
+                          "--qm", "resname HIS and name CB HB2 HB3 CG ND1 HD1 CD2 HD2 CE1 HE1 NE2",
+                          "--shell-radius", "3.5"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "ML shell      : 53 atoms in 14 whole residues" in run.stdout and "MM layer      : 369 atoms" in run.stdout
+
+
 def test_a_shell_that_cuts_a_ring_is_refused():
     """Shells are whole residues, so only a ring spread over two residues can be cut: cyclohexane split in
     halves (residues 1 and 2), the shell takes one half."""
