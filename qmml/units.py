@@ -23,6 +23,8 @@ BOLTZMANN_EV_PER_K = 8.617333262e-5
 KCAL_PER_MOL_EV = 4184.0 / (ELEMENTARY_CHARGE_C * AVOGADRO)
 #: 1 kJ/mol in eV.
 KJ_PER_MOL_EV = 1000.0 / (ELEMENTARY_CHARGE_C * AVOGADRO)
+#: Å per nm (OpenMM's length unit, inside `qmml.mm` only).
+NM_A = 10.0
 #: Coulomb constant e^2/(4 pi eps0) in eV*Å: the energy of two unit charges 1 Å apart.
 COULOMB_EV_A = HARTREE_EV * BOHR_A
 #: Atomic mass unit in kg (CODATA 2018).

@@ -38,7 +38,7 @@ from ..system import System, normalize_box
 DEFAULT_FORCEFIELD = ("amber14-all.xml", "amber14/tip3p.xml")
 #: Real-space cutoff of PME (periodic structures), Å.
 DEFAULT_CUTOFF_A = 10.0
-NM_A = 10.0
+NM_A = units.NM_A
 _ENERGY_EV = units.KJ_PER_MOL_EV
 _FORCE_EV_A = units.KJ_PER_MOL_EV / NM_A
 #: Bonded forces and the parameters set to zero inside the inner region (the rest are kept).
