@@ -143,12 +143,7 @@ class MMForceField:
                              "(e.g. amber14-all.xml) or existing XML paths") from None
         topology = structure.topology
         ghosts = _register_ghost_templates(ff, topology, path)
-        periodic = topology.getPeriodicBoxVectors() is not None
-        options = dict(constraints=None, rigidWater=False, removeCMMotion=False)
-        if periodic:
-            options.update(nonbondedMethod=app.PME, nonbondedCutoff=cutoff_A / NM_A, ewaldErrorTolerance=ewald_tolerance)
-        else:
-            options.update(nonbondedMethod=app.NoCutoff)
+        options = _system_options(app, topology.getPeriodicBoxVectors() is not None, cutoff_A, ewald_tolerance)
         try:
             omm_system = ff.createSystem(topology, **options)
         except Exception as err:
@@ -180,13 +175,12 @@ class MMForceField:
         except Exception as err:
             raise InputError(f"{os.fspath(prmtop)} + {os.fspath(inpcrd)}: OpenMM could not read them ({err})") from None
         box = crd.topology.getPeriodicBoxVectors() if pdb else crd.boxVectors
-        periodic = box is not None
-        if periodic:
+        if box is not None:
             top.topology.setPeriodicBoxVectors(box)
-        options = dict(constraints=None, rigidWater=False, removeCMMotion=False)
-        options.update(dict(nonbondedMethod=app.PME, nonbondedCutoff=cutoff_A / NM_A, ewaldErrorTolerance=ewald_tolerance)
-                       if periodic else dict(nonbondedMethod=app.NoCutoff))
-        omm_system = top.createSystem(**options)
+        try:
+            omm_system = top.createSystem(**_system_options(app, box is not None, cutoff_A, ewald_tolerance))
+        except Exception as err:
+            raise InputError(f"{os.fspath(prmtop)}: OpenMM cannot build its System ({err})") from None
         positions = np.asarray(crd.getPositions(asNumpy=True)._value, dtype=np.float64) * NM_A
         return cls(_system_from_topology(top.topology, positions, omm_system, os.fspath(prmtop)), omm_system,
                    source=os.fspath(prmtop))
@@ -332,6 +326,14 @@ def _nonbonded_without_inner(force, qm, inner) -> None:
                 force.addException(i, j, 0.0, 1.0, 0.0)
 
 
+def _system_options(app, periodic: bool, cutoff_A: float, ewald_tolerance: float) -> dict:
+    """``createSystem`` keywords: flexible, unconstrained, no centre-of-mass remover; PME in a box, else no cutoff."""
+    options = dict(constraints=None, rigidWater=False, removeCMMotion=False, nonbondedMethod=app.NoCutoff)
+    if periodic:
+        options.update(nonbondedMethod=app.PME, nonbondedCutoff=cutoff_A / NM_A, ewaldErrorTolerance=ewald_tolerance)
+    return options
+
+
 def _reduced_cell(cell):
     """OpenMM wants a = (ax, 0, 0), b = (bx, by, 0): the same cell rotated, and the rotation (rows)."""
     q, r = np.linalg.qr(cell.T)
@@ -401,18 +403,10 @@ def _system_from_topology(topology, positions, omm_system, source) -> System:
     vectors = topology.getPeriodicBoxVectors()
     box = None
     if vectors is not None:
-        box = normalize_box(_box_lengths_angles(np.array([[v[i]._value for i in range(3)] for v in vectors]) * NM_A))
+        from MDAnalysis.lib.mdamath import triclinic_box
+
+        box = normalize_box(triclinic_box(*(np.array([[v[i]._value for i in range(3)] for v in vectors]) * NM_A)))
     system = System.from_arrays(elements, positions, masses=np.array(masses), box=box, bonds=bonds,
                                 residues=np.array(resids), resnames=np.array(resnames, dtype=object),
                                 names=np.array(names, dtype=object), charges=charges)
     return dataclasses.replace(system, source=source)
-
-
-def _box_lengths_angles(vectors) -> list[float]:
-    lengths = np.linalg.norm(vectors, axis=1)
-    a, b, c = vectors
-
-    def angle(u, v):
-        return float(np.degrees(np.arccos(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)))))
-
-    return [*lengths.tolist(), angle(b, c), angle(a, c), angle(a, b)]
