@@ -131,6 +131,7 @@ class Hamiltonian(Potential):
             raise InputError("embedding_cutoff_A does not apply in a periodic box: every image of every charge "
                              "is embedded (Ewald); set it to None and choose the engine's near_field_A")
         self.partition = partition
+        environment.check(partition, scheme)  # before anything runs
         self.qm = qm
         self.environment = environment
         self.scheme = scheme

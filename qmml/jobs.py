@@ -83,8 +83,6 @@ def build_potential(config: JobConfig):
 
     forcefield = build_forcefield(config)
     part = build_partition(config, forcefield)
-    if forcefield is not None:
-        forcefield.check_parameterized(part.qm_atoms)  # before anything runs
     env = config.environment
     engine = PySCFEngine(**config.qm.engine_options())
     if env.type == "ml":

@@ -89,7 +89,7 @@ def test_without_switching_every_charge_is_seen_and_total_environment_charge_is_
 def test_subtractive_scheme_needs_a_model_that_knows_the_qm_elements(water_model):
     system = butanol_in_waters(2)
     part = qmml.partition(system, "resname BUOH and name C3 C4 O1 H31 H32 H41 H42 HO1", charge=0)
-    with pytest.raises(InputError, match="knows elements"):  # at construction, before any SCF
+    with pytest.raises(InputError, match="knows elements"):  # at construction (Environment.check), before any SCF
         qmml.Hamiltonian(part, qmml.PySCFEngine("hf", "sto-3g"), water_model, scheme="subtractive")
     with pytest.raises(InputError, match="subtractive"):
         qmml.Hamiltonian(part, qmml.PySCFEngine("hf", "sto-3g"), qmml.FixedCharges(), scheme="subtractive")

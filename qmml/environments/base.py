@@ -50,6 +50,10 @@ class Environment:
     #: The Hamiltonian schemes the environment supports.
     schemes = ("additive",)
 
+    def check(self, partition, scheme: str) -> None:
+        """Refuse, with one clear error, a partition this environment cannot describe (the `Hamiltonian` asks
+        before anything runs).  Default: nothing to check."""
+
     def qm_contact_atoms(self, partition, scheme: str) -> np.ndarray:
         """Environment atoms whose repulsion and dispersion with the QM atoms this environment does not describe
         itself: the Hamiltonian's QM-environment van der Waals term covers them (``vdw="auto"``).  Default: every

@@ -60,6 +60,11 @@ class LayeredEnvironment(Environment):
     def model(self, model) -> None:
         self.ml.model = model
 
+    def check(self, partition, scheme: str) -> None:
+        """Both layers' checks (`MLEnvironment.check`, `MMEnvironment.check`)."""
+        self.ml.check(partition, scheme)
+        self.mm.check(partition, scheme)
+
     def qm_contact_atoms(self, partition, scheme: str) -> np.ndarray:
         """The MM atoms, and the shell too in the additive scheme (see `MLEnvironment.qm_contact_atoms`)."""
         return np.union1d(self.ml.qm_contact_atoms(partition, scheme), self.mm.qm_contact_atoms(partition, scheme))

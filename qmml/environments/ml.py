@@ -160,6 +160,11 @@ class MLEnvironment(Environment):
                     neighbours=self.neighbours)
 
     # -- the Environment contract --------------------------------------------------------
+    def check(self, partition, scheme: str) -> None:
+        """Elements the model does not know, a shell where none is expected (or the reverse), charges that do
+        not add up: the errors of preparing the model's view."""
+        self._prepare(partition, scheme)
+
     def qm_contact_atoms(self, partition, scheme: str) -> np.ndarray:
         """The described atoms in the additive scheme (the model does not see the QM region); none in the
         subtractive one (the model's short range acts between QM and environment)."""

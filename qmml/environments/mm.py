@@ -61,6 +61,10 @@ class MMEnvironment(Environment):
         self._setup = (partition, (context, charges))
         return self._setup[1]
 
+    def check(self, partition, scheme: str) -> None:
+        """A residue without parameters outside the QM region (`MMForceField.check_parameterized`)."""
+        self.forcefield.check_parameterized(partition.qm_atoms)
+
     def qm_contact_atoms(self, partition, scheme: str) -> np.ndarray:
         """The MM atoms: the force field has no QM-MM repulsion or dispersion (QM atoms are ghosts)."""
         return partition.mm_atoms
