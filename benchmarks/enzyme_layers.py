@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -64,7 +63,7 @@ def main(argv=None) -> None:
     mm = env.mm.evaluate(moved, part, ham.scheme, forces=True)
     mm.forces(g)
     mm_forces_s = time.perf_counter() - clock
-    context = env.mm.forcefield.context(part.qm_atoms, np.union1d(part.qm_atoms, part.shell_atoms),
+    context = env.mm.forcefield.context(part.qm_atoms, env.mm.inner_regions(part, ham.scheme),
                                         platform=env.mm.platform, threads=env.mm.threads)
     clock = time.perf_counter()
     context.strain_derivative(moved, part.system.cell)

@@ -91,7 +91,7 @@ def test_mm_energy_leaves_out_the_inner_region_exactly():
     inner = np.flatnonzero(ff.system.molecule_index <= 3)  # the peptide and three waters
     keep = set(inner.tolist())
     alone, _ = _openmm_reference(PEPTIDE, lambda m: m.delete([a for a in m.topology.atoms() if a.index not in keep]))
-    energy, forces = ff.context(inner_atoms=inner, platform="Reference").compute(x)
+    energy, forces = ff.context(inner_regions=[inner], platform="Reference").compute(x)
     assert energy == pytest.approx(full - alone, abs=1e-8)
 
     water = np.flatnonzero(ff.system.molecule_index == 5)
@@ -102,6 +102,43 @@ def test_mm_energy_leaves_out_the_inner_region_exactly():
     assert energy == pytest.approx(without, abs=1e-8)
     assert np.abs(np.delete(forces, water, axis=0) - reference_forces).max() < 1e-8
     assert np.abs(forces[water]).max() == 0.0
+
+
+def test_separate_qm_and_shell_regions_keep_the_bonded_terms_that_join_them():
+    """Additive scheme: the QM region and the shell are separate regions, so the force field keeps the bond,
+    angles and torsions across the QM/ML cut (His CB-CA); subtractive: one region, none.  The difference is
+    the energy of exactly those terms, each summed by OpenMM in a System that holds nothing else."""
+    ff = MMForceField.from_pdb(PEPTIDE)
+    part = qmml.partition(ff.system, "resname HIS and name CB HB2 HB3 CG ND1 HD1 CD2 HD2 CE1 HE1 NE2", charge=0,
+                          shell="resname HIS SER")
+    qm, shell, x = part.qm_atoms, part.shell_atoms, ff.system.positions
+    regions = {scheme: qmml.MMEnvironment.inner_regions(part, scheme) for scheme in ("additive", "subtractive")}
+    assert len(regions["additive"]) == 1 and np.array_equal(regions["additive"][0], shell)
+    additive, subtractive = (ff.context(qm, regions[s], platform="Reference").compute(x)[0]
+                             for s in ("additive", "subtractive"))
+    joining = openmm.System()
+    for mass in range(ff.system.n_atoms):
+        joining.addParticle(1.0)
+    kinds = {"HarmonicBondForce": ("Bond", 2), "HarmonicAngleForce": ("Angle", 3), "PeriodicTorsionForce": ("Torsion", 4)}
+    n_terms = dict.fromkeys(("Bond", "Angle", "Torsion"), 0)
+    for force in ff.openmm_system.getForces():
+        name = force.__class__.__name__
+        if name not in kinds:
+            continue
+        kind, n = kinds[name]
+        copy = getattr(openmm, name)()
+        for k in range(getattr(force, f"getNum{kind}s")()):
+            parameters = getattr(force, f"get{kind}Parameters")(k)
+            atoms = np.array(parameters[:n])
+            if np.isin(atoms, qm).any() and np.isin(atoms, shell).any() and np.isin(atoms, np.r_[qm, shell]).all():
+                getattr(copy, f"add{kind}")(*parameters)
+                n_terms[kind] += 1
+        joining.addForce(copy)
+    context = openmm.Context(joining, openmm.VerletIntegrator(1e-3), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(x / 10)
+    expected = context.getState(getEnergy=True).getPotentialEnergy()._value * units.KJ_PER_MOL_EV
+    assert n_terms["Bond"] == 1 and n_terms["Angle"] == 6 and n_terms["Torsion"] > 9  # CA-CB; N/C/HA-CA-CB-HB2/HB3/CG
+    assert additive - subtractive == pytest.approx(expected, abs=1e-8) and abs(expected) > 1e-3
 
 
 def test_a_ligand_without_parameters_must_be_quantum():
@@ -170,6 +207,7 @@ def test_three_layer_partition_report(three_layers):
     report = part.report()
     assert "ML shell" in report and "MM layer" in report and "cap on atom 17 (N, HIS 3) - atom 15 (C, SER 2)" in report
     assert [(c.q1, c.m1) for c in part.shell.caps] == [(10, 8), (17, 15)]
+    assert [(c.q1, c.m1) for c in part.shell.qm_caps] == [(19, 21)]  # His CA - CB, for the additive scheme
     # QM-MM van der Waals on the MM atoms only; the model gives QM-shell repulsion
     assert np.array_equal(ham.vdw.env_atoms, part.mm_atoms)
     assert np.intersect1d(part.shell_atoms, part.qm_atoms).size == 0
@@ -207,8 +245,11 @@ def test_the_shell_boundary_keeps_shell_waters_in_and_mm_waters_out(three_layers
 
 
 @pytest.mark.slow
-def test_three_layer_forces_match_finite_differences_at_every_boundary(three_layers):
+@pytest.mark.parametrize("scheme", ["subtractive", "additive"])
+def test_three_layer_forces_match_finite_differences_at_every_boundary(three_layers, scheme):
+    """In the additive scheme the model caps the shell's side of the QM/ML cut and the force field holds the bond."""
     ff, part, ham = three_layers
+    ham = qmml.Hamiltonian(part, ham.qm, ham.environment, scheme=scheme)
     x = ff.system.positions
     result = ham.compute(x)
     s = ff.system
@@ -217,7 +258,7 @@ def test_three_layer_forces_match_finite_differences_at_every_boundary(three_lay
     mm_oxygens = [a for a in part.mm_atoms if s.resnames[a] == "HOH" and s.elements[a] == "O"]
     outside = min(mm_oxygens, key=lambda a: np.linalg.norm(x[a] - x[edge]))
     atoms = {"QM O (Ser OG)": 13, "QM/MM link M1 (Ser CA)": 8, "QM/ML link M1 (His CA)": 19,
-             "ML/MM cap, shell side (His N)": 17, "ML/MM cap, MM side (Ser C)": 15,
+             "QM/ML link Q1 (His CB)": 21, "ML/MM cap, shell side (His N)": 17, "ML/MM cap, MM side (Ser C)": 15,
              "shell water at the edge": edge, "MM water at the edge": outside, "Ace methyl C": 0}
     rng = np.random.default_rng(7)
     h = 2e-4
@@ -228,7 +269,7 @@ def test_three_layer_forces_match_finite_differences_at_every_boundary(three_lay
         d[a] /= np.linalg.norm(d[a])
         slope = (ham.compute(x + h * d, forces=False).energy - ham.compute(x - h * d, forces=False).energy) / (2 * h)
         errors[label] = abs(-slope - float(np.sum(result.forces * d)))
-    print({k: f"{v:.1e}" for k, v in errors.items()})
+    print(scheme, {k: f"{v:.1e}" for k, v in errors.items()})
     assert max(errors.values()) < 1e-4
     assert np.abs(result.forces.sum(0)).max() < 1e-3  # no net force on the open system
 

@@ -2,15 +2,19 @@
 
     E = E_QM[rho; Q + L in the field of q_ML (shell) and q_MM (MM atoms)]
         + E_ML(shell + caps [+ Q, as neighbours]) [- E_ML(Q + L)]       (the QM/ML scheme, as two layers)
-        + E_MM(all) - E_MM(QM + shell)                                  (QM atoms without MM charge or LJ)
-        + E_vdW(QM, MM)
+        + E_MM(all) - E_MM(shell) - E_MM(QM)      additive              (QM atoms without MM charge or LJ)
+                    - E_MM(QM + shell)            subtractive
+        + E_vdW(QM, MM) [+ E_vdW(QM, shell) additive]
 
 The ML shell and the MM layer are coupled subtractively: the force field describes every interaction
 that involves an MM atom (shell-MM electrostatics with the force field's charges, bonded terms across the
 ML/MM cut), the model every interaction inside the shell, with a hydrogen cap on each bond to the MM layer
-(`qmml.partition.shell`).  QM-MM electrostatics are the QM embedding in the MM charges, counted once: the
-force field gives the QM atoms no charge.  QM-shell electrostatics are the embedding in the model's
-environment-dependent charges.  In a periodic box the QM region's Ewald embedding includes both.
+(`qmml.partition.shell`).  Across a QM/ML cut the additive scheme keeps the force field's bonded terms (the
+model does not see the QM region and caps the shell's side, `MLShell.qm_caps`); the subtractive one leaves
+the cut to the model, which sees the QM atoms (`MMEnvironment.inner_regions`).  QM-MM electrostatics are
+the QM embedding in the MM charges, counted once: the force field gives the QM atoms no charge.  QM-shell
+electrostatics are the embedding in the model's environment-dependent charges.  In a periodic box the QM
+region's Ewald embedding includes both.
 """
 
 from __future__ import annotations

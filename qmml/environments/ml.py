@@ -80,13 +80,15 @@ class MLEnvironment(Environment):
             if partition.shell is None:
                 raise InputError("MLEnvironment(layer='shell') needs a partition with an ML shell: "
                                  "partition(..., shell= or shell_radius_A=)")
-            described, caps, env_total = partition.shell.atoms, partition.shell.caps, partition.shell.charge
+            shell = partition.shell
+            described, caps, qm_caps, env_total = shell.atoms, shell.caps, shell.qm_caps, shell.charge
             topology = system.charges[described] if system.charges is not None else None
         else:
             if partition.shell is not None:
                 raise InputError("this partition has an ML shell, so the environment has an MM layer: use "
                                  "LayeredEnvironment(model, forcefield) (qmml.environments.layered)")
-            described, caps, env_total = env, (), self._env_charge(partition)
+            # two layers: the additive scheme leaves a QM/ML cut bond uncapped (nothing else holds it either)
+            described, caps, qm_caps, env_total = env, (), (), self._env_charge(partition)
             topology = partition.env_topology_charges
         self.model.species(system.atomic_numbers[described])  # clear error for unknown elements
         molecules = system.molecule_index
@@ -100,9 +102,9 @@ class MLEnvironment(Environment):
             group_charges[cut[0]] += excess  # the cut molecule's environment part takes the rest
         subtractive = scheme == "subtractive"
         view = np.union1d(partition.qm_atoms, described) if subtractive else described
-        if not subtractive:  # the model does not see the QM region, so it caps no bond to it
+        if not subtractive:  # the model does not see the QM region: no caps of QM atoms, caps on the bonds to them
             qm = set(partition.qm_atoms.tolist())
-            caps = tuple(c for c in caps if c.q1 not in qm)
+            caps = tuple(c for c in caps if c.q1 not in qm) + qm_caps
         groups = np.full(system.n_atoms, -1)
         groups[described] = env_groups
         mol = molecules.copy()

@@ -5,16 +5,19 @@ force-field files, or an AMBER PRMTOP).  Residues the force field has no templat
 template: zero charge, zero Lennard-Jones, no bonded terms.  They are legal only inside the QM region
 (`MMForceField.check_parameterized`), which is how a ligand in the QM region needs no ligand force field.
 
-`MMForceField.context(qm_atoms, inner_atoms)` gives an `MMContext`: the same System with
+`MMForceField.context(qm_atoms, inner_regions)` gives an `MMContext`: the same System with
 
 * the QM atoms' charges and Lennard-Jones well depths set to zero (QM-MM electrostatics are the QM
   embedding; QM-MM repulsion and dispersion are the Hamiltonian's van der Waals term), and every
   1-4 exception that involves a QM atom zeroed;
-* every interaction among ``inner_atoms`` (the QM atoms and the ML shell) removed: bonded terms whose
-  atoms all lie inside get zero force constants and every inside pair becomes an exclusion.
+* every interaction inside one region removed (the QM atoms are always a region; ``inner_regions`` adds
+  others, such as the ML shell, or the QM atoms and the shell together): bonded terms whose atoms all
+  lie in one region get zero force constants and every pair inside a region becomes an exclusion.
 
-Its energy is therefore E_MM(all) - E_MM(inner), the subtractive coupling of an ML shell to the MM
-layer (`qmml.environments.layered`): MM-MM, shell-MM and the bonded terms that cross the boundary.
+Its energy is therefore E_MM(all) - sum_R E_MM(R), the subtractive coupling of an ML shell to the MM
+layer (`qmml.environments.layered`): MM-MM, shell-MM and the bonded terms that cross a region's
+boundary.  A bonded term that joins two regions (the QM region and the shell, when they are separate
+regions) stays: the force field then holds the bond the QM/ML cut leaves to no one else.
 
 Units: the public API is in Å, eV and e; OpenMM's nm and kJ/mol stay inside this module.
 """
@@ -197,15 +200,17 @@ class MMForceField:
                                  f"({self.system.names[outside[0]]}) is not in the QM region: put the whole residue "
                                  "in the QM region, or add its force-field XML file to mm.forcefield")
 
-    def context(self, qm_atoms=(), inner_atoms=(), *, platform: str = "CPU", threads: int | None = None) -> "MMContext":
-        """The energy E_MM(all) - E_MM(inner) with QM atoms as ghosts (module docstring) on one OpenMM platform.
+    def context(self, qm_atoms=(), inner_regions=(), *, platform: str = "CPU",
+                threads: int | None = None) -> "MMContext":
+        """The energy E_MM(all) - sum_R E_MM(R) with QM atoms as ghosts (module docstring) on one OpenMM platform.
 
         Parameters
         ----------
         qm_atoms : array_like of int
-            Atoms without MM charge or Lennard-Jones (system-wide indices).
-        inner_atoms : array_like of int
-            Atoms whose mutual interactions another layer describes (the QM atoms and the ML shell).
+            Atoms without MM charge or Lennard-Jones (system-wide indices); they are a region of their own.
+        inner_regions : sequence of array_like of int
+            Regions whose internal interactions another layer describes (system-wide indices), e.g.
+            ``[shell]`` or ``[union(qm, shell)]``.
         platform : {"CPU", "Reference", "CUDA", "OpenCL"}
             OpenMM platform: "CPU" (mixed precision, fast) or "Reference" (double precision, slow).
         threads : int, optional
@@ -213,8 +218,8 @@ class MMForceField:
         """
         qm_atoms = np.asarray(qm_atoms, dtype=int)
         self.check_parameterized(qm_atoms)
-        inner = np.union1d(np.asarray(inner_atoms, dtype=int), qm_atoms)
-        return MMContext(without_inner(self.openmm_system, qm_atoms, inner), platform=platform, threads=threads)
+        return MMContext(without_inner(self.openmm_system, qm_atoms, inner_regions), platform=platform,
+                         threads=threads)
 
 
 class MMContext:
@@ -284,14 +289,20 @@ class MMContext:
         return rotation
 
 
-def without_inner(openmm_system, qm_atoms, inner_atoms):
-    """A copy of ``openmm_system`` with the QM atoms as ghosts and the inner atoms' mutual interactions
-    removed (module docstring)."""
+def without_inner(openmm_system, qm_atoms, inner_regions=()):
+    """A copy of ``openmm_system`` with the QM atoms as ghosts and the interactions inside each region (the QM
+    atoms and each of ``inner_regions``) removed (module docstring)."""
     system = copy.deepcopy(openmm_system)
-    qm = np.zeros(system.getNumParticles(), dtype=bool)
+    n = system.getNumParticles()
+    qm = np.zeros(n, dtype=bool)
     qm[np.asarray(qm_atoms, dtype=int)] = True
-    inner = np.zeros_like(qm)
-    inner[np.asarray(inner_atoms, dtype=int)] = True
+    region = np.full(n, -1)  # each atom's region, -1 for none
+    for k, atoms in enumerate(inner_regions):
+        atoms = np.asarray(atoms, dtype=int)
+        if np.any(region[atoms] >= 0):
+            raise InputError("without_inner: the inner regions overlap; give each atom to one region")
+        region[atoms] = k
+    region[qm & (region < 0)] = len(inner_regions)  # QM atoms outside every given region are one of their own
     for force in system.getForces():
         name = force.__class__.__name__
         if name in _BONDED:
@@ -299,31 +310,34 @@ def without_inner(openmm_system, qm_atoms, inner_atoms):
             get, set_ = getattr(force, f"get{kind}Parameters"), getattr(force, f"set{kind}Parameters")
             for k in range(getattr(force, f"getNum{kind}s")()):
                 parameters = list(get(k))
-                if inner[parameters[:n_atoms]].all():
+                home = region[parameters[:n_atoms]]
+                if home[0] >= 0 and (home == home[0]).all():
                     for z in zero:
                         parameters[z] = 0.0
                     set_(k, *parameters)
         elif name == "NonbondedForce":
-            _nonbonded_without_inner(force, qm, inner)
+            _nonbonded_without_inner(force, qm, region)
     return system
 
 
-def _nonbonded_without_inner(force, qm, inner) -> None:
+def _nonbonded_without_inner(force, qm, region) -> None:
     for i in np.nonzero(qm)[0]:
         _charge, sigma, _epsilon = force.getParticleParameters(int(i))
         force.setParticleParameters(int(i), 0.0, sigma, 0.0)
     done = set()
     for k in range(force.getNumExceptions()):
         i, j, _q, sigma, _eps = force.getExceptionParameters(k)
-        if qm[i] or qm[j] or (inner[i] and inner[j]):
+        inside = region[i] >= 0 and region[i] == region[j]
+        if qm[i] or qm[j] or inside:
             force.setExceptionParameters(k, i, j, 0.0, sigma, 0.0)
-        if inner[i] and inner[j]:
+        if inside:
             done.add((min(i, j), max(i, j)))
-    atoms = np.nonzero(inner)[0].tolist()
-    for a, i in enumerate(atoms):
-        for j in atoms[a + 1:]:
-            if (i, j) not in done:
-                force.addException(i, j, 0.0, 1.0, 0.0)
+    for k in np.unique(region[region >= 0]):
+        atoms = np.flatnonzero(region == k).tolist()
+        for a, i in enumerate(atoms):
+            for j in atoms[a + 1:]:
+                if (i, j) not in done:
+                    force.addException(i, j, 0.0, 1.0, 0.0)
 
 
 def _system_options(app, periodic: bool, cutoff_A: float, ewald_tolerance: float) -> dict:

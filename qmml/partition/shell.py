@@ -5,7 +5,9 @@ The shell is chosen once (membership is fixed for a run, so the energy has no di
 or every residue with an atom within ``radius_A`` of a QM atom, always completed to whole residues (a water
 is a residue).  Every covalent bond from the QM region or the shell to an MM atom is capped with a hydrogen
 in the ML calculation, placed as link atoms are (`qmml.partition.links`: R = (1 - g) R_inside + g R_MM),
-so the caps' forces go back to real atoms by the same weights.  A cut inside a ring is refused.
+so the caps' forces go back to real atoms by the same weights.  A cut inside a ring is refused.  Bonds
+from the shell to the QM region get caps too (`MLShell.qm_caps`), for the additive scheme, in which the
+model sees the shell without the QM region.
 """
 
 from __future__ import annotations
@@ -35,11 +37,15 @@ class MLShell:
         One hydrogen per bond from a QM or shell atom (``q1``) to an MM atom (``m1``).
     charge : int
         The shell's charge in the ML calculation, e: its topology charges, rounded (0 without them).
+    qm_caps : tuple of LinkAtom
+        One hydrogen per bond from a shell atom (``q1``) to a QM atom (``m1``): the QM/ML cuts seen from
+        the shell, capped when the model does not see the QM region (additive scheme).
     """
 
     atoms: np.ndarray
     caps: tuple[LinkAtom, ...]
     charge: int
+    qm_caps: tuple[LinkAtom, ...] = ()
 
 
 def build_shell(system: System, qm_atoms, selection=None, radius_A: float | None = None,
@@ -97,5 +103,11 @@ def build_shell(system: System, qm_atoms, selection=None, radius_A: float | None
             raise PartitionError(f"{label} lies in a ring (residue {system.resnames[a]} {system.resids[a]}); take "
                                  "the whole ring into the shell or leave it out")
         caps.append(LinkAtom(a, m, link_scale_factor(system.elements[a], system.elements[m], link, label)))
+    shell = np.zeros(system.n_atoms, dtype=bool)
+    shell[atoms] = True
+    qm_caps = [LinkAtom(a, q, link_scale_factor(system.elements[a], system.elements[q], link,
+                                                f"QM/ML cut bond {system.atom_label(q)} - {system.atom_label(a)}"))
+               for a, q in sorted((int(a), int(q)) if shell[a] else (int(q), int(a))
+                                  for a, q in graph.edges() if shell[a] != shell[q] and inside[a] and inside[q])]
     charge = 0 if system.charges is None else int(round(float(system.charges[atoms].sum())))
-    return MLShell(np.asarray(atoms, dtype=int), tuple(caps), charge)
+    return MLShell(np.asarray(atoms, dtype=int), tuple(caps), charge, tuple(qm_caps))
