@@ -153,6 +153,18 @@ def test_a_ligand_without_parameters_must_be_quantum():
     assert ham.vdw is not None and len(ham.vdw.env_atoms) == len(part.env_atoms)
 
 
+def test_a_qm_residue_without_parameters_silences_the_charge_check():
+    """Topology charges check the QM charge, except where a QM residue has none (a ghost ligand): then they say
+    nothing, and the partition must not tell the user to check the protonation state."""
+    ff = MMForceField.from_pdb(STRUCTURES / "butanol_water.pdb")
+    water = "(resname HOH and resid 2)"
+    wrong = qmml.partition(ff.system, water, charge=2)
+    assert any("check the protonation state" in n for n in wrong.notes)
+    assert "implying QM charge +0 (given: +2)" in wrong.report()
+    ligand = qmml.partition(ff.system, f"resname BUOH or {water}", charge=2)
+    assert not ligand.notes and "without BUOH 1 (no force-field parameters)" in ligand.report()
+
+
 def test_a_job_with_an_unparameterized_residue_outside_qm_stops_with_one_line(tmp_path):
     import subprocess
     import sys

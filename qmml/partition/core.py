@@ -119,11 +119,15 @@ class Partition:
             lines.append(f"  MM layer      : {_count(len(self.mm_atoms), 'atom')}")
         if s.charges is not None:
             qm_sum = float(s.charges[self.qm_atoms].sum())
-            if np.any(s.charges[self.qm_atoms] != 0):
+            uncharged = _uncharged_residues(s, self.qm_atoms)
+            if len(uncharged) == len(np.unique(s.residue_index[self.qm_atoms])):
+                lines.append("  topology charge of QM atoms: none (no force-field parameters)")
+            elif uncharged:
+                lines.append(f"  topology charge of QM atoms: {qm_sum:+.4f} e, without {', '.join(uncharged)} (no "
+                             "force-field parameters), so it says nothing of the QM charge")
+            else:
                 lines.append(f"  topology charge of QM atoms: {qm_sum:+.4f} e, implying QM charge {round(qm_sum):+d} "
                              f"(given: {self.charge:+d})")
-            else:
-                lines.append("  topology charge of QM atoms: none (no force-field parameters)")
             lines.append(f"  environment topology charge: {float(self.env_topology_charges.sum()):+.4f} e")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -223,8 +227,8 @@ def partition(
         if note:
             notes.append(note)
         qm_topology = float(system.charges[qm_atoms].sum())
-        # all-zero QM charges carry no information (a ligand without force-field parameters)
-        if np.any(system.charges[qm_atoms] != 0) and abs(qm_topology - charge) > 0.5:
+        # a residue whose charges are all zero (a ligand without force-field parameters) carries no information
+        if not _uncharged_residues(system, qm_atoms) and abs(qm_topology - charge) > 0.5:
             notes.append(f"the topology charges of the QM atoms sum to {qm_topology:+.3f} e but charge={charge:+d} "
                          "was given; check the protonation state")
 
@@ -272,3 +276,13 @@ def _formula(elements: list[str]) -> str:
     counts = Counter(elements)
     order = [e for e in ("C", "H") if e in counts] + sorted(e for e in counts if e not in ("C", "H"))
     return "".join(f"{e}{counts[e] if counts[e] > 1 else ''}" for e in order)
+
+
+def _uncharged_residues(system: System, atoms) -> list[str]:
+    """Labels ("CHM 1") of the residues whose ``atoms`` all have zero topology charge."""
+    atoms = np.asarray(atoms, dtype=int)
+    residues = system.residue_index[atoms]
+    return [f"{system.resnames[first]} {system.resids[first]}"
+            for r in np.unique(residues)
+            for first in [atoms[residues == r][0]]
+            if not np.any(system.charges[atoms[residues == r]] != 0)]
