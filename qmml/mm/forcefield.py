@@ -296,9 +296,11 @@ def without_inner(openmm_system, qm_atoms, inner_regions=()):
     n = system.getNumParticles()
     qm = np.zeros(n, dtype=bool)
     qm[np.asarray(qm_atoms, dtype=int)] = True
+    inner_regions = [np.asarray(atoms, dtype=int) for atoms in inner_regions]
+    if any(atoms.ndim != 1 for atoms in inner_regions):
+        raise InputError("without_inner: give inner_regions as a list of atom-index arrays, e.g. [shell_atoms]")
     region = np.full(n, -1)  # each atom's region, -1 for none
     for k, atoms in enumerate(inner_regions):
-        atoms = np.asarray(atoms, dtype=int)
         if np.any(region[atoms] >= 0):
             raise InputError("without_inner: the inner regions overlap; give each atom to one region")
         region[atoms] = k
