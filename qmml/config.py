@@ -66,6 +66,8 @@ class QMConfig(_Strict):
                                   "neglected Ewald terms")
     device: Literal["cpu", "gpu", "auto"] = Field(_ENGINE["device"], description="where the QM calculation runs "
                                                   "('gpu' needs CUDA and gpu4pyscf)")
+    memory_MB: float = Field(_ENGINE["memory_MB"], gt=0, description="memory PySCF may use on top of what the process "
+                             "already holds, MB")
     link: str | float = "scaled"
     boundary: Literal["none", "z1", "z2", "z3", "rc", "rcd", "shift"] = "rcd"
     buffer_A: float | None = Field(None, ge=0, le=100)

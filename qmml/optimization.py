@@ -56,7 +56,7 @@ class Optimization:
 
 
 def optimize(potential, positions=None, *, fmax: float = 0.05, max_steps: int = 200, fixed=None,
-             progress: bool = True) -> Optimization:
+             progress: bool = True, callback=None) -> Optimization:
     """Minimize the energy of ``potential`` from ``positions``.
 
     Parameters
@@ -73,6 +73,10 @@ def optimize(potential, positions=None, *, fmax: float = 0.05, max_steps: int = 
         Atoms kept in place (e.g. the outer solvent shell, so it does not collapse onto the solute).
     progress : bool
         A tqdm bar with the current energy change and largest force.
+    callback : callable, optional
+        ``callback(step, positions, result)`` after every accepted step (positions in Å, all atoms; the
+        potential's `Result` there): e.g. to write the geometry, so that a long optimization stopped by a
+        crash or the end of a session continues from its last step instead of its start.
 
     Returns
     -------
@@ -132,19 +136,21 @@ def optimize(potential, positions=None, *, fmax: float = 0.05, max_steps: int = 
     accepted = [x0[free].ravel()]
     bar = tqdm(total=max_steps, unit="step", disable=not progress, dynamic_ncols=True, desc="optimize")
 
-    def callback(intermediate_result):
+    def accept(intermediate_result):
         accepted[0] = np.array(intermediate_result.x)
         result = evaluate(accepted[0])
         energies.append(result.energy)
         max_forces.append(largest_force(result))
         bar.update(1)
         bar.set_postfix(dE=f"{result.energy - e0:.4f} eV", fmax=f"{max_forces[-1]:.3f} eV/Å")
+        if callback is not None:
+            callback(len(energies) - 1, full_positions(accepted[0]), result)
         if max_forces[-1] < fmax:
             raise StopIteration
 
     try:
         if max_forces[0] >= fmax:
-            minimize(objective, x0[free].ravel(), jac=True, method="L-BFGS-B", callback=callback,
+            minimize(objective, x0[free].ravel(), jac=True, method="L-BFGS-B", callback=accept,
                      options={"maxiter": int(max_steps), "maxfun": 4 * int(max_steps), "ftol": 1e-14,
                               "gtol": 1e-10, "maxcor": 20})
     finally:

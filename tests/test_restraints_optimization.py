@@ -44,6 +44,22 @@ def test_optimized_water_matches_published_hf_sto3g_geometry():
     np.testing.assert_allclose(opt.forces, potential.compute(x).forces, atol=5e-5)  # SCF tolerance
 
 
+def test_an_optimization_stopped_midway_continues_from_its_last_step():
+    """The callback sees every accepted step (its positions and result); starting again from the last
+    geometry it was given (as a campaign does after a crash) reaches the same minimum."""
+    water = qmml.System.from_arrays(["O", "H", "H"], [[0, 0, 0], [1.05, 0, 0], [-0.25, 0.92, 0.05]])
+    potential = qmml.QMPotential(qmml.PySCFEngine("hf", "sto-3g", conv_tol=1e-10), water)
+    seen = []
+    interrupted = qmml.optimize(potential, fmax=1e-3, max_steps=3, progress=False,
+                                callback=lambda step, x, result: seen.append((step, x.copy(), result.energy)))
+    assert [step for step, _, _ in seen] == [1, 2, 3] and not interrupted.converged
+    np.testing.assert_array_equal(seen[-1][1], interrupted.positions)
+    assert seen[-1][2] == interrupted.energy == pytest.approx(potential.compute(seen[-1][1]).energy, abs=1e-8)
+    resumed = qmml.optimize(potential, seen[-1][1], fmax=1e-3, progress=False)
+    direct = qmml.optimize(potential, fmax=1e-3, progress=False)
+    assert resumed.converged and resumed.energy == pytest.approx(direct.energy, abs=1e-6)
+
+
 def test_optimization_keeps_fixed_atoms_and_a_restraint_holds_the_coordinate():
     h2 = qmml.System.from_arrays(["H", "H"], [[0, 0, 0], [0.8, 0.1, 0]])
     stiff = qmml.HarmonicRestraint(Distance(0, 1), centre=1.0, force_constant=50.0)

@@ -12,7 +12,8 @@ a stopped campaign continues where it ended:
 
 1. ``path_NN.npz``: adiabatic mapping at the path level (default HF/STO-3G with density fitting): at each RC
    target in turn, an L-BFGS optimization of the QM atoms (shell and MM fixed) under a harmonic restraint
-   on RC, started from the previous point.  Stored: the QM positions, RC, the unrestrained energy.
+   on RC, started from the previous point.  Stored: the QM positions, RC, the unrestrained energy.  The
+   geometry of every step goes to ``path_NN.partial.npz``, so a point stopped halfway continues there.
 2. ``single_point_NN.json``: the energy at each path geometry at the reference level (default
    B3LYP/6-31G*, density fitting), without forces.
 
@@ -71,20 +72,35 @@ def path_stage(args) -> None:
     fixed[qm] = False
     for k, target in enumerate(TARGETS_A):
         path = OUT / f"path_{k:02d}.npz"
+        partial = OUT / f"path_{k:02d}.partial.npz"
         if path.exists():
             header, arrays = read_header_npz(path, "enzyme scan point")
             x[qm] = arrays["qm_positions"]
             continue
+        done = {"steps": 0, "seconds": 0.0}
+        if partial.exists():  # a point a stopped session left half done: continue from its last step
+            done, arrays = read_header_npz(partial, "enzyme scan point in progress")
+            x[qm] = arrays["qm_positions"]
+            print(f"path {k:2d}: continuing after {done['steps']} steps", flush=True)
         clock = time.perf_counter()
+
+        def save_step(step, positions, result, done=done, partial=partial, clock=clock):
+            write_header_npz(partial, {"steps": done["steps"] + step,
+                                       "seconds": done["seconds"] + time.perf_counter() - clock},
+                             {"qm_positions": positions[qm]})
+
         restrained = qmml.Restrained(ham, [qmml.HarmonicRestraint(rc, target, FORCE_CONSTANT)])
-        opt = qmml.optimize(restrained, x, fmax=args.fmax, max_steps=args.max_steps, fixed=fixed, progress=True)
+        opt = qmml.optimize(restrained, x, fmax=args.fmax, max_steps=max(1, args.max_steps - done["steps"]),
+                            fixed=fixed, progress=True, callback=save_step)
         x = opt.positions
         value = rc.value(x)
         energy = opt.energy - 0.5 * FORCE_CONSTANT * (value - target) ** 2
         header = {"target_A": target, "rc_A": value, "energy_eV": energy, "method": args.path_method,
                   "basis": args.path_basis, "converged": bool(opt.converged), "max_force_eV_A": opt.max_force,
-                  "steps": opt.n_steps, "seconds": time.perf_counter() - clock, "qm_atoms": qm.tolist()}
+                  "steps": done["steps"] + opt.n_steps, "evaluations": opt.n_evaluations,
+                  "seconds": done["seconds"] + time.perf_counter() - clock, "qm_atoms": qm.tolist()}
         write_header_npz(path, header, {"qm_positions": x[qm]})
+        partial.unlink(missing_ok=True)
         print(f"path {k:2d}: RC {value:+.3f} Å (target {target:+.2f}), E {energy:.4f} eV, {opt.n_steps} steps, "
               f"max force {opt.max_force:.3f} eV/Å, {header['seconds']:.0f} s", flush=True)
 
@@ -92,7 +108,7 @@ def path_stage(args) -> None:
 def single_point_stage(args) -> None:
     from qmml.header_npz import read_header_npz
 
-    points = sorted(OUT.glob("path_*.npz"))
+    points = sorted(OUT.glob("path_[0-9][0-9].npz"))
     todo = [p for p in points if not (OUT / p.name.replace("path_", "single_point_").replace(".npz", ".json")).exists()]
     if not todo:
         return
@@ -118,7 +134,7 @@ def profile(directory=OUT) -> list[dict]:
     from qmml.header_npz import read_header_npz
 
     rows = []
-    for path in sorted(Path(directory).glob("path_*.npz")):
+    for path in sorted(Path(directory).glob("path_[0-9][0-9].npz")):
         header, _ = read_header_npz(path, "enzyme scan point")
         single = Path(directory) / path.name.replace("path_", "single_point_").replace(".npz", ".json")
         sp = json.loads(single.read_text()) if single.exists() else None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
 import numpy as np
-from pyscf import gto, scf
+from pyscf import gto, lib, scf
 
 from .. import units
 from ..errors import InputError, SCFConvergenceError, check_range
@@ -161,6 +161,11 @@ class PySCFEngine:
         Where the SCF, gradient and embedding integrals run: "gpu" needs CUDA and gpu4pyscf
         (`qmml.qm.gpu`), "auto" takes the GPU when both are there.  Results agree to the SCF
         convergence threshold either way.
+    memory_MB : float
+        Memory PySCF may use for integrals and intermediates, MB, on top of what the process already holds
+        when the molecule is built.  PySCF counts the whole process against its own limit (4000 MB by
+        default), so in a large environment (a 43,000-atom enzyme holds 4 GB of OpenMM and model state) its
+        density-fitting tensors would go to a file on disk and be read back in every Fock build.
     **scf_options
         Set as attributes on the PySCF SCF object (e.g. ``grids_level=4`` for ``mf.grids.level``
         is spelled ``grids_level``; anything else such as ``init_guess="atom"`` directly).
@@ -178,7 +183,7 @@ class PySCFEngine:
                  series_tolerance: float = SERIES_ENERGY_TOLERANCE,
                  far_field_A: float | None = None, far_field_width_A: float = 2.0, near_field_A: float = 9.0,
                  near_field_width_A: float = 2.0, ewald_accuracy: float = 1e-10, device: str = "cpu",
-                 **scf_options):
+                 memory_MB: float = 4000.0, **scf_options):
         self.method = str(method).lower()
         self.basis = basis
         self.density_fit = density_fit
@@ -186,6 +191,7 @@ class PySCFEngine:
         self.max_cycle = int(check_range("max_cycle", max_cycle, low=1, high=10**5))
         self.grid_response = grid_response
         self.scf_options = scf_options
+        self.memory_MB = check_range("memory_MB", memory_MB, low=0, low_open=True, unit="MB")
         DensityHistory(guess, guess_order)  # checks the options
         self.guess, self.guess_order = guess, guess_order
         for name, value in (("far_field_width_A", far_field_width_A), ("near_field_A", near_field_A),
@@ -233,7 +239,7 @@ class PySCFEngine:
         atoms = [(e, tuple(p)) for e, p in zip(elements, np.asarray(positions_A) * units.ANGSTROM_BOHR)]
         try:
             return gto.M(atom=atoms, unit="Bohr", basis=self.basis, charge=int(charge), spin=int(multiplicity) - 1,
-                         verbose=0)
+                         verbose=0, max_memory=lib.current_memory()[0] + self.memory_MB)
         except (RuntimeError, KeyError) as err:
             raise InputError(f"PySCF could not build the QM molecule ({err}); check the elements, charge={charge}, "
                              f"multiplicity={multiplicity} and basis={self.basis!r}") from None
