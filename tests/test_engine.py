@@ -58,6 +58,25 @@ def test_density_fitting_energy_and_forces():
     assert fitted.site_forces[0, 0] == pytest.approx(-(e_plus - e_minus) / (2 * h), abs=1e-4)
 
 
+@pytest.mark.parametrize("cell", [None, 16.0 * np.eye(3)], ids=["open", "periodic"])
+def test_no_scf_object_outlives_its_calculation(cell):
+    """Nothing keeps the SCF object (its density-fitting tensors, and a periodic field over every site image)
+    alive after compute returns: no reference cycle, so it is freed at once rather than whenever the cyclic
+    collector runs (a 43,000-atom enzyme scan had grown by 0.25 GB a minute)."""
+    import gc
+
+    engine = qmml.PySCFEngine("hf", "sto-3g", density_fit=True)
+    engine.compute(["O", "H", "H"], WATER, site_positions=SITES, site_charges=TIP3P, cell=cell)
+    gc.collect()
+    gc.disable()
+    try:
+        engine.compute(["O", "H", "H"], WATER + 0.01, site_positions=SITES, site_charges=TIP3P, cell=cell)
+        alive = [o for o in gc.get_objects() if isinstance(o, scf.hf.SCF)]
+    finally:
+        gc.enable()
+    assert alive == []
+
+
 def test_scf_failure_tries_fallbacks_then_says_what_was_tried():
     engine = qmml.PySCFEngine("hf", "6-31g", max_cycle=1, conv_tol=1e-12)
     with pytest.raises(qmml.SCFConvergenceError, match="with any of: diis, damping, level shift, second order"):
