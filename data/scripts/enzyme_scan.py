@@ -101,7 +101,7 @@ def path_stage(args) -> None:
                   "seconds": done["seconds"] + time.perf_counter() - clock, "qm_atoms": qm.tolist()}
         write_header_npz(path, header, {"qm_positions": x[qm]})
         partial.unlink(missing_ok=True)
-        print(f"path {k:2d}: RC {value:+.3f} Å (target {target:+.2f}), E {energy:.4f} eV, {opt.n_steps} steps, "
+        print(f"path {k:2d}: RC {value:+.3f} Å (target {target:+.2f}), E {energy:.4f} eV, {header['steps']} steps, "
               f"max force {opt.max_force:.3f} eV/Å, {header['seconds']:.0f} s", flush=True)
 
 
