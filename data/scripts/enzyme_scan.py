@@ -24,6 +24,7 @@ a stopped campaign continues where it ended:
     OMP_NUM_THREADS=2 python data/scripts/enzyme_scan.py --threads 1      # all stages, resumable
     python data/scripts/enzyme_scan.py --analyse                          # the profile and the barrier
     python data/scripts/enzyme_scan.py --path-basis 6-31g* --out data/validation/enzyme_scan_hf_631gs
+    python data/scripts/enzyme_scan.py --relax-shell --out data/validation/enzyme_scan_relaxed_shell
 """
 
 from __future__ import annotations
@@ -71,6 +72,18 @@ def _write_json(target: Path, data: dict) -> None:
     tmp.replace(target)
 
 
+def _moved(positions, qm, shell) -> dict:
+    """The arrays a point stores: the QM positions, and the shell's when it moves too."""
+    return {"qm_positions": positions[qm]} | ({"shell_positions": positions[shell]} if shell is not None else {})
+
+
+def _apply(x, header, arrays, qm=None) -> None:
+    """Put a stored point's QM (and shell) positions into ``x`` (``qm``: for files that do not name them)."""
+    x[header.get("qm_atoms", qm)] = arrays["qm_positions"]
+    if "shell_positions" in arrays:
+        x[header["shell_atoms"]] = arrays["shell_positions"]
+
+
 def _todo(out: Path, prefix: str) -> list[Path]:
     """The path points without a ``prefix_NN.json`` yet."""
     return [p for p in sorted(out.glob("path_[0-9][0-9].npz"))
@@ -88,24 +101,28 @@ def path_stage(args) -> None:
     x = system.positions.copy()
     fixed = np.ones(system.n_atoms, dtype=bool)
     fixed[qm] = False
+    shell = ham.partition.shell_atoms if args.relax_shell else None
+    if shell is not None:  # the ML shell follows the reaction too (induced fit); the MM layer stays
+        fixed[shell] = False
     for k, target in enumerate(TARGETS_A):
         path = out / f"path_{k:02d}.npz"
         partial = out / f"path_{k:02d}.partial.npz"
         if path.exists():
             header, arrays = read_header_npz(path, "enzyme scan point")
-            x[qm] = arrays["qm_positions"]
+            _apply(x, header, arrays)
             continue
         done = {"steps": 0, "seconds": 0.0}
         if partial.exists():  # a point a stopped session left half done: continue from its last step
             done, arrays = read_header_npz(partial, "enzyme scan point in progress")
-            x[qm] = arrays["qm_positions"]
+            _apply(x, done, arrays, qm)
             print(f"path {k:2d}: continuing after {done['steps']} steps", flush=True)
         clock = time.perf_counter()
 
         def save_step(step, positions, result, done=done, partial=partial, clock=clock):
-            write_header_npz(partial, {"steps": done["steps"] + step,
+            write_header_npz(partial, {"steps": done["steps"] + step, "qm_atoms": qm.tolist(), "shell_atoms":
+                                       None if shell is None else shell.tolist(),
                                        "seconds": done["seconds"] + time.perf_counter() - clock},
-                             {"qm_positions": positions[qm]})
+                             _moved(positions, qm, shell))
 
         restrained = qmml.Restrained(ham, [qmml.HarmonicRestraint(rc, target, FORCE_CONSTANT)])
         opt = qmml.optimize(restrained, x, fmax=args.fmax, max_steps=max(1, args.max_steps - done["steps"]),
@@ -116,8 +133,9 @@ def path_stage(args) -> None:
         header = {"target_A": target, "rc_A": value, "energy_eV": energy, "method": args.path_method,
                   "basis": args.path_basis, "converged": bool(opt.converged), "max_force_eV_A": opt.max_force,
                   "steps": done["steps"] + opt.n_steps, "evaluations": opt.n_evaluations,
-                  "seconds": done["seconds"] + time.perf_counter() - clock, "qm_atoms": qm.tolist()}
-        write_header_npz(path, header, {"qm_positions": x[qm]})
+                  "seconds": done["seconds"] + time.perf_counter() - clock, "qm_atoms": qm.tolist(),
+                  "shell_atoms": None if shell is None else shell.tolist()}
+        write_header_npz(path, header, _moved(x, qm, shell))
         partial.unlink(missing_ok=True)
         print(f"path {k:2d}: RC {value:+.3f} Å (target {target:+.2f}), E {energy:.4f} eV, {header['steps']} steps, "
               f"max force {opt.max_force:.3f} eV/Å, {header['seconds']:.0f} s", flush=True)
@@ -133,7 +151,7 @@ def single_point_stage(args) -> None:
     x = ham.system.positions.copy()
     for path in todo:
         header, arrays = read_header_npz(path, "enzyme scan point")
-        x[header["qm_atoms"]] = arrays["qm_positions"]
+        _apply(x, header, arrays)
         clock = time.perf_counter()
         result = ham.compute(x, forces=False)
         _write_json(args.out / path.name.replace("path_", "single_point_").replace(".npz", ".json"),
@@ -226,6 +244,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=None, help="OpenMM CPU threads")
     parser.add_argument("--out", type=Path, default=OUT, help="folder of the campaign's files")
+    parser.add_argument("--relax-shell", action="store_true",
+                        help="optimize the ML shell with the QM atoms (default: QM atoms only)")
     args = parser.parse_args(argv)
     if args.analyse:
         analyse(args.out)
