@@ -282,7 +282,9 @@ def _uncharged_residues(system: System, atoms) -> list[str]:
     """Labels ("CHM 1") of the residues whose ``atoms`` all have zero topology charge."""
     atoms = np.asarray(atoms, dtype=int)
     residues = system.residue_index[atoms]
-    return [f"{system.resnames[first]} {system.resids[first]}"
-            for r in np.unique(residues)
-            for first in [atoms[residues == r][0]]
-            if not np.any(system.charges[atoms[residues == r]] != 0)]
+    labels = []
+    for r in np.unique(residues):
+        mine = atoms[residues == r]
+        if not np.any(system.charges[mine] != 0):
+            labels.append(f"{system.resnames[mine[0]]} {system.resids[mine[0]]}")
+    return labels

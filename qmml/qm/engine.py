@@ -164,8 +164,9 @@ class PySCFEngine:
     memory_MB : float
         Memory PySCF may use for integrals and intermediates, MB, on top of what the process already holds
         when the molecule is built.  PySCF counts the whole process against its own limit (4000 MB by
-        default), so in a large environment (a 43,000-atom enzyme holds 4 GB of OpenMM and model state) its
-        density-fitting tensors would go to a file on disk and be read back in every Fock build.
+        default), and a large environment holds gigabytes of its own (OpenMM and the model: 1.4-2 GB for a
+        43,000-atom enzyme), past which the density-fitting tensors would go to a file on disk and be read
+        back in every Fock build.
     **scf_options
         Set as attributes on the PySCF SCF object (e.g. ``grids_level=4`` for ``mf.grids.level``
         is spelled ``grids_level``; anything else such as ``init_guess="atom"`` directly).
