@@ -139,6 +139,10 @@ def test_separate_qm_and_shell_regions_keep_the_bonded_terms_that_join_them():
     expected = context.getState(getEnergy=True).getPotentialEnergy()._value * units.KJ_PER_MOL_EV
     assert n_terms["Bond"] == 1 and n_terms["Angle"] == 6 and n_terms["Torsion"] > 9  # CA-CB; N/C/HA-CA-CB-HB2/HB3/CG
     assert additive - subtractive == pytest.approx(expected, abs=1e-8) and abs(expected) > 1e-3
+    with pytest.raises(InputError, match=f"atom {shell[0]} is in inner regions 0 and 1"):
+        ff.context(qm, [shell, shell[:1]])
+    with pytest.raises(InputError, match="list of atom-index arrays"):
+        ff.context(qm, shell)  # a flat array (the old inner_atoms)
 
 
 def test_a_ligand_without_parameters_must_be_quantum():

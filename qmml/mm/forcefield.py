@@ -301,8 +301,10 @@ def without_inner(openmm_system, qm_atoms, inner_regions=()):
         raise InputError("without_inner: give inner_regions as a list of atom-index arrays, e.g. [shell_atoms]")
     region = np.full(n, -1)  # each atom's region, -1 for none
     for k, atoms in enumerate(inner_regions):
-        if np.any(region[atoms] >= 0):
-            raise InputError("without_inner: the inner regions overlap; give each atom to one region")
+        taken = atoms[region[atoms] >= 0]
+        if taken.size:
+            raise InputError(f"without_inner: atom {int(taken[0])} is in inner regions {int(region[taken[0]])} and {k}; "
+                             "give each atom to one region")
         region[atoms] = k
     region[qm & (region < 0)] = len(inner_regions)  # QM atoms outside every given region are one of their own
     for force in system.getForces():
