@@ -505,7 +505,8 @@ def _add_image_potential(mf, field) -> None:
     The term is quadratic in the density, so it belongs in get_veff (as PySCF's documented way of
     changing the Hamiltonian, an instance attribute): its energy 1/2 tr(D v) is what RHF/UHF's
     energy_elec takes from the potential, and is added to the Coulomb tag RKS/UKS take their energy from.
-    The previous potential handed back for incremental Fock builds is stripped of the term first.
+    The previous potential handed back for incremental Fock builds is stripped of the term first.  The
+    closure refers to ``mf`` (a reference cycle); `_release` removes it once the calculation is done.
     """
     from pyscf import lib
 
