@@ -229,6 +229,31 @@ def test_three_layer_partition_report(three_layers):
     assert np.intersect1d(part.shell_atoms, part.qm_atoms).size == 0
 
 
+def test_each_shell_piece_keeps_its_charge_and_is_a_molecule_of_its_own():
+    """Ace and Nme are two pieces of one peptide, apart in this shell: for the model they are separate capped
+    molecules, so each piece's embedding charges add up to its force-field charge (with one charge for the whole
+    shell, the `organic` model moved 0.9 e onto a valine across chorismate mutase's active site) and the model's
+    Coulomb and contact terms act between them (they did not: one chain was one molecule)."""
+    ff = MMForceField.from_pdb(PEPTIDE)
+    part = qmml.partition(ff.system, SIDE_CHAINS, charge=0, allow_multiple_links=True,
+                          shell="resname ACE NME or byres (resname HOH and around 3.0 resname HIS)")
+    s, shell = ff.system, part.shell
+    pieces = {s.resnames[a]: f for a, f in zip(shell.atoms, shell.fragments) if s.resnames[a] in ("ACE", "NME")}
+    assert pieces["ACE"] != pieces["NME"] and len(np.unique(shell.fragments)) == 2 + np.sum(
+        (s.resnames[shell.atoms] == "HOH") & (s.elements[shell.atoms] == "O"))
+    environment = qmml.LayeredEnvironment(qmml.load_model("organic").double(), ff, platform="Reference")
+    evaluation = environment.evaluate(s.positions, part, "additive", forces=False)
+    charges = np.zeros(s.n_atoms)
+    charges[part.env_atoms] = evaluation.charges
+    for piece in np.unique(shell.fragments):
+        atoms = shell.atoms[shell.fragments == piece]
+        assert charges[atoms].sum() == pytest.approx(s.charges[atoms].sum(), abs=1e-6), s.atom_label(atoms[0])
+    setup = environment.ml._prepare(part, "additive")
+    view = setup["view"]
+    view_pieces = setup["molecules"][:len(view)][np.isin(view, np.flatnonzero(np.isin(s.resnames, ["ACE", "NME"])))]
+    assert len(np.unique(view_pieces)) == 2
+
+
 def test_the_shell_boundary_keeps_shell_waters_in_and_mm_waters_out(three_layers):
     """The flat-bottomed wall is zero for the partition's own geometry, pulls a shell water that left back and
     pushes an MM water that came in out, with forces that are its energy's derivatives."""

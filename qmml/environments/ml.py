@@ -13,8 +13,10 @@ replaces it.  The second call removes the model's own description of the QM regi
 
 Charge groups: a model conserving charge per molecule gets one group per environment molecule (the
 environment part of a molecule cut by the boundary is one group); a model conserving charge per
-structure gets one group of all environment atoms.  Group charges are the rounded topology charges
-(0 without them); the environment as a whole carries ``total_charge - partition.charge``.
+structure gets one group of all environment atoms.  An ML shell (three layers) is a set of separate
+capped pieces (`MLShell.fragments`): each piece is a molecule and a charge group, whatever the model.
+Group charges are the rounded topology charges (0 without them); the environment as a whole carries
+``total_charge - partition.charge``.
 """
 
 from __future__ import annotations
@@ -83,6 +85,10 @@ class MLEnvironment(Environment):
             shell = partition.shell
             described, caps, qm_caps, env_total = shell.atoms, shell.caps, shell.qm_caps, shell.charge
             topology = system.charges[described] if system.charges is not None else None
+            # the shell's covalent pieces are separate capped molecules for the model: each keeps its charge, and
+            # the model's Coulomb and fixed terms act between them (one protein chain is many pieces here)
+            molecules = np.full(system.n_atoms, -1)
+            molecules[described] = shell.fragments
         else:
             if partition.shell is not None:
                 raise InputError("this partition has an ML shell, so the environment has an MM layer: use "
@@ -90,9 +96,10 @@ class MLEnvironment(Environment):
             # two layers: the additive scheme leaves a QM/ML cut bond uncapped (nothing else holds it either)
             described, caps, qm_caps, env_total = env, (), (), self._env_charge(partition)
             topology = partition.env_topology_charges
+            molecules = system.molecule_index
         self.model.species(system.atomic_numbers[described])  # clear error for unknown elements
-        molecules = system.molecule_index
-        env_groups, group_charges = charge_groups(self.model, molecules[described], topology, env_total)
+        env_groups, group_charges = charge_groups(self.model, molecules[described], topology, env_total,
+                                                  per_molecule=self.layer == "shell")
         excess = env_total - group_charges.sum()  # only per-molecule groups can miss the total
         if abs(excess) > 1e-9:
             cut = np.unique(env_groups[np.isin(described, [lk.m1 for lk in partition.links])])

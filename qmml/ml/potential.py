@@ -17,14 +17,15 @@ from ..potential import Potential, PotentialResult
 from .uncertainty import Uncertainty, require_committee
 
 
-def charge_groups(model, molecules, topology_charges, total_charge: float):
+def charge_groups(model, molecules, topology_charges, total_charge: float, *, per_molecule: bool = False):
     """Charge groups of atoms and each group's charge (e), as ``model`` conserves charge.
 
-    Per structure: one group carrying ``total_charge``.  Per molecule: one group per distinct value
-    of ``molecules``, carrying its rounded topology charge (0 without topology charges); the caller
-    checks that these add up to what it expects.
+    Per structure: one group carrying ``total_charge``.  Per molecule (the model's choice, or
+    ``per_molecule=True`` whatever the model): one group per distinct value of ``molecules``, carrying
+    its rounded topology charge (0 without topology charges); the caller checks that these add up to
+    what it expects.
     """
-    if model.charge_groups == "structure":
+    if model.charge_groups == "structure" and not per_molecule:
         return np.zeros(len(molecules), dtype=int), np.array([float(total_charge)])
     _, groups = np.unique(molecules, return_inverse=True)
     charges = np.zeros(groups.max() + 1 if len(groups) else 0)

@@ -40,12 +40,18 @@ class MLShell:
     qm_caps : tuple of LinkAtom
         One hydrogen per bond from a shell atom (``q1``) to a QM atom (``m1``): the QM/ML cuts seen from
         the shell, capped when the model does not see the QM region (additive scheme).
+    fragments : ndarray of int
+        The fragment of every shell atom (row of ``atoms``): the shell's covalently connected pieces, each a
+        separate capped molecule for the model, numbered by first atom.  Each keeps its topology charge
+        (`MLEnvironment`), as the molecules of the model's embedding-charge labels did; one charge for the
+        whole shell let the model move 0.9 e onto a valine across an enzyme's active site.
     """
 
     atoms: np.ndarray
     caps: tuple[LinkAtom, ...]
     charge: int
-    qm_caps: tuple[LinkAtom, ...] = ()
+    qm_caps: tuple[LinkAtom, ...]
+    fragments: np.ndarray
 
 
 def build_shell(system: System, qm_atoms, selection=None, radius_A: float | None = None,
@@ -110,4 +116,7 @@ def build_shell(system: System, qm_atoms, selection=None, radius_A: float | None
                for a, q in sorted((int(a), int(q)) if shell[a] else (int(q), int(a))
                                   for a, q in graph.edges() if shell[a] != shell[q] and inside[a] and inside[q])]
     charge = 0 if system.charges is None else int(round(float(system.charges[atoms].sum())))
-    return MLShell(np.asarray(atoms, dtype=int), tuple(caps), charge, tuple(qm_caps))
+    pieces = sorted(nx.connected_components(graph.subgraph(atoms.tolist())), key=min)
+    fragment = {a: k for k, piece in enumerate(pieces) for a in piece}
+    fragments = np.array([fragment[int(a)] for a in atoms], dtype=int)
+    return MLShell(np.asarray(atoms, dtype=int), tuple(caps), charge, tuple(qm_caps), fragments)
