@@ -7,7 +7,7 @@ Org. Biomol. Chem. 2011, 9, 1578 (average enzyme barrier 11.3 kcal/mol).  The ML
 term) holds Arg90, Arg7, Glu78, Tyr108, Arg63 ...; the MM layer (amber14) the rest.
 
 Reaction coordinate RC = d(C5-O7) - d(C1-C9) (the breaking ether bond minus the forming C-C bond; reactant
--1.6 Å, product about +1.5 Å).  Two stages, each point its own file in ``data/validation/enzyme_scan/`` so
+-1.6 Å, product about +1.5 Å).  Three stages, each point its own file in ``data/validation/enzyme_scan/`` so
 a stopped campaign continues where it ended:
 
 1. ``path_NN.npz``: adiabatic mapping at the path level (default HF/STO-3G with density fitting): at each RC
@@ -16,7 +16,9 @@ a stopped campaign continues where it ended:
    geometry of every step goes to ``path_NN.partial.npz``, so a point stopped halfway continues there.
 2. ``single_point_NN.json``: the energy at each path geometry at the reference level (default
    B3LYP/6-31G*, density fitting), without forces.
-3. ``gas_phase_NN.json``: chorismate alone (no enzyme, no solvent) at the same geometry and level.  The
+3. ``gas_phase_NN.json``: chorismate alone (no enzyme, no solvent) at the same geometry and level.
+   ``--stage all`` (the default) takes the three stages point by point, so a campaign that spans sessions
+   has a profile so far.  The
    enzyme profile minus this one is what the environment does to the barrier, the differential transition-
    state stabilization, which depends less on the path level than the barrier itself (published: 7.3
    kcal/mol on average in BsCM, Claeyssens et al. 2011).
@@ -90,7 +92,8 @@ def _todo(out: Path, prefix: str) -> list[Path]:
             if not (out / p.name.replace("path_", f"{prefix}_").replace(".npz", ".json")).exists()]
 
 
-def path_stage(args) -> None:
+def path_stage(args, max_new: int | None = None) -> bool:
+    """Path points in order (the first ``max_new`` missing ones; all by default); True when every point exists."""
     import qmml
     from qmml.header_npz import read_header_npz, write_header_npz
 
@@ -104,6 +107,7 @@ def path_stage(args) -> None:
     shell = ham.partition.shell_atoms if args.relax_shell else None
     if shell is not None:  # the ML shell follows the reaction too (induced fit); the MM layer stays
         fixed[shell] = False
+    new = 0
     for k, target in enumerate(TARGETS_A):
         path = out / f"path_{k:02d}.npz"
         partial = out / f"path_{k:02d}.partial.npz"
@@ -111,6 +115,9 @@ def path_stage(args) -> None:
             header, arrays = read_header_npz(path, "enzyme scan point")
             _apply(x, header, arrays)
             continue
+        if max_new is not None and new == max_new:
+            return False
+        new += 1
         done = {"steps": 0, "seconds": 0.0}
         if partial.exists():  # a point a stopped session left half done: continue from its last step
             done, arrays = read_header_npz(partial, "enzyme scan point in progress")
@@ -139,6 +146,7 @@ def path_stage(args) -> None:
         partial.unlink(missing_ok=True)
         print(f"path {k:2d}: RC {value:+.3f} Å (target {target:+.2f}), E {energy:.4f} eV, {header['steps']} steps, "
               f"max force {opt.max_force:.3f} eV/Å, {header['seconds']:.0f} s", flush=True)
+    return True
 
 
 def single_point_stage(args) -> None:
@@ -251,11 +259,18 @@ def main(argv=None) -> int:
         analyse(args.out)
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.stage in ("path", "all"):
+    if args.stage == "all":  # point by point, so that a campaign spread over sessions has a profile as it goes
+        while True:
+            done = path_stage(args, max_new=1)
+            single_point_stage(args)
+            gas_phase_stage(args)
+            if done:
+                break
+    elif args.stage == "path":
         path_stage(args)
-    if args.stage in ("single_points", "all"):
+    elif args.stage == "single_points":
         single_point_stage(args)
-    if args.stage in ("gas_phase", "all"):
+    else:
         gas_phase_stage(args)
     analyse(args.out)
     return 0
