@@ -282,11 +282,11 @@ def relax_structure(modeller, forcefield, frozen, *, md_ps, restraint, temperatu
     """Minimize, equilibrate and minimize again everything but ``frozen`` (the ligand, which has only
     the temporary nonbonded parameters, so it must not move).
 
-    The structure straight from addSolvent carries forces up to ~5,000 kJ/mol/nm (waters tiled onto
-    each other, side chains against the ligand), which a QM region feels as distorted contacts.
+    The structure straight from addSolvent carried forces up to 53,000 kJ/mol/nm (waters tiled onto
+    each other) and a hydroxyl H 1.6 A from a ligand H, contacts a QM region feels.
     1. Minimization of all non-frozen atoms (flexible water, no constraints: the model qmml runs).
     2. ``md_ps`` of Langevin NVT at ``temperature`` (1 fs, rigid water) with the protein heavy atoms
-       held near the crystal pose by ``restraint`` (kJ/mol/nm^2), so waters, ions and hydrogens
+       held near their minimized positions by ``restraint`` (kJ/mol/nm^2), so waters, ions and hydrogens
        equilibrate around a pre-organized active site.
     3. Minimization again, without restraints.
     """
@@ -505,7 +505,7 @@ def main(argv=None):
                    help="protein heavy-atom restraint during that NVT, kJ/mol/nm^2 (default 5 kcal/mol/A^2)")
     p.add_argument("--temperature", type=float, default=300.0, help="NVT temperature, K")
     p.add_argument("--threads", type=int, default=1,
-                   help="OpenMM CPU threads of the relaxation (1: bit-for-bit reproducible)")
+                   help="OpenMM CPU threads of the relaxation (default 1)")
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--no-verify", action="store_true")
     args = p.parse_args(argv)
