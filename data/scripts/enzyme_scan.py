@@ -233,7 +233,8 @@ def analyse(directory=OUT) -> None:
         top = max(done, key=lambda r: r["single_point_kcal"])
         line = f"highest enzyme point: {top['single_point_kcal']:.1f} kcal/mol at RC {top['rc_A']:+.2f} Å"
         if top["gas_phase_kcal"] is not None:
-            line += (f"; there the environment lowers it by {top['gas_phase_kcal'] - top['single_point_kcal']:.1f} "
+            change = top["single_point_kcal"] - top["gas_phase_kcal"]
+            line += (f"; there the environment {'raises' if change > 0 else 'lowers'} it by {abs(change):.1f} "
                      "kcal/mol against the gas phase")
         print(line)
     print("published (Claeyssens et al., Org. Biomol. Chem. 2011, 9, 1578; B3LYP/6-31G(d)/CHARMM27, average over "
