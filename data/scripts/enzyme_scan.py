@@ -44,7 +44,6 @@ OUT = ROOT / "data" / "validation" / "enzyme_scan"
 TARGETS_A = (-1.6, -1.2, -0.8, -0.5, -0.2, 0.1, 0.4, 0.7, 1.0, 1.4)
 #: restraint force constant, eV/Å² (about 1150 kcal/mol/Å²: RC within 0.01 Å of its target)
 FORCE_CONSTANT = 50.0
-KCAL_PER_EV = 23.060548
 
 
 def hamiltonian(method: str, basis: str, threads: int | None):
@@ -191,6 +190,7 @@ def gas_phase_stage(args) -> None:
 def profile(directory=OUT) -> list[dict]:
     """The scan as rows: RC (Å); the path, single-point and gas-phase energies relative to the first point
     (``*_kcal``, kcal/mol; None where a stage has not reached the point)."""
+    from qmml import units
     from qmml.header_npz import read_header_npz
 
     def stage(path, prefix):
@@ -209,7 +209,7 @@ def profile(directory=OUT) -> list[dict]:
     for key in ("path_eV", "single_point_eV", "gas_phase_eV"):
         first = rows[0][key] if rows else None
         for r in rows:
-            r[key.replace("_eV", "_kcal")] = None if r[key] is None or first is None else (r[key] - first) * KCAL_PER_EV
+            r[key.replace("_eV", "_kcal")] = None if r[key] is None or first is None else (r[key] - first) / units.KCAL_PER_MOL_EV
     return rows
 
 
