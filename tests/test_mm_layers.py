@@ -229,6 +229,27 @@ def test_three_layer_partition_report(three_layers):
     assert np.intersect1d(part.shell_atoms, part.qm_atoms).size == 0
 
 
+def test_a_cap_on_a_peptide_bond_sits_at_the_amide_n_h_length(three_layers):
+    """The ML/MM cut His N - Ser C is a peptide bond (1.34 Å): the cap sits 1.01 Å from N, where the model does not
+    push N along the bond.  A ratio of tabulated single bonds (1.010/1.470, as before) put it at 0.93 Å, and the
+    model pushed N with 2.4 eV/Å (5.9 eV/Å on chorismate mutase's shell boundary)."""
+    ff, part, _ = three_layers
+    environment = qmml.LayeredEnvironment(qmml.load_model("organic").double(), ff, platform="Reference")
+    x = ff.system.positions
+    push = {}
+    for link in ("scaled", 1.010 / 1.470):
+        moved = qmml.partition(ff.system, SIDE_CHAINS, charge=0, allow_multiple_links=True, link=link,
+                               shell="resname HIS NME or byres (resname HOH and around 3.0 resname HIS)")
+        cap = moved.shell.caps[1]
+        assert (cap.q1, cap.m1) == (17, 15)
+        bond = x[cap.m1] - x[cap.q1]
+        evaluation = environment.evaluate(x, moved, "additive", forces=True)
+        push[link] = float(evaluation.forces(np.zeros(len(evaluation.charges)))[cap.q1] @ bond) / np.linalg.norm(bond)
+        if link == "scaled":
+            assert cap.g * np.linalg.norm(bond) == pytest.approx(1.010, abs=1e-12)
+    assert abs(push["scaled"]) < 0.3 and abs(push[1.010 / 1.470]) > 1.5
+
+
 def test_each_shell_piece_keeps_its_charge_and_is_a_molecule_of_its_own():
     """Ace and Nme are two pieces of one peptide, apart in this shell: for the model they are separate capped
     molecules, so each piece's embedding charges add up to its force-field charge (with one charge for the whole

@@ -7,15 +7,16 @@ import qmml
 from qmml.elements import bond_length_A
 
 
-def test_link_atom_sits_at_scaled_position_and_matches_bond_length_ratio(butanol):
+def test_link_atom_sits_at_the_c_h_length_along_the_cut_bond(butanol):
+    """The cap lies on the cut C-C bond (1.49 Å in this structure, not the tabulated 1.526) at the C-H length."""
     part = qmml.partition(butanol, "name C4 O1 H41 H42 HO1", charge=0)
     (link,) = part.links
     assert (link.q1, link.m1) == (3, 2)
-    assert link.g == pytest.approx(bond_length_A("C", "H") / bond_length_A("C", "C"))
-    assert 0.70 < link.g < 0.73
     centres = part.qm_positions(butanol.positions)
     r_q1, r_m1 = butanol.positions[3], butanol.positions[2]
     np.testing.assert_allclose(centres[-1], r_q1 + link.g * (r_m1 - r_q1))
+    assert np.linalg.norm(centres[-1] - r_q1) == pytest.approx(bond_length_A("C", "H"), abs=1e-12)
+    assert 0.70 < link.g < 0.75
     assert part.qm_elements == ["C", "O", "H", "H", "H", "H"]
     # the force on the link atom goes (1-g) to Q1 and g to M1
     f = np.zeros((len(centres), 3))
@@ -25,10 +26,24 @@ def test_link_atom_sits_at_scaled_position_and_matches_bond_length_ratio(butanol
     np.testing.assert_allclose(atom_forces[2], link.g * f[-1])
 
 
+def test_a_cut_bond_that_is_no_bond_in_the_structure_gets_no_cap(butanol):
+    """A C-C bond of the bond list stretched to 2.6 Å (a wrong bond list, a broken structure) is refused, naming it;
+    a fixed g still places the link."""
+    from qmml.errors import PartitionError
+
+    positions = butanol.positions.copy()
+    positions[:3] += 1.2 * (positions[2] - positions[3]) / np.linalg.norm(positions[2] - positions[3])
+    stretched = butanol.with_positions(positions)
+    with pytest.raises(PartitionError, match=r"atom 3 \(C4, BUOH 1\) - atom 2 \(C3, BUOH 1\) is 2.\d+ Å long"):
+        qmml.partition(stretched, "name C4 O1 H41 H42 HO1", charge=0)
+    assert qmml.partition(stretched, "name C4 O1 H41 H42 HO1", charge=0, link=0.72).links[0].g == 0.72
+
+
 def test_report_names_cut_bond_link_and_charges(butanol):
-    text = qmml.partition(butanol, "name C4 O1 H41 H42 HO1", charge=0).report()
+    part = qmml.partition(butanol, "name C4 O1 H41 H42 HO1", charge=0)
+    text = part.report()
     assert "atom 3 (C4, BUOH 1) - atom 2 (C3, BUOH 1)" in text
-    assert "g = 0.7143" in text
+    assert f"g = {part.links[0].g:.4f}" in text
     assert "5 atoms + 1 link atom (CH4O)" in text and "18 electrons" in text
     assert "topology charge of QM atoms: -0.0400 e" in text
 

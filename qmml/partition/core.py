@@ -161,7 +161,8 @@ def partition(
     multiplicity : int
         Spin multiplicity 2S+1 of the QM region.
     link : "scaled" or float
-        Link-atom placement: "scaled" takes g from the bond-length table; a number fixes g.
+        Link-atom placement: "scaled" puts the H at the tabulated Q1-H length along the cut bond as it is
+        in ``system`` (g fixed for the run); a number fixes g.
     boundary : str
         Boundary charge scheme: none, z1, z2, z3, rc, rcd (default) or shift.
     buffer_A : float, optional
@@ -197,7 +198,7 @@ def partition(
     check_cuts(system, cuts, allow_polar_cuts=allow_polar_cuts,
                allow_multiple_bond_cuts=allow_multiple_bond_cuts, allow_multiple_links=allow_multiple_links)
     links = tuple(
-        LinkAtom(q1, m1, link_scale_factor(system.elements[q1], system.elements[m1], link,
+        LinkAtom(q1, m1, link_scale_factor(system, q1, m1, link,
                                            f"cut bond {system.atom_label(q1)} - {system.atom_label(m1)}"))
         for q1, m1 in cuts)
 

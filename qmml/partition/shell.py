@@ -108,10 +108,10 @@ def build_shell(system: System, qm_atoms, selection=None, radius_A: float | None
         if m in others:
             raise PartitionError(f"{label} lies in a ring (residue {system.resnames[a]} {system.resids[a]}); take "
                                  "the whole ring into the shell or leave it out")
-        caps.append(LinkAtom(a, m, link_scale_factor(system.elements[a], system.elements[m], link, label)))
+        caps.append(LinkAtom(a, m, link_scale_factor(system, a, m, link, label)))
     shell = np.zeros(system.n_atoms, dtype=bool)
     shell[atoms] = True
-    qm_caps = [LinkAtom(a, q, link_scale_factor(system.elements[a], system.elements[q], link,
+    qm_caps = [LinkAtom(a, q, link_scale_factor(system, a, q, link,
                                                 f"QM/ML cut bond {system.atom_label(q)} - {system.atom_label(a)}"))
                for a, q in sorted((int(a), int(q)) if shell[a] else (int(q), int(a))
                                   for a, q in graph.edges() if shell[a] != shell[q] and inside[a] and inside[q])]
