@@ -8,8 +8,8 @@ with g = d_eq(Q1-H) / d(Q1-M1): the tabulated Q1-H length (`qmml.elements`) over
 the partitioned structure, so the cap sits at its equilibrium length whatever the order of the cut bond.  A
 ratio of two tabulated single bonds cannot tell a peptide C-N (1.335 Å) from an amine C-N (1.47 Å): it put the
 amide N-H caps of an ML shell at 0.92 Å and the carbonyl C-H caps at 0.99 Å, and the model pushed the
-boundary atoms with up to 5.9 eV/Å.  Because R_L is linear in R_Q1 and R_M1, the force on L goes to the real atoms by the same
-weights: (1 - g) F_L to Q1 and g F_L to M1.  Both use `LinkAtom.weights`, so placement and
+boundary atoms with up to 5.9 eV/Å.  Because R_L is linear in R_Q1 and R_M1, the force on L goes to the
+real atoms by the same weights: (1 - g) F_L to Q1 and g F_L to M1.  Both use `LinkAtom.weights`, so placement and
 force projection cannot disagree.
 """
 
@@ -67,9 +67,9 @@ def link_scale_factor(system, q1: int, m1: int, link, label: str) -> float:
             raise PartitionError(f"{label}: {err.args[0]}; pass link=<g> (a number, e.g. 0.72) to partition()") from None
         length = float(np.linalg.norm(minimum_image(system.positions[m1] - system.positions[q1], system.cell)))
         if not single / BOND_LENGTH_TOLERANCE < length < single * BOND_LENGTH_TOLERANCE:
-            raise PartitionError(f"{label} is {length:.3f} Å long in the structure (a {q1_element}-{m1_element} single "
-                                 f"bond is {single:.3f} Å): no cap can be placed on it; check the bonds and positions, "
-                                 "or pass link=<g> (a number, e.g. 0.72) to partition()")
+            raise PartitionError(f"{label} is {length:.3f} Å long in the structure (a {q1_element}-{m1_element} "
+                                 f"single bond is {single:.3f} Å): no cap can be placed on it; check the bonds and "
+                                 "positions, or pass link=<g> (a number, e.g. 0.72) to partition()")
         return cap / length
     try:
         g = float(link)
