@@ -60,7 +60,8 @@ def relax_points(points, out: Path = OUT) -> None:
     assert np.array_equal(chm, part3.qm_atoms)
     atoms = [(a.name, a.element.symbol, None) for a in ligand.atoms()]
     bonds = [(b[0].name, b[1].name) for b in pdb.topology.bonds() if b[0].residue is ligand and b[1].residue is ligand]
-    forcefield = app.ForceField("amber14-all.xml", "amber14/tip3p.xml", io.StringIO(prep.temp_ligand_ffxml(atoms, bonds)))
+    ligand_xml = io.StringIO(prep.temp_ligand_ffxml(atoms, bonds))
+    forcefield = app.ForceField("amber14-all.xml", "amber14/tip3p.xml", ligand_xml)
     omm = forcefield.createSystem(pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=1.0 * unit.nanometer,
                                   constraints=None, rigidWater=False, removeCMMotion=False)
     moving = part3.shell_atoms
