@@ -1,6 +1,6 @@
-"""Does relaxing the environment at each scan point lower the chorismate mutase barrier?
+r"""Does relaxing the environment at each scan point lower the chorismate mutase barrier?
 
-At each stored point of ``data/validation/enzyme_scan/`` (QM chorismate at its HF/STO-3G path geometry):
+At each stored point of a scan campaign (``--scan``; default ``data/validation/enzyme_scan/``, the HF/STO-3G path):
 
 1. RESP charges of chorismate alone (B3LYP/6-31G*, restrained, total -2) at that geometry;
 2. the residues of the ML shell (441 atoms, whole residues within 6 Å of chorismate) minimized in amber14 with
@@ -16,6 +16,8 @@ points already there are skipped, so the campaign resumes.  About 6 minutes per 
 
     OMP_NUM_THREADS=1 python data/scripts/enzyme_environment_relaxation.py 0 4    # the points to compute
     python data/scripts/enzyme_environment_relaxation.py --analyse
+    python data/scripts/enzyme_environment_relaxation.py 0 4 --scan data/validation/enzyme_scan_b3lyp \
+        --out data/validation/enzyme_environment_relaxation_b3lyp
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ OUT = es.ROOT / "data" / "validation" / "enzyme_environment_relaxation"
 PDB = es.ROOT / "data" / "structures" / "chorismate_mutase.pdb"
 
 
-def relax_points(points, out: Path = OUT) -> None:
+def relax_points(points, out: Path = OUT, scan: Path = es.OUT) -> None:
     import prepare_chorismate_mutase as prep
     from openmm import Context, LocalEnergyMinimizer, NonbondedForce, Platform, VerletIntegrator, app, unit
 
@@ -76,7 +78,7 @@ def relax_points(points, out: Path = OUT) -> None:
         if target.exists():
             continue
         clock = time.perf_counter()
-        header, arrays = read_header_npz(es.OUT / f"path_{k:02d}.npz", "enzyme scan point")
+        header, arrays = read_header_npz(scan / f"path_{k:02d}.npz", "enzyme scan point")
         x = system.positions.copy()
         x[header["qm_atoms"]] = arrays["qm_positions"]
         grid = esp_grid(numbers, x[chm])
@@ -106,14 +108,14 @@ def relax_points(points, out: Path = OUT) -> None:
         print(f"point {k}: shell moved by up to {shift.max():.2f} Å; {row['seconds']:.0f} s", flush=True)
 
 
-def analyse(out: Path = OUT) -> None:
+def analyse(out: Path = OUT, scan: Path = es.OUT) -> None:
     from qmml import units
 
     rows = {int(p.stem[-2:]): json.loads(p.read_text()) for p in sorted(out.glob("point_[0-9][0-9].json"))}
     if 0 not in rows:
         print("no point 0 yet: the energies are relative to it")
         return
-    frozen3 = {r["rc_A"]: r for r in es.profile()}  # the scan's single points (ML/MM caps of before a83829f)
+    frozen3 = {r["rc_A"]: r for r in es.profile(scan)}  # the scan's own single points
     print("  RC (Å)  QM/MM frozen  QM/MM relaxed  3 layers frozen  3 layers relaxed   gas   (kcal/mol)")
     ref = rows[0]
     for row in rows.values():
@@ -129,10 +131,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("points", nargs="*", type=int, help="scan points to relax (indices of path_NN.npz)")
     parser.add_argument("--analyse", action="store_true", help="print the profiles and stop")
+    parser.add_argument("--scan", type=Path, default=es.OUT, help="the scan campaign whose points are relaxed")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder of this campaign's files")
     args = parser.parse_args()
     if not args.analyse:
-        relax_points(args.points)
-    analyse()
+        relax_points(args.points, args.out, args.scan)
+    analyse(args.out, args.scan)
     return 0
 
 
