@@ -89,7 +89,7 @@ def relax_points(points, out: Path = OUT, scan: Path = es.OUT) -> None:
             nonbonded.setParticleParameters(int(i), q, sigma, epsilon)
         context = Context(omm, VerletIntegrator(0.001), Platform.getPlatformByName("CPU"), {"Threads": "1"})
         context.setPeriodicBoxVectors(*pdb.topology.getPeriodicBoxVectors())
-        context.setPositions(x * 0.1)
+        context.setPositions(x * unit.angstrom)
         before = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
         LocalEnergyMinimizer.minimize(context, 1.0, 0)
         state = context.getState(getEnergy=True, getPositions=True)
